@@ -1,0 +1,418 @@
+//! The tamper-evident audit chain.
+//!
+//! Every write appends an entry `{format, seq, at, tenant, actor, action, subject,
+//! payload_hash, prev_hash}`; its `hash` is the SHA-256 of that object's canonical JSON, and
+//! `prev_hash` is the previous entry's hash (64 zeros for the first). The payload is the
+//! canonical JSON of the facts written, so a verifier can recompute it from the stored records
+//! and detect edits, deletions and insertions made behind shipgate's back.
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::model::{NewDeployment, StatusEvent};
+use crate::time::{Timestamp, format, to_micros};
+
+/// Version of the entry format; hashed into every entry.
+pub const AUDIT_FORMAT: i32 = 1;
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+pub const ACTION_DEPLOYMENT_CREATED: &str = "deployment.created";
+pub const ACTION_DEPLOYMENT_EVENT: &str = "deployment.status_changed";
+
+/// Canonical JSON: object keys sorted, no insignificant whitespace (RFC 8785 style; our
+/// payloads hold no floats).
+pub fn canonical_json(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let sorted_map: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sorted(v))).collect();
+                let mut out = Map::new();
+                for (k, v) in sorted_map {
+                    out.insert(k.clone(), v);
+                }
+                Value::Object(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(v).to_string()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// An entry before it is chained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    pub tenant: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    /// Canonical JSON of the facts written.
+    pub payload: String,
+}
+
+impl PendingEntry {
+    pub fn new(tenant: &str, actor: &str, action: &str, subject: &str, payload: &Value) -> Self {
+        PendingEntry {
+            tenant: tenant.to_owned(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            payload: canonical_json(payload),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub format: i32,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    pub tenant: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub payload_hash: String,
+    pub prev_hash: String,
+    pub hash: String,
+    pub payload: String,
+}
+
+/// The head of the chain: the last entry's sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl ChainHead {
+    pub fn genesis() -> Self {
+        ChainHead {
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+        }
+    }
+}
+
+pub fn entry_hash(e: &AuditEntry) -> String {
+    let body = json!({
+        "format": e.format,
+        "seq": e.seq,
+        "at": to_micros(e.at),
+        "tenant": e.tenant,
+        "actor": e.actor,
+        "action": e.action,
+        "subject": e.subject,
+        "payload_hash": e.payload_hash,
+        "prev_hash": e.prev_hash,
+    });
+    sha256_hex(canonical_json(&body).as_bytes())
+}
+
+/// Chains pending entries onto `head`, returning the sealed entries and the new head.
+pub fn seal(head: &ChainHead, at: Timestamp, pending: Vec<PendingEntry>) -> (Vec<AuditEntry>, ChainHead) {
+    let mut prev = head.clone();
+    let mut out = Vec::with_capacity(pending.len());
+    for p in pending {
+        let mut e = AuditEntry {
+            seq: prev.seq + 1,
+            format: AUDIT_FORMAT,
+            at,
+            tenant: p.tenant,
+            actor: p.actor,
+            action: p.action,
+            subject: p.subject,
+            payload_hash: sha256_hex(p.payload.as_bytes()),
+            prev_hash: prev.hash.clone(),
+            hash: String::new(),
+            payload: p.payload,
+        };
+        e.hash = entry_hash(&e);
+        prev = ChainHead {
+            seq: e.seq,
+            hash: e.hash.clone(),
+        };
+        out.push(e);
+    }
+    (out, prev)
+}
+
+/// The facts of a deployment that its audit entry commits to.
+pub fn deployment_payload(d: &NewDeployment) -> Value {
+    json!({
+        "schema_version": d.schema_version,
+        "id": d.id,
+        "tenant": d.tenant,
+        "correlation_id": d.correlation_id,
+        "service": d.service,
+        "team": d.team,
+        "environment": d.environment.name,
+        "environment_raw": d.environment.raw,
+        "env_tier": d.environment.tier.map(|t| t.as_str()),
+        "region": d.environment.region,
+        "version": d.version,
+        "commit_sha": d.commit_sha,
+        "git_ref": d.git_ref,
+        "repository": d.repository,
+        "artifact_name": d.artifact_name,
+        "artifact_digest": d.artifact_digest,
+        "deployer": d.deployer,
+        "deployer_type": d.deployer_type.as_str(),
+        "kind": d.kind.as_str(),
+        "trigger": d.trigger.as_str(),
+        "change_ref": d.change_ref,
+        "labels": d.labels,
+        "targets": d.targets,
+        "corrects": d.corrects,
+        "started_at": format(d.started_at),
+        "ingested_at": format(d.ingested_at),
+        "backfilled": d.backfilled,
+        "recorded_by": d.recorded_by,
+    })
+}
+
+/// The facts of a status event that its audit entry commits to.
+pub fn event_payload(e: &StatusEvent) -> Value {
+    json!({
+        "id": e.id,
+        "deployment_id": e.deployment_id,
+        "tenant": e.tenant,
+        "target": e.target,
+        "status": e.status.as_str(),
+        "message": e.message,
+        "occurred_at": format(e.occurred_at),
+        "ingested_at": format(e.ingested_at),
+        "late": e.late,
+        "recorded_by": e.recorded_by,
+    })
+}
+
+/// Where the chain or the records disagree with what was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Break {
+    /// The audit entry at fault, when there is one.
+    pub seq: Option<i64>,
+    /// `chain_gap`, `chain_link`, `entry_hash`, `payload_hash`, `record_modified`,
+    /// `record_missing`, `record_unaudited`.
+    pub kind: String,
+    pub subject: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub entries_checked: u64,
+    pub records_checked: u64,
+    pub head: ChainHead,
+    /// The first broken link (lowest sequence number), if any.
+    pub first_break: Option<Break>,
+    /// Every problem found, up to a limit.
+    pub problems: Vec<Break>,
+}
+
+const MAX_PROBLEMS: usize = 100;
+
+/// Verifies a chain fed in sequence order, then the records against it. Streaming: the caller
+/// feeds pages of entries and then pages of records.
+pub struct Verifier {
+    expected_seq: i64,
+    prev_hash: String,
+    entries: u64,
+    records: u64,
+    problems: Vec<Break>,
+    /// subject id -> (seq, payload hash) of entries that commit to a stored record.
+    committed: HashMap<Uuid, (i64, [u8; 32])>,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn hash_bytes(hex_str: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if let Ok(v) = hex::decode(hex_str) {
+        if v.len() == 32 {
+            out.copy_from_slice(&v);
+        }
+    }
+    out
+}
+
+impl Verifier {
+    pub fn new() -> Self {
+        Verifier {
+            expected_seq: 1,
+            prev_hash: GENESIS_HASH.to_owned(),
+            entries: 0,
+            records: 0,
+            problems: Vec::new(),
+            committed: HashMap::new(),
+        }
+    }
+
+    fn problem(&mut self, seq: Option<i64>, kind: &str, subject: Option<String>, message: String) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(Break {
+                seq,
+                kind: kind.to_owned(),
+                subject,
+                message,
+            });
+        }
+    }
+
+    pub fn entry(&mut self, e: &AuditEntry) {
+        self.entries += 1;
+        if e.seq != self.expected_seq {
+            self.problem(
+                Some(e.seq),
+                "chain_gap",
+                None,
+                format!("expected entry {} but found {}: entries were deleted, inserted or reordered", self.expected_seq, e.seq),
+            );
+        }
+        if e.prev_hash != self.prev_hash {
+            self.problem(
+                Some(e.seq),
+                "chain_link",
+                None,
+                format!("entry {} does not link to the entry before it", e.seq),
+            );
+        }
+        if entry_hash(e) != e.hash {
+            self.problem(Some(e.seq), "entry_hash", Some(e.subject.clone()), format!("entry {} was altered: its hash does not match its contents", e.seq));
+        }
+        if sha256_hex(e.payload.as_bytes()) != e.payload_hash {
+            self.problem(Some(e.seq), "payload_hash", Some(e.subject.clone()), format!("entry {}'s payload was altered", e.seq));
+        }
+        if e.action == ACTION_DEPLOYMENT_CREATED || e.action == ACTION_DEPLOYMENT_EVENT {
+            if let Ok(id) = Uuid::parse_str(&e.subject) {
+                self.committed.insert(id, (e.seq, hash_bytes(&e.payload_hash)));
+            }
+        }
+        self.expected_seq = e.seq + 1;
+        self.prev_hash = e.hash.clone();
+    }
+
+    /// Checks one stored record (a deployment or a status event) against its audit entry.
+    pub fn record(&mut self, what: &str, id: Uuid, payload: &Value) {
+        self.records += 1;
+        let actual = hash_bytes(&sha256_hex(canonical_json(payload).as_bytes()));
+        match self.committed.remove(&id) {
+            None => self.problem(
+                None,
+                "record_unaudited",
+                Some(id.to_string()),
+                format!("{what} {id} has no audit entry: it was written outside shipgate"),
+            ),
+            Some((seq, h)) if h != actual => self.problem(
+                Some(seq),
+                "record_modified",
+                Some(id.to_string()),
+                format!("{what} {id} differs from what audit entry {seq} recorded: it was modified"),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    pub fn finish(mut self, stored_head: Option<ChainHead>) -> VerifyReport {
+        let leftovers: Vec<(Uuid, i64)> = self.committed.iter().map(|(k, (s, _))| (*k, *s)).collect();
+        for (id, seq) in leftovers {
+            self.problem(
+                Some(seq),
+                "record_missing",
+                Some(id.to_string()),
+                format!("the record {id} written by audit entry {seq} is missing: it was deleted"),
+            );
+        }
+        let head = ChainHead {
+            seq: self.expected_seq - 1,
+            hash: self.prev_hash.clone(),
+        };
+        if let Some(stored) = stored_head {
+            if stored != head {
+                self.problem(
+                    Some(head.seq + 1),
+                    "chain_gap",
+                    None,
+                    format!(
+                        "the chain ends at entry {} but shipgate last wrote entry {}: entries at the end were deleted",
+                        head.seq, stored.seq
+                    ),
+                );
+            }
+        }
+        self.problems.sort_by_key(|b| b.seq.unwrap_or(i64::MAX));
+        VerifyReport {
+            ok: self.problems.is_empty(),
+            entries_checked: self.entries,
+            records_checked: self.records,
+            head,
+            first_break: self.problems.first().cloned(),
+            problems: self.problems,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::from_micros;
+
+    fn chain(n: usize) -> Vec<AuditEntry> {
+        let pending = (0..n)
+            .map(|i| PendingEntry::new("t", "a", "token.created", &format!("s{i}"), &json!({"i": i})))
+            .collect();
+        seal(&ChainHead::genesis(), from_micros(1), pending).0
+    }
+
+    fn verify(entries: &[AuditEntry]) -> VerifyReport {
+        let mut v = Verifier::new();
+        for e in entries {
+            v.entry(e);
+        }
+        v.finish(None)
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        assert_eq!(canonical_json(&json!({"b":1,"a":{"d":2,"c":3}})), r#"{"a":{"c":3,"d":2},"b":1}"#);
+    }
+
+    #[test]
+    fn intact_chain_verifies() {
+        let r = verify(&chain(5));
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.head.seq, 5);
+    }
+
+    #[test]
+    fn edits_deletions_and_reorders_are_found() {
+        let mut c = chain(5);
+        c[2].actor = "mallory".into();
+        assert_eq!(verify(&c).first_break.expect("break").seq, Some(3));
+
+        let mut c = chain(5);
+        c.remove(1);
+        assert_eq!(verify(&c).first_break.expect("break").kind, "chain_gap");
+
+        let mut c = chain(5);
+        c.swap(1, 2);
+        assert!(!verify(&c).ok);
+
+        let mut c = chain(5);
+        c[4].payload = "{}".into();
+        assert_eq!(verify(&c).first_break.expect("break").kind, "payload_hash");
+    }
+}
