@@ -1,1 +1,156 @@
+//! The storage port: one [`Store`] trait, implemented for SQLite (the embedded default) and
+//! PostgreSQL (for several instances behind a load balancer).
+//!
+//! Both adapters compile the same SQL module (`sql.rs`) against their own sqlx driver, so they
+//! behave the same by construction; the conformance suite in `tests/` proves it.
+//!
+//! Invariant: every state change and its audit entry commit in one transaction.
+#![forbid(unsafe_code)]
 
+use async_trait::async_trait;
+use serde::Serialize;
+use shipgate_domain::audit::{ChainHead, VerifyReport, AuditEntry};
+use shipgate_domain::input::StatusChange;
+use shipgate_domain::time::Timestamp;
+use shipgate_domain::*;
+use uuid::Uuid;
+
+pub mod postgres;
+pub mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A write that contradicts what is already recorded. `code` is a stable error code.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The request refers to something that is not there or not valid in the stored state.
+    #[error("{0}")]
+    Invalid(FieldErrors),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Internal(format!("migration failed: {e}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What recording a deployment did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Created {
+    pub deployment: Deployment,
+    /// False when an idempotent retry returned the earlier result.
+    pub created: bool,
+}
+
+/// What appending a status event did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Appended {
+    pub deployment: Deployment,
+    /// The event recorded, or `None` when it repeated the current status.
+    pub event: Option<StatusEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A deployment in a "what changed" listing, with the version it replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Change {
+    #[serde(flatten)]
+    pub deployment: Deployment,
+    pub previous_version: Option<String>,
+}
+
+/// The storage port.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Records a batch of deployments in one transaction (group commit). Each item gets its
+    /// own result; a failed item never affects the others.
+    async fn create_deployments(
+        &self,
+        batch: Vec<CreateDeployment>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<StoreResult<Created>>>;
+
+    /// Appends a status event, checked against the deployment's lifecycle.
+    async fn append_event(
+        &self,
+        tenant: &str,
+        deployment_id: Uuid,
+        change: StatusChange,
+        actor: &str,
+        now: Timestamp,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<Appended>;
+
+    async fn get_deployment(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Deployment>>;
+    async fn list_deployments(
+        &self,
+        filter: &DeploymentFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> StoreResult<Page<Deployment>>;
+    async fn changes(&self, filter: &DeploymentFilter, limit: u32) -> StoreResult<Vec<Change>>;
+    async fn running(
+        &self,
+        tenant: &str,
+        service: Option<&str>,
+        environment: Option<&str>,
+    ) -> StoreResult<Vec<RunningVersion>>;
+
+    async fn declare_service(&self, tenant: &str, name: &str, team: Option<&str>, actor: &str, now: Timestamp) -> StoreResult<Service>;
+    async fn declare_environment(&self, tenant: &str, env: &ResolvedEnvironment, actor: &str, now: Timestamp) -> StoreResult<Environment>;
+    async fn list_services(&self, tenant: &str) -> StoreResult<Vec<Service>>;
+    async fn list_environments(&self, tenant: &str) -> StoreResult<Vec<Environment>>;
+    async fn list_releases(&self, tenant: &str, service: Option<&str>, limit: u32) -> StoreResult<Vec<Release>>;
+
+    /// Stores a token (hash only). `actor` is who created it; audited.
+    async fn create_token(&self, token: &ApiToken, actor: &str) -> StoreResult<()>;
+    async fn find_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+    async fn count_tokens(&self) -> StoreResult<i64>;
+
+    async fn audit_head(&self) -> StoreResult<ChainHead>;
+    /// Audit entries after `after_seq`, in sequence order; `tenant` limits them to one tenant.
+    async fn audit_entries(&self, tenant: Option<&str>, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// Recomputes the whole chain and checks every deployment and status event against it.
+    async fn verify_audit(&self) -> StoreResult<VerifyReport>;
+}
+
+/// Opens the store a URL names: `sqlite://PATH` (created if missing) or `postgres://...`.
+pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PgStore::open(url).await?))
+    } else {
+        Err(StoreError::Internal(format!(
+            "unsupported database URL '{url}': use sqlite://PATH or postgres://..."
+        )))
+    }
+}

@@ -1,0 +1,29 @@
+//! The PostgreSQL store, for several shipgate instances behind a load balancer. The audit
+//! chain head row is locked for the length of each write transaction, so instances append to
+//! one chain in order.
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+
+use crate::StoreResult;
+
+type Db = sqlx::Postgres;
+const BACKEND: &str = "postgres";
+const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[path = "sql.rs"]
+mod sql;
+pub use sql::SqlStore as PgStore;
+
+impl PgStore {
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self::new(pool))
+    }
+}

@@ -1,0 +1,1082 @@
+//! The SQL store, compiled once per backend: `super` provides `Db` (the sqlx driver),
+//! `BACKEND`, `LOCK_HEAD` and `MIGRATOR`. Static SQL uses `$N` placeholders, which both
+//! drivers accept; dynamic SQL goes through `QueryBuilder`, which writes each driver's own.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use shipgate_domain::audit::{
+    self, ACTION_DEPLOYMENT_CREATED, ACTION_DEPLOYMENT_EVENT, AuditEntry, ChainHead, PendingEntry, VerifyReport,
+};
+use shipgate_domain::input::{LATE_AFTER_SECS, StatusChange};
+use shipgate_domain::lifecycle::{self, EventError, State};
+use shipgate_domain::time::{Timestamp, from_micros, to_micros};
+use shipgate_domain::*;
+use sqlx::{Pool, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::{BACKEND, Db, LOCK_HEAD};
+use crate::{Appended, Change, Created, Page, Store, StoreError, StoreResult};
+
+type DbRow = <Db as sqlx::Database>::Row;
+type Conn = <Db as sqlx::Database>::Connection;
+
+/// Rows per multi-row INSERT statement (keeps under SQLite's bind-parameter limit).
+const CHUNK: usize = 500;
+
+const DEPLOYMENT_COLUMNS: &str = "id, tenant, correlation_id, service, team, environment, environment_raw, env_tier, region, version, commit_sha, git_ref, repository, artifact_name, artifact_digest, deployer, deployer_type, kind, trigger_type, change_ref, labels, targets, corrects, schema_version, started_at, ingested_at, backfilled, recorded_by, status, finished_at, last_event_at, target_status";
+const EVENT_COLUMNS: &str = "id, deployment_id, tenant, target, status, message, occurred_at, ingested_at, late, recorded_by";
+const AUDIT_COLUMNS: &str = "seq, format, at, tenant, actor, action, subject, payload_hash, prev_hash, hash, payload";
+
+pub struct SqlStore {
+    pool: Pool<Db>,
+    /// Serialises writers in this process; the head-row lock serialises them across processes.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn uuid_col(r: &DbRow, col: &str) -> StoreResult<Uuid> {
+    let s: String = r.try_get(col)?;
+    Uuid::parse_str(&s).map_err(internal)
+}
+
+fn opt_uuid_col(r: &DbRow, col: &str) -> StoreResult<Option<Uuid>> {
+    let s: Option<String> = r.try_get(col)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(internal)).transpose()
+}
+
+fn enum_col<T>(r: &DbRow, col: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let s: String = r.try_get(col)?;
+    parse(&s).ok_or_else(|| internal(format!("unexpected {col} '{s}'")))
+}
+
+fn opt_tier(r: &DbRow, col: &str) -> StoreResult<Option<EnvTier>> {
+    let s: Option<String> = r.try_get(col)?;
+    Ok(s.and_then(|s| EnvTier::parse(&s)))
+}
+
+fn ts(r: &DbRow, col: &str) -> StoreResult<Timestamp> {
+    Ok(from_micros(r.try_get::<i64, _>(col)?))
+}
+
+fn opt_ts(r: &DbRow, col: &str) -> StoreResult<Option<Timestamp>> {
+    Ok(r.try_get::<Option<i64>, _>(col)?.map(from_micros))
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(r: &DbRow, col: &str) -> StoreResult<T> {
+    let s: String = r.try_get(col)?;
+    serde_json::from_str(&s).map_err(internal)
+}
+
+fn deployment_from_row(r: &DbRow) -> StoreResult<Deployment> {
+    let record = NewDeployment {
+        id: uuid_col(r, "id")?,
+        tenant: r.try_get("tenant")?,
+        correlation_id: r.try_get("correlation_id")?,
+        service: r.try_get("service")?,
+        team: r.try_get("team")?,
+        environment: ResolvedEnvironment {
+            name: r.try_get("environment")?,
+            raw: r.try_get("environment_raw")?,
+            tier: opt_tier(r, "env_tier")?,
+            region: r.try_get("region")?,
+        },
+        version: r.try_get("version")?,
+        commit_sha: r.try_get("commit_sha")?,
+        git_ref: r.try_get("git_ref")?,
+        repository: r.try_get("repository")?,
+        artifact_name: r.try_get("artifact_name")?,
+        artifact_digest: r.try_get("artifact_digest")?,
+        deployer: r.try_get("deployer")?,
+        deployer_type: enum_col(r, "deployer_type", DeployerType::parse)?,
+        kind: enum_col(r, "kind", DeploymentKind::parse)?,
+        trigger: enum_col(r, "trigger_type", Trigger::parse)?,
+        change_ref: r.try_get("change_ref")?,
+        labels: json_col(r, "labels")?,
+        targets: json_col(r, "targets")?,
+        corrects: opt_uuid_col(r, "corrects")?,
+        schema_version: r.try_get::<i64, _>("schema_version")? as i32,
+        started_at: ts(r, "started_at")?,
+        ingested_at: ts(r, "ingested_at")?,
+        backfilled: r.try_get("backfilled")?,
+        recorded_by: r.try_get("recorded_by")?,
+    };
+    Ok(Deployment {
+        record,
+        status: enum_col(r, "status", DeploymentStatus::parse)?,
+        finished_at: opt_ts(r, "finished_at")?,
+        target_status: json_col(r, "target_status")?,
+        corrected_by: Vec::new(),
+        events: Vec::new(),
+    })
+}
+
+fn event_from_row(r: &DbRow) -> StoreResult<StatusEvent> {
+    Ok(StatusEvent {
+        id: uuid_col(r, "id")?,
+        deployment_id: uuid_col(r, "deployment_id")?,
+        tenant: r.try_get("tenant")?,
+        target: r.try_get("target")?,
+        status: enum_col(r, "status", DeploymentStatus::parse)?,
+        message: r.try_get("message")?,
+        occurred_at: ts(r, "occurred_at")?,
+        ingested_at: ts(r, "ingested_at")?,
+        late: r.try_get("late")?,
+        recorded_by: r.try_get("recorded_by")?,
+    })
+}
+
+fn audit_from_row(r: &DbRow) -> StoreResult<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.try_get("seq")?,
+        format: r.try_get::<i64, _>("format")? as i32,
+        at: ts(r, "at")?,
+        tenant: r.try_get("tenant")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        subject: r.try_get("subject")?,
+        payload_hash: r.try_get("payload_hash")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+        payload: r.try_get("payload")?,
+    })
+}
+
+fn scoped_key(tenant: &str, key: &str) -> String {
+    format!("{tenant}\n{key}")
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// A row of the deployments table about to be written.
+struct DeploymentRow<'a> {
+    d: &'a NewDeployment,
+    status: DeploymentStatus,
+    finished_at: Option<Timestamp>,
+    last_event_at: Timestamp,
+    target_status: BTreeMap<String, DeploymentStatus>,
+}
+
+async fn insert_deployments(conn: &mut Conn, rows: &[DeploymentRow<'_>]) -> StoreResult<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO deployments ({DEPLOYMENT_COLUMNS}) "));
+        qb.push_values(chunk, |mut b, r| {
+            let d = r.d;
+            b.push_bind(d.id.to_string())
+                .push_bind(d.tenant.clone())
+                .push_bind(d.correlation_id.clone())
+                .push_bind(d.service.clone())
+                .push_bind(d.team.clone())
+                .push_bind(d.environment.name.clone())
+                .push_bind(d.environment.raw.clone())
+                .push_bind(d.environment.tier.map(|t| t.as_str().to_owned()))
+                .push_bind(d.environment.region.clone())
+                .push_bind(d.version.clone())
+                .push_bind(d.commit_sha.clone())
+                .push_bind(d.git_ref.clone())
+                .push_bind(d.repository.clone())
+                .push_bind(d.artifact_name.clone())
+                .push_bind(d.artifact_digest.clone())
+                .push_bind(d.deployer.clone())
+                .push_bind(d.deployer_type.as_str().to_owned())
+                .push_bind(d.kind.as_str().to_owned())
+                .push_bind(d.trigger.as_str().to_owned())
+                .push_bind(d.change_ref.clone())
+                .push_bind(json_text(&d.labels))
+                .push_bind(json_text(&d.targets))
+                .push_bind(d.corrects.map(|c| c.to_string()))
+                .push_bind(i64::from(d.schema_version))
+                .push_bind(to_micros(d.started_at))
+                .push_bind(to_micros(d.ingested_at))
+                .push_bind(d.backfilled)
+                .push_bind(d.recorded_by.clone())
+                .push_bind(r.status.as_str().to_owned())
+                .push_bind(r.finished_at.map(to_micros))
+                .push_bind(to_micros(r.last_event_at))
+                .push_bind(json_text(&r.target_status));
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_events(conn: &mut Conn, events: &[StatusEvent]) -> StoreResult<()> {
+    for chunk in events.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO deployment_events ({EVENT_COLUMNS}) "));
+        qb.push_values(chunk, |mut b, e| {
+            b.push_bind(e.id.to_string())
+                .push_bind(e.deployment_id.to_string())
+                .push_bind(e.tenant.clone())
+                .push_bind(e.target.clone())
+                .push_bind(e.status.as_str().to_owned())
+                .push_bind(e.message.clone())
+                .push_bind(to_micros(e.occurred_at))
+                .push_bind(to_micros(e.ingested_at))
+                .push_bind(e.late)
+                .push_bind(e.recorded_by.clone());
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn lock_head(conn: &mut Conn) -> StoreResult<ChainHead> {
+    let r = sqlx::query(LOCK_HEAD).fetch_one(&mut *conn).await?;
+    Ok(ChainHead {
+        seq: r.try_get("seq")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+/// Seals pending entries onto the chain, writes them and moves the head, in the caller's
+/// transaction.
+async fn append_audit(conn: &mut Conn, head: &ChainHead, now: Timestamp, pending: Vec<PendingEntry>) -> StoreResult<ChainHead> {
+    if pending.is_empty() {
+        return Ok(head.clone());
+    }
+    let (entries, new_head) = audit::seal(head, now, pending);
+    for chunk in entries.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) "));
+        qb.push_values(chunk, |mut b, e| {
+            b.push_bind(e.seq)
+                .push_bind(i64::from(e.format))
+                .push_bind(to_micros(e.at))
+                .push_bind(e.tenant.clone())
+                .push_bind(e.actor.clone())
+                .push_bind(e.action.clone())
+                .push_bind(e.subject.clone())
+                .push_bind(e.payload_hash.clone())
+                .push_bind(e.prev_hash.clone())
+                .push_bind(e.hash.clone())
+                .push_bind(e.payload.clone());
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(new_head.seq)
+        .bind(new_head.hash.clone())
+        .execute(&mut *conn)
+        .await?;
+    Ok(new_head)
+}
+
+/// Points `running` at the latest succeeded deployment of a service in an environment.
+async fn refresh_running(conn: &mut Conn, tenant: &str, service: &str, environment: &str) -> StoreResult<()> {
+    let latest = sqlx::query(
+        "SELECT id, finished_at FROM deployments WHERE tenant = $1 AND service = $2 AND environment = $3 \
+         AND status = 'succeeded' ORDER BY finished_at DESC, id DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(service)
+    .bind(environment)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match latest {
+        Some(r) => {
+            let id: String = r.try_get("id")?;
+            let at: Option<i64> = r.try_get("finished_at")?;
+            sqlx::query(
+                "INSERT INTO running (tenant, service, environment, deployment_id, deployed_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant, service, environment) DO UPDATE SET deployment_id = excluded.deployment_id, deployed_at = excluded.deployed_at",
+            )
+            .bind(tenant)
+            .bind(service)
+            .bind(environment)
+            .bind(id)
+            .bind(at.unwrap_or_default())
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM running WHERE tenant = $1 AND service = $2 AND environment = $3")
+                .bind(tenant)
+                .bind(service)
+                .bind(environment)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn push_filter(qb: &mut QueryBuilder<'_, Db>, f: &DeploymentFilter, prefix: &str) {
+    qb.push(format!(" WHERE {prefix}tenant = ")).push_bind(f.tenant.clone());
+    let eq = |qb: &mut QueryBuilder<'_, Db>, col: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            qb.push(format!(" AND {prefix}{col} = ")).push_bind(v.clone());
+        }
+    };
+    eq(qb, "service", &f.service);
+    eq(qb, "environment", &f.environment);
+    eq(qb, "env_tier", &f.env_tier.map(|t| t.as_str().to_owned()));
+    eq(qb, "status", &f.status.map(|t| t.as_str().to_owned()));
+    eq(qb, "kind", &f.kind.map(|t| t.as_str().to_owned()));
+    eq(qb, "commit_sha", &f.commit_sha);
+    eq(qb, "artifact_digest", &f.artifact_digest);
+    eq(qb, "deployer", &f.deployer);
+    eq(qb, "correlation_id", &f.correlation_id);
+    if let Some(t) = f.since {
+        qb.push(format!(" AND {prefix}started_at >= ")).push_bind(to_micros(t));
+    }
+    if let Some(t) = f.until {
+        qb.push(format!(" AND {prefix}started_at < ")).push_bind(to_micros(t));
+    }
+}
+
+impl SqlStore {
+    pub(super) fn new(pool: Pool<Db>) -> Self {
+        SqlStore {
+            pool,
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The connection pool, for tests and tools that must reach under the API.
+    pub fn pool(&self) -> &Pool<Db> {
+        &self.pool
+    }
+
+    async fn load_events(&self, tenant: &str, id: Uuid) -> StoreResult<Vec<StatusEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM deployment_events WHERE deployment_id = $1 AND tenant = $2 ORDER BY occurred_at, ingested_at, id"
+        ))
+        .bind(id.to_string())
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_deployments(&self, batch: Vec<CreateDeployment>, now: Timestamp) -> StoreResult<Vec<StoreResult<Created>>> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let head = lock_head(&mut tx).await?;
+
+        // What is already recorded that the batch could collide with.
+        let keys: Vec<String> = batch
+            .iter()
+            .filter_map(|c| c.idempotency.as_ref().map(|k| scoped_key(&c.deployment.tenant, &k.key)))
+            .collect();
+        let mut known_keys: HashMap<String, (String, String)> = HashMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Db> =
+                QueryBuilder::new("SELECT scoped_key, request_hash, result_id FROM idempotency_keys WHERE scoped_key IN (");
+            let mut sep = qb.separated(", ");
+            for k in chunk {
+                sep.push_bind(k.clone());
+            }
+            sep.push_unseparated(")");
+            for r in qb.build().fetch_all(&mut *tx).await? {
+                known_keys.insert(r.try_get("scoped_key")?, (r.try_get("request_hash")?, r.try_get("result_id")?));
+            }
+        }
+        let ids: Vec<String> = batch
+            .iter()
+            .flat_map(|c| std::iter::once(c.deployment.id).chain(c.deployment.corrects))
+            .map(|u| u.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut known_ids: HashMap<Uuid, String> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT id, tenant FROM deployments WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for k in chunk {
+                sep.push_bind(k.clone());
+            }
+            sep.push_unseparated(")");
+            for r in qb.build().fetch_all(&mut *tx).await? {
+                known_ids.insert(uuid_col(&r, "id")?, r.try_get("tenant")?);
+            }
+        }
+
+        enum Plan {
+            Insert,
+            Replay(Uuid),
+            SameAs(usize),
+            Fail(StoreError),
+        }
+        let mut plans: Vec<Plan> = Vec::with_capacity(batch.len());
+        let mut batch_keys: HashMap<String, (usize, String)> = HashMap::new();
+        let mut batch_ids: HashMap<Uuid, String> = HashMap::new();
+        for (i, c) in batch.iter().enumerate() {
+            let d = &c.deployment;
+            if let Some(k) = &c.idempotency {
+                let sk = scoped_key(&d.tenant, &k.key);
+                if let Some((hash, result)) = known_keys.get(&sk) {
+                    plans.push(if *hash == k.request_hash {
+                        Uuid::parse_str(result).map(Plan::Replay).unwrap_or_else(|e| Plan::Fail(internal(e)))
+                    } else {
+                        Plan::Fail(StoreError::Conflict {
+                            code: "idempotency_key_reused",
+                            message: format!("idempotency key '{}' was used for a different request", k.key),
+                        })
+                    });
+                    continue;
+                }
+                if let Some((j, hash)) = batch_keys.get(&sk) {
+                    plans.push(if *hash == k.request_hash {
+                        Plan::SameAs(*j)
+                    } else {
+                        Plan::Fail(StoreError::Conflict {
+                            code: "idempotency_key_reused",
+                            message: format!("idempotency key '{}' was used for a different request", k.key),
+                        })
+                    });
+                    continue;
+                }
+            }
+            if known_ids.contains_key(&d.id) || batch_ids.contains_key(&d.id) {
+                plans.push(Plan::Fail(StoreError::Conflict {
+                    code: "deployment_exists",
+                    message: format!("a deployment with id {} is already recorded with different content", d.id),
+                }));
+                continue;
+            }
+            if let Some(c) = d.corrects {
+                let owner = known_ids.get(&c).or_else(|| batch_ids.get(&c));
+                if owner != Some(&d.tenant) {
+                    let mut e = FieldErrors::default();
+                    e.add("corrects", "not_found", format!("no deployment {c} to correct"));
+                    plans.push(Plan::Fail(StoreError::Invalid(e)));
+                    continue;
+                }
+            }
+            if let Some(k) = &c.idempotency {
+                batch_keys.insert(scoped_key(&d.tenant, &k.key), (i, k.request_hash.clone()));
+            }
+            batch_ids.insert(d.id, d.tenant.clone());
+            plans.push(Plan::Insert);
+        }
+
+        // Build everything the inserts write.
+        let mut rows = Vec::new();
+        let mut events = Vec::new();
+        let mut pending = Vec::new();
+        let mut built: HashMap<usize, Deployment> = HashMap::new();
+        let mut services = BTreeSet::new();
+        let mut environments = BTreeMap::new();
+        let mut releases = BTreeMap::new();
+        let mut running: BTreeSet<(String, String, String)> = BTreeSet::new();
+        let mut idem_rows = Vec::new();
+        for (i, c) in batch.iter().enumerate() {
+            if !matches!(plans[i], Plan::Insert) {
+                continue;
+            }
+            let d = &c.deployment;
+            let mut evs = Vec::new();
+            let mk = |status, at| StatusEvent {
+                id: Uuid::now_v7(),
+                deployment_id: d.id,
+                tenant: d.tenant.clone(),
+                target: None,
+                status,
+                message: None,
+                occurred_at: at,
+                ingested_at: now,
+                late: d.backfilled,
+                recorded_by: d.recorded_by.clone(),
+            };
+            if c.initial_status.is_terminal() {
+                evs.push(mk(DeploymentStatus::Started, d.started_at));
+                evs.push(mk(c.initial_status, c.finished_at.unwrap_or(d.started_at)));
+            } else {
+                evs.push(mk(c.initial_status, d.started_at));
+            }
+            let last_event_at = evs.iter().map(|e| e.occurred_at).max().unwrap_or(d.started_at);
+            let target_status: BTreeMap<String, DeploymentStatus> =
+                d.targets.iter().map(|t| (t.clone(), c.initial_status)).collect();
+            pending.push(PendingEntry::new(&d.tenant, &d.recorded_by, ACTION_DEPLOYMENT_CREATED, &d.id.to_string(), &audit::deployment_payload(d)));
+            for e in &evs {
+                pending.push(PendingEntry::new(&d.tenant, &d.recorded_by, ACTION_DEPLOYMENT_EVENT, &e.id.to_string(), &audit::event_payload(e)));
+            }
+            services.insert((d.tenant.clone(), d.service.clone(), d.team.clone()));
+            environments.insert((d.tenant.clone(), d.environment.name.clone()), d.environment.clone());
+            releases
+                .entry((d.tenant.clone(), d.service.clone(), d.version.clone()))
+                .or_insert((d.commit_sha.clone(), d.artifact_digest.clone(), d.started_at));
+            if c.initial_status == DeploymentStatus::Succeeded {
+                running.insert((d.tenant.clone(), d.service.clone(), d.environment.name.clone()));
+            }
+            if let Some(k) = &c.idempotency {
+                idem_rows.push((scoped_key(&d.tenant, &k.key), k.request_hash.clone(), d.id.to_string()));
+            }
+            rows.push(DeploymentRow {
+                d,
+                status: c.initial_status,
+                finished_at: c.finished_at,
+                last_event_at,
+                target_status: target_status.clone(),
+            });
+            built.insert(
+                i,
+                Deployment {
+                    record: d.clone(),
+                    status: c.initial_status,
+                    finished_at: c.finished_at,
+                    target_status,
+                    corrected_by: Vec::new(),
+                    events: evs.clone(),
+                },
+            );
+            events.extend(evs);
+        }
+
+        if !rows.is_empty() {
+            insert_deployments(&mut tx, &rows).await?;
+            insert_events(&mut tx, &events).await?;
+            let services: Vec<_> = services.into_iter().collect();
+            for chunk in services.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Db> = QueryBuilder::new("INSERT INTO services (tenant, name, team, declared, created_at) ");
+                qb.push_values(chunk, |mut b, (t, n, team)| {
+                    b.push_bind(t.clone()).push_bind(n.clone()).push_bind(team.clone()).push_bind(false).push_bind(to_micros(now));
+                });
+                qb.push(" ON CONFLICT (tenant, name) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            }
+            let environments: Vec<_> = environments.into_iter().collect();
+            for chunk in environments.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Db> =
+                    QueryBuilder::new("INSERT INTO environments (tenant, name, tier, region, declared, created_at) ");
+                qb.push_values(chunk, |mut b, ((t, n), e)| {
+                    b.push_bind(t.clone())
+                        .push_bind(n.clone())
+                        .push_bind(e.tier.map(|t| t.as_str().to_owned()))
+                        .push_bind(e.region.clone())
+                        .push_bind(false)
+                        .push_bind(to_micros(now));
+                });
+                qb.push(" ON CONFLICT (tenant, name) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            }
+            let releases: Vec<_> = releases.into_iter().collect();
+            for chunk in releases.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Db> =
+                    QueryBuilder::new("INSERT INTO releases (tenant, service, version, commit_sha, artifact_digest, first_seen_at) ");
+                qb.push_values(chunk, |mut b, ((t, s, v), (c, a, at))| {
+                    b.push_bind(t.clone())
+                        .push_bind(s.clone())
+                        .push_bind(v.clone())
+                        .push_bind(c.clone())
+                        .push_bind(a.clone())
+                        .push_bind(to_micros(*at));
+                });
+                qb.push(" ON CONFLICT (tenant, service, version) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in idem_rows.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Db> =
+                    QueryBuilder::new("INSERT INTO idempotency_keys (scoped_key, request_hash, result_id, created_at) ");
+                qb.push_values(chunk, |mut b, (k, h, id)| {
+                    b.push_bind(k.clone()).push_bind(h.clone()).push_bind(id.clone()).push_bind(to_micros(now));
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            for (t, s, e) in &running {
+                refresh_running(&mut tx, t, s, e).await?;
+            }
+            append_audit(&mut tx, &head, now, pending).await?;
+        }
+        tx.commit().await?;
+        drop(_writer);
+
+        let mut out = Vec::with_capacity(plans.len());
+        for (i, plan) in plans.into_iter().enumerate() {
+            out.push(match plan {
+                Plan::Insert => built.get(&i).cloned().map(|d| Created { deployment: d, created: true }).ok_or(StoreError::NotFound),
+                Plan::SameAs(j) => built.get(&j).cloned().map(|d| Created { deployment: d, created: false }).ok_or(StoreError::NotFound),
+                Plan::Replay(id) => match self.get_deployment(&batch[i].deployment.tenant, id).await {
+                    Ok(Some(d)) => Ok(Created { deployment: d, created: false }),
+                    Ok(None) => Err(StoreError::NotFound),
+                    Err(e) => Err(e),
+                },
+                Plan::Fail(e) => Err(e),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn append_event(
+        &self,
+        tenant: &str,
+        deployment_id: Uuid,
+        change: StatusChange,
+        actor: &str,
+        now: Timestamp,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<Appended> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let key = idempotency.as_ref().map(|k| scoped_key(tenant, &k.key)).or(change.id.map(|id| scoped_key(tenant, &format!("event:{id}"))));
+        let request_hash = idempotency.as_ref().map(|k| k.request_hash.clone()).unwrap_or_else(|| {
+            format!("{deployment_id}/{:?}/{}", change.target, change.status)
+        });
+        if let Some(k) = &key {
+            let known = sqlx::query("SELECT request_hash, result_id FROM idempotency_keys WHERE scoped_key = $1")
+                .bind(k.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(r) = known {
+                let hash: String = r.try_get("request_hash")?;
+                let result: String = r.try_get("result_id")?;
+                drop(tx);
+                drop(_writer);
+                if hash != request_hash {
+                    return Err(StoreError::Conflict {
+                        code: "idempotency_key_reused",
+                        message: "this idempotency key or event id was used for a different request".into(),
+                    });
+                }
+                let d = self.get_deployment(tenant, deployment_id).await?.ok_or(StoreError::NotFound)?;
+                let event = d.events.iter().find(|e| e.id.to_string() == result).cloned();
+                return Ok(Appended { deployment: d, event });
+            }
+        }
+        let row = sqlx::query(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1 AND tenant = $2"))
+            .bind(deployment_id.to_string())
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let current = deployment_from_row(&row)?;
+        let state = State {
+            status: current.status,
+            finished_at: current.finished_at,
+            last_event_at: ts(&row, "last_event_at")?,
+            targets: current.target_status.clone(),
+        };
+        let occurred_at = change.occurred_at.unwrap_or(now);
+        let arrived_late = (now - occurred_at).num_seconds() > LATE_AFTER_SECS;
+        let applied = lifecycle::apply_event(&state, change.target.as_deref(), change.status, occurred_at, arrived_late).map_err(|e| match e {
+            EventError::UnknownTarget(t) => {
+                let mut fe = FieldErrors::default();
+                fe.add("target", "not_found", format!("'{t}' is not a target of this deployment"));
+                StoreError::Invalid(fe)
+            }
+            EventError::Transition(t) => StoreError::Conflict {
+                code: "invalid_transition",
+                message: format!("deployment is '{}': {t}", current.status),
+            },
+        })?;
+        if !applied.append {
+            drop(tx);
+            drop(_writer);
+            let d = self.get_deployment(tenant, deployment_id).await?.ok_or(StoreError::NotFound)?;
+            return Ok(Appended { deployment: d, event: None });
+        }
+        let event = StatusEvent {
+            id: change.id.unwrap_or_else(Uuid::now_v7),
+            deployment_id,
+            tenant: tenant.to_owned(),
+            target: change.target.clone(),
+            status: change.status,
+            message: change.message.clone(),
+            occurred_at,
+            ingested_at: now,
+            late: applied.late,
+            recorded_by: actor.to_owned(),
+        };
+        insert_events(&mut tx, std::slice::from_ref(&event)).await?;
+        let s = &applied.state;
+        sqlx::query("UPDATE deployments SET status = $1, finished_at = $2, last_event_at = $3, target_status = $4 WHERE id = $5")
+            .bind(s.status.as_str())
+            .bind(s.finished_at.map(to_micros))
+            .bind(to_micros(s.last_event_at))
+            .bind(json_text(&s.targets))
+            .bind(deployment_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if (s.status == DeploymentStatus::Succeeded) != (state.status == DeploymentStatus::Succeeded) {
+            refresh_running(&mut tx, tenant, &current.record.service, &current.record.environment.name).await?;
+        }
+        if let Some(k) = key {
+            sqlx::query("INSERT INTO idempotency_keys (scoped_key, request_hash, result_id, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(k)
+                .bind(request_hash)
+                .bind(event.id.to_string())
+                .bind(to_micros(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let entry = PendingEntry::new(tenant, actor, ACTION_DEPLOYMENT_EVENT, &event.id.to_string(), &audit::event_payload(&event));
+        append_audit(&mut tx, &head, now, vec![entry]).await?;
+        tx.commit().await?;
+        drop(_writer);
+        let d = self.get_deployment(tenant, deployment_id).await?.ok_or(StoreError::NotFound)?;
+        Ok(Appended { deployment: d, event: Some(event) })
+    }
+
+    async fn get_deployment(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Deployment>> {
+        let Some(row) = sqlx::query(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1 AND tenant = $2"))
+            .bind(id.to_string())
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut d = deployment_from_row(&row)?;
+        d.events = self.load_events(tenant, id).await?;
+        d.corrected_by = sqlx::query("SELECT id FROM deployments WHERE corrects = $1 AND tenant = $2 ORDER BY id")
+            .bind(id.to_string())
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| uuid_col(r, "id"))
+            .collect::<StoreResult<_>>()?;
+        Ok(Some(d))
+    }
+
+    async fn list_deployments(&self, filter: &DeploymentFilter, after: Option<Cursor>, limit: u32) -> StoreResult<Page<Deployment>> {
+        let limit = limit.clamp(1, 1000);
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments"));
+        push_filter(&mut qb, filter, "");
+        if let Some(c) = after {
+            qb.push(" AND (started_at < ")
+                .push_bind(c.started_at_us)
+                .push(" OR (started_at = ")
+                .push_bind(c.started_at_us)
+                .push(" AND id < ")
+                .push_bind(c.id.to_string())
+                .push("))");
+        }
+        qb.push(" ORDER BY started_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let mut items: Vec<Deployment> = rows.iter().map(deployment_from_row).collect::<StoreResult<_>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|d| {
+                Cursor {
+                    started_at_us: to_micros(d.record.started_at),
+                    id: d.record.id,
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn changes(&self, filter: &DeploymentFilter, limit: u32) -> StoreResult<Vec<Change>> {
+        let cols: String = DEPLOYMENT_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ");
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
+            "SELECT {cols}, (SELECT p.version FROM deployments p WHERE p.tenant = d.tenant AND p.service = d.service \
+             AND p.environment = d.environment AND p.status IN ('succeeded', 'rolled_back') AND p.started_at < d.started_at \
+             ORDER BY p.started_at DESC LIMIT 1) AS previous_version FROM deployments d"
+        ));
+        push_filter(&mut qb, filter, "d.");
+        qb.push(" ORDER BY d.started_at DESC, d.id DESC LIMIT ").push_bind(i64::from(limit.clamp(1, 1000)));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Change {
+                    deployment: deployment_from_row(r)?,
+                    previous_version: r.try_get("previous_version")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn running(&self, tenant: &str, service: Option<&str>, environment: Option<&str>) -> StoreResult<Vec<RunningVersion>> {
+        let cols: String = DEPLOYMENT_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ");
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
+            "SELECT {cols} FROM running r JOIN deployments d ON d.id = r.deployment_id WHERE r.tenant = "
+        ));
+        qb.push_bind(tenant.to_owned());
+        if let Some(s) = service {
+            qb.push(" AND r.service = ").push_bind(s.to_owned());
+        }
+        if let Some(e) = environment {
+            qb.push(" AND r.environment = ").push_bind(e.to_owned());
+        }
+        qb.push(" ORDER BY r.service, r.environment");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let d = deployment_from_row(r)?;
+                Ok(RunningVersion {
+                    service: d.record.service,
+                    environment: d.record.environment.name,
+                    env_tier: d.record.environment.tier,
+                    region: d.record.environment.region,
+                    version: d.record.version,
+                    deployment_id: d.record.id,
+                    commit_sha: d.record.commit_sha,
+                    artifact_digest: d.record.artifact_digest,
+                    deployed_at: d.finished_at.unwrap_or(d.record.started_at),
+                    deployer: d.record.deployer,
+                })
+            })
+            .collect()
+    }
+
+    async fn declare_service(&self, tenant: &str, name: &str, team: Option<&str>, actor: &str, now: Timestamp) -> StoreResult<Service> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO services (tenant, name, team, declared, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant, name) DO UPDATE SET team = excluded.team, declared = excluded.declared",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(team)
+        .bind(true)
+        .bind(to_micros(now))
+        .execute(&mut *tx)
+        .await?;
+        let payload = serde_json::json!({"tenant": tenant, "name": name, "team": team});
+        append_audit(&mut tx, &head, now, vec![PendingEntry::new(tenant, actor, "service.declared", name, &payload)]).await?;
+        let r = sqlx::query("SELECT name, team, declared, created_at FROM services WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let s = Service {
+            name: r.try_get("name")?,
+            team: r.try_get("team")?,
+            declared: r.try_get("declared")?,
+            created_at: ts(&r, "created_at")?,
+        };
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    async fn declare_environment(&self, tenant: &str, env: &ResolvedEnvironment, actor: &str, now: Timestamp) -> StoreResult<Environment> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO environments (tenant, name, tier, region, declared, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (tenant, name) DO UPDATE SET tier = excluded.tier, region = excluded.region, declared = excluded.declared",
+        )
+        .bind(tenant)
+        .bind(&env.name)
+        .bind(env.tier.map(|t| t.as_str()))
+        .bind(&env.region)
+        .bind(true)
+        .bind(to_micros(now))
+        .execute(&mut *tx)
+        .await?;
+        let payload = serde_json::json!({"tenant": tenant, "name": env.name, "tier": env.tier, "region": env.region, "raw": env.raw});
+        append_audit(&mut tx, &head, now, vec![PendingEntry::new(tenant, actor, "environment.declared", &env.name, &payload)]).await?;
+        let r = sqlx::query("SELECT name, tier, region, declared, created_at FROM environments WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(&env.name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let e = Environment {
+            name: r.try_get("name")?,
+            tier: opt_tier(&r, "tier")?,
+            region: r.try_get("region")?,
+            declared: r.try_get("declared")?,
+            created_at: ts(&r, "created_at")?,
+        };
+        tx.commit().await?;
+        Ok(e)
+    }
+
+    async fn list_services(&self, tenant: &str) -> StoreResult<Vec<Service>> {
+        let rows = sqlx::query("SELECT name, team, declared, created_at FROM services WHERE tenant = $1 ORDER BY name")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Service {
+                    name: r.try_get("name")?,
+                    team: r.try_get("team")?,
+                    declared: r.try_get("declared")?,
+                    created_at: ts(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_environments(&self, tenant: &str) -> StoreResult<Vec<Environment>> {
+        let rows = sqlx::query("SELECT name, tier, region, declared, created_at FROM environments WHERE tenant = $1 ORDER BY name")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Environment {
+                    name: r.try_get("name")?,
+                    tier: opt_tier(r, "tier")?,
+                    region: r.try_get("region")?,
+                    declared: r.try_get("declared")?,
+                    created_at: ts(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_releases(&self, tenant: &str, service: Option<&str>, limit: u32) -> StoreResult<Vec<Release>> {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+            "SELECT service, version, commit_sha, artifact_digest, first_seen_at FROM releases WHERE tenant = ",
+        );
+        qb.push_bind(tenant.to_owned());
+        if let Some(s) = service {
+            qb.push(" AND service = ").push_bind(s.to_owned());
+        }
+        qb.push(" ORDER BY first_seen_at DESC LIMIT ").push_bind(i64::from(limit.clamp(1, 1000)));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Release {
+                    service: r.try_get("service")?,
+                    version: r.try_get("version")?,
+                    commit_sha: r.try_get("commit_sha")?,
+                    artifact_digest: r.try_get("artifact_digest")?,
+                    first_seen_at: ts(r, "first_seen_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_token(&self, token: &ApiToken, actor: &str) -> StoreResult<()> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        sqlx::query("INSERT INTO api_tokens (id, tenant, subject, role, root, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(token.id.to_string())
+            .bind(&token.tenant)
+            .bind(&token.subject)
+            .bind(token.role.as_str())
+            .bind(token.root)
+            .bind(&token.token_hash)
+            .bind(to_micros(token.created_at))
+            .execute(&mut *tx)
+            .await?;
+        let payload = serde_json::json!({"id": token.id, "tenant": token.tenant, "subject": token.subject, "role": token.role, "root": token.root});
+        append_audit(&mut tx, &head, token.created_at, vec![PendingEntry::new(&token.tenant, actor, "token.created", &token.id.to_string(), &payload)]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        let r = sqlx::query("SELECT id, tenant, subject, role, root, token_hash, created_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.map(|r| {
+            Ok(ApiToken {
+                id: uuid_col(&r, "id")?,
+                tenant: r.try_get("tenant")?,
+                subject: r.try_get("subject")?,
+                role: enum_col(&r, "role", Role::parse)?,
+                root: r.try_get("root")?,
+                token_hash: r.try_get("token_hash")?,
+                created_at: ts(&r, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn count_tokens(&self) -> StoreResult<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM api_tokens").fetch_one(&self.pool).await?.try_get("n")?)
+    }
+
+    async fn audit_head(&self) -> StoreResult<ChainHead> {
+        let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        Ok(ChainHead {
+            seq: r.try_get("seq")?,
+            hash: r.try_get("hash")?,
+        })
+    }
+
+    async fn audit_entries(&self, tenant: Option<&str>, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > "));
+        qb.push_bind(after_seq);
+        if let Some(t) = tenant {
+            qb.push(" AND tenant = ").push_bind(t.to_owned());
+        }
+        qb.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit.clamp(1, 10_000)));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn verify_audit(&self) -> StoreResult<VerifyReport> {
+        const PAGE: i64 = 5000;
+        // One read transaction: a consistent snapshot while writers go on.
+        let mut tx = self.pool.begin().await?;
+        if BACKEND == "postgres" {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        }
+        let hr = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *tx).await?;
+        let stored_head = ChainHead {
+            seq: hr.try_get("seq")?,
+            hash: hr.try_get("hash")?,
+        };
+        let mut v = audit::Verifier::new();
+        let mut after = i64::MIN;
+        loop {
+            let rows = sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"))
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in &rows {
+                let e = audit_from_row(r)?;
+                after = e.seq;
+                v.entry(&e);
+            }
+            if (rows.len() as i64) < PAGE {
+                break;
+            }
+        }
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id > $1 ORDER BY id LIMIT $2"))
+                .bind(after.clone())
+                .bind(PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in &rows {
+                let d = deployment_from_row(r)?;
+                after = d.record.id.to_string();
+                v.record("deployment", d.record.id, &audit::deployment_payload(&d.record));
+            }
+            if (rows.len() as i64) < PAGE {
+                break;
+            }
+        }
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM deployment_events WHERE id > $1 ORDER BY id LIMIT $2"))
+                .bind(after.clone())
+                .bind(PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in &rows {
+                let e = event_from_row(r)?;
+                after = e.id.to_string();
+                v.record("status event", e.id, &audit::event_payload(&e));
+            }
+            if (rows.len() as i64) < PAGE {
+                break;
+            }
+        }
+        tx.rollback().await?;
+        Ok(v.finish(Some(stored_head)))
+    }
+}

@@ -1,0 +1,36 @@
+//! The embedded SQLite store (WAL, synchronous=FULL: an acknowledged write survives a crash).
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::StoreResult;
+
+type Db = sqlx::Sqlite;
+const BACKEND: &str = "sqlite";
+/// SQLite has one writer; the store's write lock already serialises writers.
+const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[path = "sql.rs"]
+mod sql;
+pub use sql::SqlStore as SqliteStore;
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self::new(pool))
+    }
+}
