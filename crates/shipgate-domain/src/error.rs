@@ -1,8 +1,8 @@
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One problem with one field of a request. `field` is a JSON pointer-like dotted path
 /// (`labels.team`, `targets[2]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     /// Stable machine-readable code: `required`, `invalid_type`, `invalid_format`,

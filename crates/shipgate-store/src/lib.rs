@@ -91,11 +91,13 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     /// Records a batch of deployments in one transaction (group commit). Each item gets its
-    /// own result; a failed item never affects the others.
+    /// own result. With `atomic` false a failed item never affects the others; with `atomic`
+    /// true one failed item means nothing is written (the others answer `not_written`).
     async fn create_deployments(
         &self,
         batch: Vec<CreateDeployment>,
         now: Timestamp,
+        atomic: bool,
     ) -> StoreResult<Vec<StoreResult<Created>>>;
 
     /// Appends a status event, checked against the deployment's lifecycle.

@@ -363,7 +363,7 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn create_deployments(&self, batch: Vec<CreateDeployment>, now: Timestamp) -> StoreResult<Vec<StoreResult<Created>>> {
+    async fn create_deployments(&self, batch: Vec<CreateDeployment>, now: Timestamp, atomic: bool) -> StoreResult<Vec<StoreResult<Created>>> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let head = lock_head(&mut tx).await?;
@@ -463,6 +463,20 @@ impl Store for SqlStore {
             }
             batch_ids.insert(d.id, d.tenant.clone());
             plans.push(Plan::Insert);
+        }
+
+        if atomic && plans.iter().any(|p| matches!(p, Plan::Fail(_))) {
+            tx.rollback().await?;
+            return Ok(plans
+                .into_iter()
+                .map(|p| match p {
+                    Plan::Fail(e) => Err(e),
+                    _ => Err(StoreError::Conflict {
+                        code: "not_written",
+                        message: "not written: another record of this batch was refused".into(),
+                    }),
+                })
+                .collect());
         }
 
         // Build everything the inserts write.

@@ -110,7 +110,7 @@ fn cmd(tenant: &str, body: Value) -> CreateDeployment {
 }
 
 async fn create(s: &dyn Store, c: CreateDeployment) -> Deployment {
-    let mut r = s.create_deployments(vec![c], now()).await.unwrap();
+    let mut r = s.create_deployments(vec![c], now(), false).await.unwrap();
     r.remove(0).unwrap().deployment
 }
 
@@ -184,32 +184,32 @@ async fn idempotent_ingestion(db: &TestDb) {
     let s = db.store.as_ref();
     let mut c = cmd("acme", json!({"service":"web","environment":"dev","version":"7"}));
     c.idempotency = Some(IdempotencyKey { key: "k1".into(), request_hash: "h1".into() });
-    let first = s.create_deployments(vec![c.clone()], now()).await.unwrap().remove(0).unwrap();
+    let first = s.create_deployments(vec![c.clone()], now(), false).await.unwrap().remove(0).unwrap();
     assert!(first.created);
     // The retry comes with a fresh id (the server generates one per request): the key wins.
     let mut retry = cmd("acme", json!({"service":"web","environment":"dev","version":"7"}));
     retry.idempotency = c.idempotency.clone();
-    let second = s.create_deployments(vec![retry], now()).await.unwrap().remove(0).unwrap();
+    let second = s.create_deployments(vec![retry], now(), false).await.unwrap().remove(0).unwrap();
     assert!(!second.created);
     assert_eq!(second.deployment.record.id, first.deployment.record.id);
     // Same key, different request: refused.
     let mut other = cmd("acme", json!({"service":"web","environment":"dev","version":"8"}));
     other.idempotency = Some(IdempotencyKey { key: "k1".into(), request_hash: "h2".into() });
-    let err = s.create_deployments(vec![other], now()).await.unwrap().remove(0).unwrap_err();
+    let err = s.create_deployments(vec![other], now(), false).await.unwrap().remove(0).unwrap_err();
     assert!(matches!(err, StoreError::Conflict { code: "idempotency_key_reused", .. }));
     // Two copies in one batch produce one record.
     let mut a = cmd("acme", json!({"service":"web","environment":"dev","version":"9"}));
     a.idempotency = Some(IdempotencyKey { key: "k2".into(), request_hash: "h".into() });
     let mut b = cmd("acme", json!({"service":"web","environment":"dev","version":"9"}));
     b.idempotency = a.idempotency.clone();
-    let r = s.create_deployments(vec![a, b], now()).await.unwrap();
+    let r = s.create_deployments(vec![a, b], now(), false).await.unwrap();
     assert_eq!(r[0].as_ref().unwrap().deployment.record.id, r[1].as_ref().unwrap().deployment.record.id);
     let page = s.list_deployments(&DeploymentFilter { tenant: "acme".into(), ..Default::default() }, None, 100).await.unwrap();
     assert_eq!(page.items.len(), 2, "no duplicates recorded");
     // The same key in another tenant is another key.
     let mut t2 = cmd("beta", json!({"service":"web","environment":"dev","version":"7"}));
     t2.idempotency = c.idempotency.clone();
-    assert!(s.create_deployments(vec![t2], now()).await.unwrap().remove(0).unwrap().created);
+    assert!(s.create_deployments(vec![t2], now(), false).await.unwrap().remove(0).unwrap().created);
 }
 
 async fn batch_items_fail_alone(db: &TestDb) {
@@ -219,12 +219,21 @@ async fn batch_items_fail_alone(db: &TestDb) {
     let dup_id = good.deployment.id;
     let mut dup = cmd("acme", json!({"service":"c","environment":"dev","version":"1"}));
     dup.deployment.id = dup_id;
-    let r = s.create_deployments(vec![good, bad, dup], now()).await.unwrap();
+    let r = s.create_deployments(vec![good, bad, dup], now(), false).await.unwrap();
     assert!(r[0].is_ok());
     assert!(matches!(&r[1], Err(StoreError::Invalid(e)) if e.0[0].field == "corrects"));
     assert!(matches!(&r[2], Err(StoreError::Conflict { code: "deployment_exists", .. })));
     let page = s.list_deployments(&DeploymentFilter { tenant: "acme".into(), ..Default::default() }, None, 100).await.unwrap();
     assert_eq!(page.items.len(), 1);
+    assert!(s.verify_audit().await.unwrap().ok);
+    // Atomic batches write all or nothing.
+    let ok = cmd("acme", json!({"service":"d","environment":"dev","version":"1"}));
+    let bad = cmd("acme", json!({"service":"e","environment":"dev","version":"1","corrects": Uuid::now_v7().to_string()}));
+    let r = s.create_deployments(vec![ok, bad], now(), true).await.unwrap();
+    assert!(matches!(&r[0], Err(StoreError::Conflict { code: "not_written", .. })));
+    assert!(matches!(&r[1], Err(StoreError::Invalid(_))));
+    let page = s.list_deployments(&DeploymentFilter { tenant: "acme".into(), ..Default::default() }, None, 100).await.unwrap();
+    assert_eq!(page.items.len(), 1, "nothing of the atomic batch was written");
     assert!(s.verify_audit().await.unwrap().ok);
 }
 
@@ -243,7 +252,7 @@ async fn history_filters_and_pagination(db: &TestDb) {
         c.idempotency = None;
         batch.push(c);
     }
-    s.create_deployments(batch, now()).await.unwrap().into_iter().for_each(|r| assert!(r.is_ok()));
+    s.create_deployments(batch, now(), false).await.unwrap().into_iter().for_each(|r| assert!(r.is_ok()));
     let all = DeploymentFilter { tenant: "acme".into(), ..Default::default() };
     let mut seen = Vec::new();
     let mut cursor = None;

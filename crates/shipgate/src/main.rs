@@ -1,1 +1,17 @@
-fn main() {}
+//! `shipgate`: the server (`shipgate serve`) and the client CLI, in one binary.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod client;
+mod demo;
+
+fn main() {
+    let code = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(cli::run()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,122 @@
+//! Building and running the server: a trivial `main` and a testable start (port 0 allowed).
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use shipgate_domain::time::{Clock, SystemClock};
+use shipgate_domain::{ApiToken, Role};
+use shipgate_store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::auth::{TokenCache, generate_token, hash_token};
+use crate::config::Settings;
+use crate::ingest::Ingest;
+use crate::state::{AppState, Inner};
+
+/// What the first start of a store created.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The admin token, when shipgate generated it (it is shown once).
+    pub generated_admin_token: Option<String>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    port: u16,
+    writer: JoinHandle<()>,
+    shutdown: CancellationToken,
+    store: Arc<dyn Store>,
+}
+
+/// Creates the bootstrap admin token of a store that has none.
+pub async fn bootstrap(store: &dyn Store, settings: &Settings, clock: &dyn Clock) -> anyhow::Result<Bootstrap> {
+    if store.count_tokens().await? > 0 {
+        return Ok(Bootstrap { generated_admin_token: None });
+    }
+    let (token, generated) = match &settings.admin_token {
+        Some(t) => (t.expose_secret().to_owned(), false),
+        None if settings.production => {
+            anyhow::bail!("production mode: refusing to start a new store without SHIPGATE_ADMIN_TOKEN (configure authentication)")
+        }
+        None => (generate_token(), true),
+    };
+    let t = ApiToken {
+        id: Uuid::now_v7(),
+        tenant: "default".into(),
+        subject: "admin".into(),
+        role: Role::Admin,
+        root: true,
+        token_hash: hash_token(&token),
+        created_at: clock.now(),
+    };
+    store.create_token(&t, "shipgate").await?;
+    Ok(Bootstrap {
+        generated_admin_token: generated.then_some(token),
+    })
+}
+
+impl Application {
+    /// Opens the store (unless one is given), creates the bootstrap token, and binds.
+    pub async fn build(settings: Settings, store: Option<Arc<dyn Store>>) -> anyhow::Result<(Application, Bootstrap)> {
+        let store = match store {
+            Some(s) => s,
+            None => shipgate_store::open(&settings.database_url).await?,
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let boot = bootstrap(store.as_ref(), &settings, clock.as_ref()).await?;
+        let (ingest, writer) = Ingest::spawn(store.clone(), clock.clone(), settings.ingest.max_batch, settings.ingest.queue_depth);
+        let listener = TcpListener::bind(&settings.listen).await?;
+        let port = listener.local_addr()?.port();
+        let state = AppState::new(Inner {
+            store: store.clone(),
+            settings,
+            clock,
+            ingest,
+            tokens: TokenCache::default(),
+            metrics: crate::telemetry::metrics_handle(),
+        });
+        let router = crate::routes::router(state);
+        Ok((
+            Application {
+                listener,
+                router,
+                port,
+                writer,
+                shutdown: CancellationToken::new(),
+                store,
+            },
+            boot,
+        ))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Cancel this to stop the server gracefully: in-flight requests finish, queued writes
+    /// commit, then `run` returns.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        let token = self.shutdown.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await?;
+        // Every request handle is gone: the writer drains its queue and stops.
+        if tokio::time::timeout(Duration::from_secs(30), self.writer).await.is_err() {
+            tracing::error!("the writer did not drain within 30s");
+        }
+        tracing::info!("shipgate stopped");
+        Ok(())
+    }
+}

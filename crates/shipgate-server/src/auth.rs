@@ -1,0 +1,144 @@
+//! API tokens: `sg_` + 256 random bits, stored as SHA-256 hashes. Each carries a tenant, a
+//! subject (the identity it acts as) and a role.
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use rand::RngCore;
+use serde::Serialize;
+use shipgate_domain::audit::sha256_hex;
+use shipgate_domain::{ApiToken, Role};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const TENANT_HEADER: &str = "x-shipgate-tenant";
+const CACHE_TTL: Duration = Duration::from_secs(30);
+
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("sg_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub fn hash_token(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
+/// Recently seen tokens, so that authentication costs no store round trip on the hot path.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: RwLock<HashMap<String, (ApiToken, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<ApiToken> {
+        let map = self.entries.read().ok()?;
+        let (t, at) = map.get(hash)?;
+        (at.elapsed() < CACHE_TTL).then(|| t.clone())
+    }
+    fn put(&self, hash: String, t: ApiToken) {
+        if let Ok(mut map) = self.entries.write() {
+            if map.len() > 10_000 {
+                map.clear();
+            }
+            map.insert(hash, (t, Instant::now()));
+        }
+    }
+}
+
+/// The authenticated caller of a request, with the tenant every query is scoped to.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Caller {
+    pub tenant: String,
+    pub subject: String,
+    pub role: Role,
+    /// May act on any tenant (the bootstrap token).
+    pub root: bool,
+}
+
+impl Caller {
+    pub fn require_writer(&self) -> Result<(), ApiError> {
+        if self.role.can_write_deployments() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("role '{}' cannot record deployments", self.role)))
+        }
+    }
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("role '{}' is not an admin", self.role)))
+        }
+    }
+    pub fn require_root(&self) -> Result<(), ApiError> {
+        if self.root {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only the root admin token may do this".into()))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthenticated("missing Authorization: Bearer <token>".into()))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() < 512)
+            .ok_or_else(|| ApiError::Unauthenticated("expected Authorization: Bearer <token>".into()))?;
+        let hash = hash_token(token);
+        let t = match state.tokens.get(&hash) {
+            Some(t) => t,
+            None => {
+                // Fail closed: a store error is an error, never an anonymous pass.
+                let t = state
+                    .store
+                    .find_token(&hash)
+                    .await?
+                    .ok_or_else(|| ApiError::Unauthenticated("invalid or revoked token".into()))?;
+                state.tokens.put(hash, t.clone());
+                t
+            }
+        };
+        let mut tenant = t.tenant.clone();
+        if let Some(h) = parts.headers.get(TENANT_HEADER) {
+            let asked = h
+                .to_str()
+                .map_err(|_| ApiError::BadRequest(format!("{TENANT_HEADER} is not valid text")))?
+                .trim();
+            if asked != t.tenant {
+                if !t.root {
+                    return Err(ApiError::Forbidden("this token cannot act for another tenant".into()));
+                }
+                if !valid_tenant(asked) {
+                    return Err(ApiError::BadRequest(format!("{TENANT_HEADER}: '{asked}' is not a tenant name")));
+                }
+                tenant = asked.to_owned();
+            }
+        }
+        Ok(Caller {
+            tenant,
+            subject: t.subject,
+            role: t.role,
+            root: t.root,
+        })
+    }
+}
+
+pub fn valid_tenant(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}

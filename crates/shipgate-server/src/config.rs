@@ -1,0 +1,147 @@
+//! Typed configuration: defaults, then a TOML file, then `SHIPGATE_*` environment variables
+//! (nested keys with `__`, e.g. `SHIPGATE_INGEST__MAX_BATCH=512`). Passed by value, never global.
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use shipgate_domain::environment::Taxonomy;
+use shipgate_domain::requirements::Requirements;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// host:port to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// Bootstrap admin token of a new store; generated and printed once when unset.
+    pub admin_token: Option<SecretString>,
+    /// `json` (default) or `pretty` logs.
+    pub log_format: String,
+    /// Largest accepted request body, in bytes (imports have their own limit).
+    pub max_body_bytes: usize,
+    pub max_import_bytes: usize,
+    /// Refuse to start without configured authentication (production mode).
+    pub production: bool,
+    pub ingest: IngestSettings,
+    pub environments: Taxonomy,
+    /// Fields each environment tier requires, e.g. `production = ["commit_sha", "artifact_digest", "deployer", "change_ref"]`.
+    pub requirements: Requirements,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct IngestSettings {
+    /// Most deployments written in one group-commit transaction.
+    pub max_batch: usize,
+    /// Requests that may wait for the writer before callers are told to back off.
+    pub queue_depth: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            max_batch: 512,
+            queue_depth: 8192,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://shipgate.db".into(),
+            admin_token: None,
+            log_format: "json".into(),
+            max_body_bytes: 1024 * 1024,
+            max_import_bytes: 64 * 1024 * 1024,
+            production: false,
+            ingest: IngestSettings::default(),
+            environments: Taxonomy::default(),
+            requirements: Requirements::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given, it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut b = config::Config::builder();
+        if let Some(f) = file {
+            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("SHIPGATE")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(false),
+        );
+        let settings: Settings = b.build()?.try_deserialize()?;
+        Ok(settings)
+    }
+}
+
+/// A commented example configuration (`shipgate config example`).
+pub const EXAMPLE: &str = r#"# shipgate configuration. Every key can also be set as SHIPGATE_<KEY>
+# (nested keys joined by a double underscore: SHIPGATE_INGEST__MAX_BATCH=512).
+
+# Where the server listens (host:port; port 0 picks a free port).
+listen = "127.0.0.1:8080"
+# sqlite://PATH (embedded, the default) or postgres://user@host:5432/db
+database_url = "sqlite://shipgate.db"
+# Bootstrap admin token for a new store. Unset: one is generated and printed once.
+# admin_token = "sg_..."
+# Logs: "json" or "pretty".
+log_format = "json"
+# Refuse to start unless authentication is configured.
+production = false
+max_body_bytes = 1048576
+max_import_bytes = 67108864
+
+[ingest]
+# Deployments written per group-commit transaction, and how many may queue for the writer.
+max_batch = 512
+queue_depth = 8192
+
+[environments]
+# Refuse labels that name no tier and were not declared.
+strict = false
+
+# Words that name a tier, matched against each part of a label (the defaults cover
+# prod/prd/live/production, stg/stage/uat/preprod, test/qa/sit, dev/sandbox/local).
+[environments.tier_words]
+prod = "production"
+live = "production"
+stg = "staging"
+qa = "test"
+dev = "development"
+
+# Exact labels with fixed values.
+[environments.aliases.westeurope-live]
+name = "production-westeurope"
+tier = "production"
+region = "westeurope"
+
+# Metadata each tier requires. A request that lacks any gets one error listing them all.
+[requirements]
+production = ["commit_sha", "artifact_digest", "deployer", "change_ref"]
+staging = ["commit_sha"]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses() {
+        let dir = std::env::temp_dir().join(format!("sg-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("c.toml");
+        std::fs::write(&f, EXAMPLE).expect("write");
+        let s = Settings::load(Some(&f)).expect("parses");
+        assert_eq!(s.ingest.max_batch, 512);
+        assert!(s.environments.aliases.contains_key("westeurope-live"));
+        assert_eq!(s.requirements.0.len(), 2);
+    }
+}

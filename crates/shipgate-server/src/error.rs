@@ -1,0 +1,142 @@
+//! The one place errors become HTTP: RFC 9457 `application/problem+json` with a stable `code`.
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use shipgate_domain::{FieldError, FieldErrors};
+use shipgate_store::StoreError;
+use utoipa::ToSchema;
+
+tokio::task_local! {
+    /// The id of the request being served, for error bodies and logs.
+    pub static REQUEST_ID: String;
+}
+
+/// Stable error codes: a public contract. The CLI maps them to exit statuses.
+pub const CODES: &[(&str, u16, &str)] = &[
+    ("validation_failed", 422, "The request has invalid or missing fields"),
+    ("malformed_json", 400, "The body is not valid JSON"),
+    ("bad_request", 400, "The request is malformed"),
+    ("unauthenticated", 401, "A valid API token is required"),
+    ("forbidden", 403, "The token's role does not allow this"),
+    ("not_found", 404, "No such resource"),
+    ("conflict", 409, "The request conflicts with what is recorded"),
+    ("deployment_exists", 409, "A deployment with this id is already recorded"),
+    ("idempotency_key_reused", 409, "The idempotency key was used for a different request"),
+    ("not_written", 409, "Not written: another record of the same atomic batch was refused"),
+    ("invalid_transition", 409, "The status change is not allowed from the current status"),
+    ("payload_too_large", 413, "The body is larger than allowed"),
+    ("unsupported_media_type", 415, "The content type is not supported here"),
+    ("overloaded", 503, "The server is busy; retry with backoff"),
+    ("store_unavailable", 503, "The store cannot be reached"),
+    ("internal", 500, "An unexpected error; it was logged"),
+];
+
+#[derive(Debug)]
+pub enum ApiError {
+    Validation(FieldErrors),
+    MalformedJson(String),
+    BadRequest(String),
+    Unauthenticated(String),
+    Forbidden(String),
+    NotFound,
+    Conflict { code: &'static str, message: String },
+    PayloadTooLarge(String),
+    UnsupportedMediaType(String),
+    Overloaded,
+    Unavailable(String),
+    Internal(String),
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    fn parts(&self) -> (&'static str, String, Vec<FieldError>) {
+        match self {
+            ApiError::Validation(e) => ("validation_failed", format!("{} field(s) are invalid: {e}", e.0.len()), e.0.clone()),
+            ApiError::MalformedJson(m) => ("malformed_json", m.clone(), Vec::new()),
+            ApiError::BadRequest(m) => ("bad_request", m.clone(), Vec::new()),
+            ApiError::Unauthenticated(m) => ("unauthenticated", m.clone(), Vec::new()),
+            ApiError::Forbidden(m) => ("forbidden", m.clone(), Vec::new()),
+            ApiError::NotFound => ("not_found", "no such resource".into(), Vec::new()),
+            ApiError::Conflict { code, message } => (code, message.clone(), Vec::new()),
+            ApiError::PayloadTooLarge(m) => ("payload_too_large", m.clone(), Vec::new()),
+            ApiError::UnsupportedMediaType(m) => ("unsupported_media_type", m.clone(), Vec::new()),
+            ApiError::Overloaded => ("overloaded", "the ingest queue is full".into(), Vec::new()),
+            ApiError::Unavailable(_) => ("store_unavailable", "the store cannot be reached".into(), Vec::new()),
+            ApiError::Internal(_) => ("internal", "an unexpected error occurred; it was logged".into(), Vec::new()),
+        }
+    }
+
+    pub fn field(field: &str, code: &str, message: impl Into<String>) -> ApiError {
+        let mut e = FieldErrors::default();
+        e.add(field, code, message);
+        ApiError::Validation(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Conflict { code, message } => ApiError::Conflict { code, message },
+            StoreError::Invalid(f) => ApiError::Validation(f),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<FieldErrors> for ApiError {
+    fn from(e: FieldErrors) -> Self {
+        ApiError::Validation(e)
+    }
+}
+
+pub fn problem(code: &str, detail: String, errors: Vec<FieldError>) -> Problem {
+    let (status, title) = CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, s, t)| (*s, *t))
+        .unwrap_or((409, "Conflict"));
+    Problem {
+        kind: format!("urn:shipgate:problem:{code}"),
+        title: title.to_owned(),
+        status,
+        detail,
+        code: code.to_owned(),
+        errors,
+        request_id: REQUEST_ID.try_with(Clone::clone).ok(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(m) | ApiError::Unavailable(m) = &self {
+            tracing::error!(error = %m, "request failed");
+        }
+        let (code, detail, errors) = self.parts();
+        let p = problem(code, detail, errors);
+        let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, axum::Json(p)).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,136 @@
+//! Tokens and the audit trail.
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use shipgate_domain::audit::{AuditEntry, VerifyReport};
+use shipgate_domain::input::Fields;
+use shipgate_domain::{ApiToken, Role};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Params, body_bytes, parse_json};
+use crate::auth::{Caller, generate_token, hash_token, valid_tenant};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_token))
+        .routes(routes!(audit_log))
+        .routes(routes!(verify))
+        .routes(routes!(whoami))
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct CreateTokenRequest {
+    /// The identity the token acts as: a person or a pipeline.
+    subject: String,
+    role: Role,
+    /// Tenant of the token; another tenant than the caller's needs the root token.
+    tenant: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    id: Uuid,
+    /// Shown once; only its hash is stored.
+    token: String,
+    tenant: String,
+    subject: String,
+    role: Role,
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "admin", request_body = CreateTokenRequest,
+    description = "Creates an API token (admin). The token is shown once.",
+    responses((status = 201, body = CreatedToken), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn create_token(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    caller.require_admin()?;
+    let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
+    let map = v.as_object().ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))?;
+    let mut f = Fields::new(map, "");
+    let subject = f.req_str("subject", 256);
+    let role = f.enumeration("role", Role::parse, Role::expected);
+    let role_given = map.get("role").is_some_and(|r| !r.is_null());
+    let tenant = f.opt_str("tenant", 64);
+    let mut errors = f.finish();
+    if !role_given {
+        errors.add("role", "required", "is required");
+    }
+    if let Some(t) = &tenant {
+        if !valid_tenant(t) {
+            errors.add("tenant", "invalid_format", "1-64 characters of letters, digits, '-' or '_'");
+        }
+    }
+    let (Some(subject), Some(role)) = (subject, role) else { return Err(ApiError::Validation(errors)) };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let tenant = tenant.unwrap_or_else(|| caller.tenant.clone());
+    if tenant != caller.tenant {
+        caller.require_root()?;
+    }
+    let token = generate_token();
+    let t = ApiToken {
+        id: Uuid::now_v7(),
+        tenant: tenant.clone(),
+        subject: subject.clone(),
+        role,
+        root: false,
+        token_hash: hash_token(&token),
+        created_at: state.clock.now(),
+    };
+    state.store.create_token(&t, &caller.subject).await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { id: t.id, token, tenant, subject, role })))
+}
+
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Entries after this sequence number.
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    items: Vec<AuditEntry>,
+    /// Pass as `after` for the next page.
+    next_after: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery),
+    description = "The audit trail of the caller's tenant, in sequence order (admin).",
+    responses((status = 200, body = AuditPage)))]
+async fn audit_log(State(state): State<AppState>, caller: Caller, Query(q): Query<BTreeMap<String, String>>) -> ApiResult<Json<AuditPage>> {
+    caller.require_admin()?;
+    let mut p = Params::new(q, &["after", "limit"]);
+    let after = p.parse("after", |s| s.parse::<i64>().map_err(|_| "an integer".to_owned()));
+    let limit = p.parse("limit", |s| s.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or("an integer from 1 to 10000".to_owned()));
+    p.finish()?;
+    let limit = limit.unwrap_or(100);
+    let items = state.store.audit_entries(Some(&caller.tenant), after.unwrap_or(0), limit).await?;
+    let next_after = (items.len() as u32 == limit).then(|| items.last().map(|e| e.seq)).flatten();
+    Ok(Json(AuditPage { items, next_after }))
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "admin",
+    description = "Recomputes the whole audit chain and checks every deployment and status event against it (root admin). Reports the first broken link.",
+    responses((status = 200, body = VerifyReport), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<VerifyReport>> {
+    caller.require_root()?;
+    Ok(Json(state.store.verify_audit().await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "admin", description = "The caller as shipgate sees it.", responses((status = 200, body = Caller)))]
+async fn whoami(caller: Caller) -> Json<Caller> {
+    Json(caller)
+}

@@ -1,0 +1,219 @@
+//! The HTTP routes. Each module exposes `routes()`; this one merges them, adds the OpenAPI
+//! document (generated from the same registrations, so it matches the real routes) and the
+//! cross-cutting layers.
+use std::collections::{BTreeMap, HashSet};
+
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use serde_json::Value;
+use shipgate_domain::audit::{canonical_json, sha256_hex};
+use shipgate_domain::environment::EnvError;
+use shipgate_domain::{FieldErrors, IdempotencyKey, ResolvedEnvironment};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub mod admin;
+pub mod deployments;
+pub mod inventory;
+pub mod ops;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shipgate",
+        description = "Deployment governance: record every deployment, decide which may go ahead.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(crate::error::Problem, shipgate_domain::FieldError)),
+    tags(
+        (name = "deployments", description = "Recording deployments and their status"),
+        (name = "inventory", description = "What runs where, what changed, services, environments, releases"),
+        (name = "admin", description = "Tokens and the audit trail"),
+        (name = "ops", description = "Health, readiness and metrics")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router(state: AppState) -> axum::Router {
+    let import_limit = state.settings.max_import_bytes.max(state.settings.max_body_bytes);
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(deployments::routes())
+        .merge(inventory::routes())
+        .merge(admin::routes())
+        .merge(ops::routes())
+        .split_for_parts();
+    let api_json = api.to_pretty_json().unwrap_or_else(|_| "{}".into());
+    router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let body = api_json.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound.into_response() })
+        .layer(axum::middleware::from_fn(crate::telemetry::observe))
+        .layer(DefaultBodyLimit::max(import_limit))
+        .with_state(state)
+}
+
+/// The OpenAPI document, for tests and `shipgate openapi`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(deployments::routes())
+        .merge(inventory::routes())
+        .merge(admin::routes())
+        .merge(ops::routes())
+        .split_for_parts();
+    api
+}
+
+/// The body of a request, refused with a problem when too large or unreadable.
+pub fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> ApiResult<Bytes> {
+    let b = body.map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!("the body is larger than {max} bytes"))
+        } else {
+            ApiError::BadRequest(format!("the body could not be read: {r}"))
+        }
+    })?;
+    if b.len() > max {
+        return Err(ApiError::PayloadTooLarge(format!("the body is larger than {max} bytes")));
+    }
+    Ok(b)
+}
+
+pub fn parse_json(b: &[u8]) -> ApiResult<Value> {
+    if b.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson("the body is empty; a JSON object is expected".into()));
+    }
+    serde_json::from_slice(b).map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))
+}
+
+/// The idempotency key of a write: the `Idempotency-Key` header, else the client-supplied id.
+pub fn idempotency(headers: &HeaderMap, body: &Value, client_id_prefix: &str) -> ApiResult<Option<IdempotencyKey>> {
+    let request_hash = sha256_hex(canonical_json(body).as_bytes());
+    if let Some(h) = headers.get("idempotency-key") {
+        let key = h
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .ok_or_else(|| ApiError::field("Idempotency-Key", "invalid_format", "must be 1-255 visible ASCII characters"))?;
+        return Ok(Some(IdempotencyKey { key: key.to_owned(), request_hash }));
+    }
+    Ok(body
+        .get("id")
+        .and_then(Value::as_str)
+        .map(|id| IdempotencyKey { key: format!("{client_id_prefix}:{}", id.to_ascii_lowercase()), request_hash }))
+}
+
+/// Query parameters as a map, with every unknown parameter reported.
+pub struct Params {
+    pub map: BTreeMap<String, String>,
+    pub errors: FieldErrors,
+}
+
+impl Params {
+    pub fn new(map: BTreeMap<String, String>, known: &[&str]) -> Params {
+        let mut errors = FieldErrors::default();
+        for k in map.keys() {
+            if !known.contains(&k.as_str()) {
+                errors.add(k.clone(), "unknown_field", format!("is not a parameter here (known: {})", known.join(", ")));
+            }
+        }
+        Params { map, errors }
+    }
+
+    pub fn get(&self, k: &str) -> Option<String> {
+        self.map.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    pub fn parse<T>(&mut self, k: &str, f: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let v = self.get(k)?;
+        match f(&v) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                self.errors.add(k, "invalid_value", m);
+                None
+            }
+        }
+    }
+
+    pub fn finish(self) -> ApiResult<()> {
+        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.errors)) }
+    }
+}
+
+/// Resolves an environment label through the taxonomy (declared names count in strict mode).
+pub async fn resolve_environment(state: &AppState, tenant: &str, label: &str) -> Result<ResolvedEnvironment, String> {
+    let declared = declared_environments(state, tenant).await.map_err(|e| format!("{e:?}"))?;
+    state.settings.environments.resolve(label, |n| declared.contains(n)).map_err(|e| match e {
+        EnvError::Invalid(m) | EnvError::Unknown(m) => m,
+    })
+}
+
+/// Names of the environments declared ahead in a tenant; only read when the taxonomy is strict.
+pub async fn declared_environments(state: &AppState, tenant: &str) -> ApiResult<HashSet<String>> {
+    if !state.settings.environments.strict {
+        return Ok(HashSet::new());
+    }
+    Ok(state
+        .store
+        .list_environments(tenant)
+        .await?
+        .into_iter()
+        .filter(|e| e.declared)
+        .map(|e| e.name)
+        .collect())
+}
+
+/// The tenant a read is scoped to: the caller's, or for the root token the `tenant` parameter.
+pub fn read_tenant(caller: &Caller, asked: Option<String>) -> ApiResult<String> {
+    match asked {
+        Some(t) if t != caller.tenant => {
+            if caller.root {
+                Ok(t)
+            } else {
+                Err(ApiError::Forbidden("this token cannot read another tenant".into()))
+            }
+        }
+        _ => Ok(caller.tenant.clone()),
+    }
+}
+
+/// `24h`, `30m`, `7d` or an RFC 3339 time, as an instant relative to `now`.
+pub fn parse_since(s: &str, now: shipgate_domain::time::Timestamp) -> Result<shipgate_domain::time::Timestamp, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    if let (Ok(n), true) = (num.parse::<i64>(), !num.is_empty()) {
+        let d = match unit {
+            "m" => chrono::Duration::minutes(n),
+            "h" => chrono::Duration::hours(n),
+            "d" => chrono::Duration::days(n),
+            _ => return Err(format!("'{s}': use a duration like 30m, 24h, 7d or an RFC 3339 time")),
+        };
+        return Ok(now - d);
+    }
+    shipgate_domain::time::parse_rfc3339(s)
+}

@@ -1,0 +1,168 @@
+//! The CLI's HTTP client: bearer auth, idempotent retries, and problem+json mapped to exit codes.
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// Exit statuses: a contract for scripts.
+pub mod exit {
+    pub const FAILURE: i32 = 1;
+    pub const VALIDATION: i32 = 3;
+    pub const AUTH: i32 = 4;
+    pub const NOT_FOUND: i32 = 5;
+    pub const CONFLICT: i32 = 6;
+    pub const UNAVAILABLE: i32 = 7;
+}
+
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub message: String,
+    pub problem: Option<Value>,
+}
+
+impl CliError {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        CliError { code, message: message.into(), problem: None }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::new(exit::FAILURE, format!("{e:#}"))
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+fn exit_for(status: StatusCode, code: &str) -> i32 {
+    match (status.as_u16(), code) {
+        (401 | 403, _) => exit::AUTH,
+        (404, _) => exit::NOT_FOUND,
+        (409, _) => exit::CONFLICT,
+        (503 | 502 | 504, _) => exit::UNAVAILABLE,
+        (400 | 413 | 415 | 422, _) => exit::VALIDATION,
+        _ => exit::FAILURE,
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> CliResult<Client> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("shipgate-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+        Ok(Client { http, base: base.trim_end_matches('/').to_owned(), token })
+    }
+
+    /// Sends a request; retries transport failures and 503s (a write carries an idempotency
+    /// key, so a retry cannot duplicate it).
+    pub async fn send(&self, method: Method, path: &str, body: Option<Body>, idempotency_key: Option<&str>) -> CliResult<(StatusCode, Value)> {
+        let url = format!("{}{}", self.base, path);
+        let mut last_err = String::new();
+        for attempt in 0..4u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
+            }
+            let mut req = self.http.request(method.clone(), &url);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(k) = idempotency_key {
+                req = req.header("Idempotency-Key", k);
+            }
+            req = match &body {
+                Some(Body::Json(v)) => req.json(v),
+                Some(Body::Raw(ct, bytes)) => req.header("content-type", ct.as_str()).body(bytes.clone()),
+                None => req,
+            };
+            match req.send().await {
+                Err(e) => {
+                    last_err = format!("cannot reach shipgate at {}: {e}", self.base);
+                    if method != Method::GET && idempotency_key.is_none() {
+                        break;
+                    }
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                    if status == StatusCode::SERVICE_UNAVAILABLE && attempt < 3 {
+                        last_err = describe(&value, status);
+                        continue;
+                    }
+                    if status.is_success() || status == StatusCode::CONFLICT && value.get("lines").is_some() {
+                        return Ok((status, value));
+                    }
+                    let code = value.get("code").and_then(Value::as_str).unwrap_or("");
+                    return Err(CliError { code: exit_for(status, code), message: describe(&value, status), problem: Some(value) });
+                }
+            }
+        }
+        Err(CliError::new(exit::UNAVAILABLE, last_err))
+    }
+
+    pub async fn get(&self, path: &str) -> CliResult<Value> {
+        Ok(self.send(Method::GET, path, None, None).await?.1)
+    }
+
+    pub async fn post(&self, path: &str, body: Value, key: Option<&str>) -> CliResult<(StatusCode, Value)> {
+        self.send(Method::POST, path, Some(Body::Json(body)), key).await
+    }
+}
+
+pub enum Body {
+    Json(Value),
+    Raw(String, Vec<u8>),
+}
+
+/// A human-readable account of a problem document.
+pub fn describe(v: &Value, status: StatusCode) -> String {
+    let mut s = match (v.get("title").and_then(Value::as_str), v.get("detail").and_then(Value::as_str)) {
+        (Some(t), Some(d)) => format!("{t}: {d}"),
+        _ => format!("HTTP {status}: {v}"),
+    };
+    if let Some(errors) = v.get("errors").and_then(Value::as_array) {
+        for e in errors {
+            s.push_str(&format!(
+                "\n  - {}: {} ({})",
+                e.get("field").and_then(Value::as_str).unwrap_or(""),
+                e.get("message").and_then(Value::as_str).unwrap_or(""),
+                e.get("code").and_then(Value::as_str).unwrap_or("")
+            ));
+        }
+    }
+    if let Some(id) = v.get("request_id").and_then(Value::as_str) {
+        s.push_str(&format!("\n  request id: {id}"));
+    }
+    s
+}
+
+/// Percent-encodes query parameters.
+pub fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
+        .collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
