@@ -29,7 +29,8 @@ pub fn canonical_json(v: &Value) -> String {
     fn sorted(v: &Value) -> Value {
         match v {
             Value::Object(m) => {
-                let sorted_map: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sorted(v))).collect();
+                let sorted_map: BTreeMap<&String, Value> =
+                    m.iter().map(|(k, v)| (k, sorted(v))).collect();
                 let mut out = Map::new();
                 for (k, v) in sorted_map {
                     out.insert(k.clone(), v);
@@ -118,7 +119,11 @@ pub fn entry_hash(e: &AuditEntry) -> String {
 }
 
 /// Chains pending entries onto `head`, returning the sealed entries and the new head.
-pub fn seal(head: &ChainHead, at: Timestamp, pending: Vec<PendingEntry>) -> (Vec<AuditEntry>, ChainHead) {
+pub fn seal(
+    head: &ChainHead,
+    at: Timestamp,
+    pending: Vec<PendingEntry>,
+) -> (Vec<AuditEntry>, ChainHead) {
     let mut prev = head.clone();
     let mut out = Vec::with_capacity(pending.len());
     for p in pending {
@@ -175,6 +180,8 @@ pub fn deployment_payload(d: &NewDeployment) -> Value {
         "started_at": format(d.started_at),
         "ingested_at": format(d.ingested_at),
         "backfilled": d.backfilled,
+        "initial_status": d.initial_status.as_str(),
+        "initial_finished_at": d.initial_finished_at.map(format),
         "recorded_by": d.recorded_by,
     })
 }
@@ -241,10 +248,10 @@ impl Default for Verifier {
 
 fn hash_bytes(hex_str: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
-    if let Ok(v) = hex::decode(hex_str) {
-        if v.len() == 32 {
-            out.copy_from_slice(&v);
-        }
+    if let Ok(v) = hex::decode(hex_str)
+        && v.len() == 32
+    {
+        out.copy_from_slice(&v);
     }
     out
 }
@@ -279,7 +286,10 @@ impl Verifier {
                 Some(e.seq),
                 "chain_gap",
                 None,
-                format!("expected entry {} but found {}: entries were deleted, inserted or reordered", self.expected_seq, e.seq),
+                format!(
+                    "expected entry {} but found {}: entries were deleted, inserted or reordered",
+                    self.expected_seq, e.seq
+                ),
             );
         }
         if e.prev_hash != self.prev_hash {
@@ -291,15 +301,29 @@ impl Verifier {
             );
         }
         if entry_hash(e) != e.hash {
-            self.problem(Some(e.seq), "entry_hash", Some(e.subject.clone()), format!("entry {} was altered: its hash does not match its contents", e.seq));
+            self.problem(
+                Some(e.seq),
+                "entry_hash",
+                Some(e.subject.clone()),
+                format!(
+                    "entry {} was altered: its hash does not match its contents",
+                    e.seq
+                ),
+            );
         }
         if sha256_hex(e.payload.as_bytes()) != e.payload_hash {
-            self.problem(Some(e.seq), "payload_hash", Some(e.subject.clone()), format!("entry {}'s payload was altered", e.seq));
+            self.problem(
+                Some(e.seq),
+                "payload_hash",
+                Some(e.subject.clone()),
+                format!("entry {}'s payload was altered", e.seq),
+            );
         }
-        if e.action == ACTION_DEPLOYMENT_CREATED || e.action == ACTION_DEPLOYMENT_EVENT {
-            if let Ok(id) = Uuid::parse_str(&e.subject) {
-                self.committed.insert(id, (e.seq, hash_bytes(&e.payload_hash)));
-            }
+        if (e.action == ACTION_DEPLOYMENT_CREATED || e.action == ACTION_DEPLOYMENT_EVENT)
+            && let Ok(id) = Uuid::parse_str(&e.subject)
+        {
+            self.committed
+                .insert(id, (e.seq, hash_bytes(&e.payload_hash)));
         }
         self.expected_seq = e.seq + 1;
         self.prev_hash = e.hash.clone();
@@ -320,14 +344,23 @@ impl Verifier {
                 Some(seq),
                 "record_modified",
                 Some(id.to_string()),
-                format!("{what} {id} differs from what audit entry {seq} recorded: it was modified"),
+                format!(
+                    "{what} {id} differs from what audit entry {seq} recorded: it was modified"
+                ),
             ),
             Some(_) => {}
         }
     }
 
+    /// Records that a stored projection (a deployment's status, or what runs where) disagrees
+    /// with what its recorded events imply.
+    pub fn projection_mismatch(&mut self, subject: String, message: String) {
+        self.problem(None, "projection_modified", Some(subject), message);
+    }
+
     pub fn finish(mut self, stored_head: Option<ChainHead>) -> VerifyReport {
-        let leftovers: Vec<(Uuid, i64)> = self.committed.iter().map(|(k, (s, _))| (*k, *s)).collect();
+        let leftovers: Vec<(Uuid, i64)> =
+            self.committed.iter().map(|(k, (s, _))| (*k, *s)).collect();
         for (id, seq) in leftovers {
             self.problem(
                 Some(seq),
@@ -340,9 +373,10 @@ impl Verifier {
             seq: self.expected_seq - 1,
             hash: self.prev_hash.clone(),
         };
-        if let Some(stored) = stored_head {
-            if stored != head {
-                self.problem(
+        if let Some(stored) = stored_head
+            && stored != head
+        {
+            self.problem(
                     Some(head.seq + 1),
                     "chain_gap",
                     None,
@@ -351,7 +385,6 @@ impl Verifier {
                         head.seq, stored.seq
                     ),
                 );
-            }
         }
         self.problems.sort_by_key(|b| b.seq.unwrap_or(i64::MAX));
         VerifyReport {
@@ -372,7 +405,15 @@ mod tests {
 
     fn chain(n: usize) -> Vec<AuditEntry> {
         let pending = (0..n)
-            .map(|i| PendingEntry::new("t", "a", "token.created", &format!("s{i}"), &json!({"i": i})))
+            .map(|i| {
+                PendingEntry::new(
+                    "t",
+                    "a",
+                    "token.created",
+                    &format!("s{i}"),
+                    &json!({"i": i}),
+                )
+            })
             .collect();
         seal(&ChainHead::genesis(), from_micros(1), pending).0
     }
@@ -387,7 +428,10 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys() {
-        assert_eq!(canonical_json(&json!({"b":1,"a":{"d":2,"c":3}})), r#"{"a":{"c":3,"d":2},"b":1}"#);
+        assert_eq!(
+            canonical_json(&json!({"b":1,"a":{"d":2,"c":3}})),
+            r#"{"a":{"c":3,"d":2},"b":1}"#
+        );
     }
 
     #[test]

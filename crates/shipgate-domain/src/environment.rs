@@ -10,8 +10,10 @@ use crate::model::{EnvTier, ResolvedEnvironment};
 
 static REGION: LazyLock<Regex> = LazyLock::new(|| {
     // AWS (eu-west-1, ap-southeast-2, us-gov-west-1), GCP (europe-west1, us-central1), Azure (westeurope is not matched: declare it).
-    Regex::new(r"(?:^|[-_.])((?:[a-z]{2}(?:-gov)?-[a-z]+-\d{1,2})|(?:[a-z]+-[a-z]+\d{1,2}))(?:$|[-_.])")
-        .expect("static regex")
+    Regex::new(
+        r"(?:^|[-_.])((?:[a-z]{2}(?:-gov)?-[a-z]+-\d{1,2})|(?:[a-z]+-[a-z]+\d{1,2}))(?:$|[-_.])",
+    )
+    .expect("static regex")
 });
 static LABEL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9._/-]{0,127}$").expect("static regex"));
@@ -83,12 +85,13 @@ pub enum EnvError {
 }
 
 impl Taxonomy {
-    /// Normalises a label. `declared` says whether an environment of that exact canonical name
-    /// was declared ahead; in strict mode such names are accepted even without a tier word.
+    /// Normalises a label. `declared` looks up an environment declared ahead (by canonical name
+    /// or label): its tier and region win, and in strict mode it is accepted even without a
+    /// tier word.
     pub fn resolve(
         &self,
         raw: &str,
-        declared: impl Fn(&str) -> bool,
+        declared: impl Fn(&str) -> Option<EnvironmentAlias>,
     ) -> Result<ResolvedEnvironment, EnvError> {
         let label = raw.trim().to_ascii_lowercase();
         if !LABEL.is_match(&label) {
@@ -134,7 +137,15 @@ impl Taxonomy {
             }
         }
         let name = canonical.join("-");
-        if tier.is_none() && self.strict && !declared(&name) && !declared(&label) {
+        if let Some(d) = declared(&name).or_else(|| declared(&label)) {
+            return Ok(ResolvedEnvironment {
+                name: d.name,
+                raw: raw.to_owned(),
+                tier: d.tier.or(tier),
+                region: d.region.or(region),
+            });
+        }
+        if tier.is_none() && self.strict {
             return Err(EnvError::Unknown(format!(
                 "'{raw}' is not a known environment: it names no tier ({}) and is not declared",
                 EnvTier::expected()
@@ -154,7 +165,9 @@ mod tests {
     use super::*;
 
     fn r(label: &str) -> ResolvedEnvironment {
-        Taxonomy::default().resolve(label, |_| false).expect("resolves")
+        Taxonomy::default()
+            .resolve(label, |_| None)
+            .expect("resolves")
     }
 
     #[test]
@@ -197,9 +210,22 @@ mod tests {
             strict: true,
             ..Taxonomy::default()
         };
-        assert!(matches!(t.resolve("blue", |_| false), Err(EnvError::Unknown(_))));
-        assert!(t.resolve("blue", |n| n == "blue").is_ok());
-        assert!(t.resolve("prod", |_| false).is_ok());
+        assert!(matches!(
+            t.resolve("blue", |_| None),
+            Err(EnvError::Unknown(_))
+        ));
+        let declared = |n: &str| {
+            (n == "blue").then(|| EnvironmentAlias {
+                name: "blue".into(),
+                tier: Some(EnvTier::Staging),
+                region: None,
+            })
+        };
+        assert_eq!(
+            t.resolve("Blue", declared).expect("declared").tier,
+            Some(EnvTier::Staging)
+        );
+        assert!(t.resolve("prod", |_| None).is_ok());
     }
 
     #[test]
@@ -213,10 +239,13 @@ mod tests {
                 region: Some("westeurope".into()),
             },
         );
-        let e = t.resolve("WestEurope-Live", |_| false).expect("alias");
+        let e = t.resolve("WestEurope-Live", |_| None).expect("alias");
         assert_eq!(e.name, "production-westeurope");
         assert_eq!(e.region.as_deref(), Some("westeurope"));
-        assert!(matches!(t.resolve("", |_| false), Err(EnvError::Invalid(_))));
-        assert!(matches!(t.resolve("prod env", |_| false), Err(EnvError::Invalid(_))));
+        assert!(matches!(t.resolve("", |_| None), Err(EnvError::Invalid(_))));
+        assert!(matches!(
+            t.resolve("prod env", |_| None),
+            Err(EnvError::Invalid(_))
+        ));
     }
 }

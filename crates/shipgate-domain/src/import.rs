@@ -9,9 +9,27 @@ pub type ImportLine = (usize, Result<Value, FieldErrors>);
 
 /// Columns a CSV import understands; `labels.KEY` columns become labels.
 pub const CSV_COLUMNS: &[&str] = &[
-    "id", "correlation_id", "service", "team", "environment", "version", "commit_sha", "git_ref",
-    "repository", "artifact", "artifact_name", "artifact_digest", "deployer", "deployer_type",
-    "kind", "trigger", "change_ref", "region", "status", "started_at", "finished_at",
+    "id",
+    "correlation_id",
+    "service",
+    "team",
+    "environment",
+    "version",
+    "commit_sha",
+    "git_ref",
+    "repository",
+    "artifact",
+    "artifact_name",
+    "artifact_digest",
+    "deployer",
+    "deployer_type",
+    "kind",
+    "trigger",
+    "change_ref",
+    "region",
+    "status",
+    "started_at",
+    "finished_at",
 ];
 
 pub fn parse_jsonl(text: &str) -> Vec<ImportLine> {
@@ -43,12 +61,20 @@ pub fn parse_csv(text: &str) -> Result<Vec<ImportLine>, FieldErrors> {
     let mut header_errors = FieldErrors::default();
     for h in headers.iter() {
         if !CSV_COLUMNS.contains(&h) && !h.starts_with("labels.") {
-            header_errors.add(format!("header.{h}"), "unknown_field", "is not a known column");
+            header_errors.add(
+                format!("header.{h}"),
+                "unknown_field",
+                "is not a known column",
+            );
         }
     }
     for required in ["service", "environment", "version"] {
         if !headers.iter().any(|h| h == required) {
-            header_errors.add(format!("header.{required}"), "required", "column is required");
+            header_errors.add(
+                format!("header.{required}"),
+                "required",
+                "column is required",
+            );
         }
     }
     if !header_errors.is_empty() {
@@ -67,7 +93,11 @@ pub fn parse_csv(text: &str) -> Result<Vec<ImportLine>, FieldErrors> {
                     let missing: Vec<&str> = headers.iter().skip(r.len()).collect();
                     let mut errs = FieldErrors::default();
                     if missing.is_empty() {
-                        errs.add("", "malformed_csv", format!("{} cells for {} columns", r.len(), headers.len()));
+                        errs.add(
+                            "",
+                            "malformed_csv",
+                            format!("{} cells for {} columns", r.len(), headers.len()),
+                        );
                     }
                     for m in missing {
                         errs.add(m, "missing_column", "this line has no cell for the column");
@@ -109,7 +139,8 @@ mod tests {
 
     #[test]
     fn csv_lines_with_missing_columns_are_named() {
-        let rows = parse_csv("service,environment,version,labels.team\na,dev,1,x\nb,dev\n").expect("header ok");
+        let rows = parse_csv("service,environment,version,labels.team\na,dev,1,x\nb,dev\n")
+            .expect("header ok");
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].0, 2);
         let v = rows[0].1.as_ref().expect("ok");

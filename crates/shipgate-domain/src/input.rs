@@ -17,7 +17,8 @@ static NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$").expect("static regex"));
 static LABEL_KEY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$").expect("static regex"));
-static HEX: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9a-fA-F]+$").expect("static regex"));
+static HEX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[0-9a-fA-F]+$").expect("static regex"));
 
 /// How far in the future a client's clock may be before its timestamps are refused.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
@@ -31,8 +32,8 @@ pub struct Context<'a> {
     pub now: Timestamp,
     pub taxonomy: &'a Taxonomy,
     pub requirements: &'a Requirements,
-    /// Whether an environment of this canonical name was declared ahead (strict taxonomy).
-    pub declared_environment: &'a dyn Fn(&str) -> bool,
+    /// Environments declared ahead, by canonical name: their tier and region win.
+    pub declared_environment: &'a dyn Fn(&str) -> Option<crate::environment::EnvironmentAlias>,
     /// Set for imports: the records describe the past.
     pub backfill: bool,
 }
@@ -78,11 +79,13 @@ impl<'a> Fields<'a> {
                     None
                 } else if s.chars().count() > max {
                     let p = self.path(key);
-                    self.errors.add(p, "too_long", format!("at most {max} characters"));
+                    self.errors
+                        .add(p, "too_long", format!("at most {max} characters"));
                     None
                 } else if s.chars().any(char::is_control) {
                     let p = self.path(key);
-                    self.errors.add(p, "invalid_format", "must not contain control characters");
+                    self.errors
+                        .add(p, "invalid_format", "must not contain control characters");
                     None
                 } else {
                     Some(s.to_owned())
@@ -105,7 +108,11 @@ impl<'a> Fields<'a> {
         let v = self.opt_str(key, max);
         if v.is_none() && !self.errors.0.iter().any(|e| e.field == self.path(key)) {
             let p = self.path(key);
-            let msg = if present { "must not be empty" } else { "is required" };
+            let msg = if present {
+                "must not be empty"
+            } else {
+                "is required"
+            };
             self.errors.add(p, "required", msg);
         }
         v
@@ -136,7 +143,8 @@ impl<'a> Fields<'a> {
             Ok(u) => Some(u),
             Err(_) => {
                 let p = self.path(key);
-                self.errors.add(p, "invalid_format", format!("'{s}' is not a UUID"));
+                self.errors
+                    .add(p, "invalid_format", format!("'{s}' is not a UUID"));
                 None
             }
         }
@@ -204,7 +212,11 @@ impl<'a> Fields<'a> {
         let Some(v) = self.get(key) else { return out };
         let Value::Object(m) = v else {
             let p = self.path(key);
-            self.errors.add(p, "invalid_type", format!("expected an object, got {}", type_name(v)));
+            self.errors.add(
+                p,
+                "invalid_type",
+                format!("expected an object, got {}", type_name(v)),
+            );
             return out;
         };
         if m.len() > 64 {
@@ -215,7 +227,11 @@ impl<'a> Fields<'a> {
         for (k, v) in m {
             let path = format!("{}.{k}", self.path(key));
             if !LABEL_KEY.is_match(k) {
-                self.errors.add(path, "invalid_format", "label keys are 1-63 characters of letters, digits, '.', '_', '/' or '-'");
+                self.errors.add(
+                    path,
+                    "invalid_format",
+                    "label keys are 1-63 characters of letters, digits, '.', '_', '/' or '-'",
+                );
                 continue;
             }
             match v {
@@ -240,10 +256,16 @@ impl<'a> Fields<'a> {
     }
 
     pub fn string_list(&mut self, key: &'static str) -> Vec<String> {
-        let Some(v) = self.get(key) else { return Vec::new() };
+        let Some(v) = self.get(key) else {
+            return Vec::new();
+        };
         let Value::Array(items) = v else {
             let p = self.path(key);
-            self.errors.add(p, "invalid_type", format!("expected an array, got {}", type_name(v)));
+            self.errors.add(
+                p,
+                "invalid_type",
+                format!("expected an array, got {}", type_name(v)),
+            );
             return Vec::new();
         };
         let mut out: Vec<String> = Vec::new();
@@ -253,13 +275,22 @@ impl<'a> Fields<'a> {
                 Value::String(s) if NAME.is_match(s.trim()) => {
                     let s = s.trim().to_owned();
                     if out.contains(&s) {
-                        self.errors.add(path, "duplicate", format!("'{s}' is listed twice"));
+                        self.errors
+                            .add(path, "duplicate", format!("'{s}' is listed twice"));
                     } else {
                         out.push(s);
                     }
                 }
-                Value::String(_) => self.errors.add(path, "invalid_format", "must be 1-128 characters of letters, digits, '.', '_', '/' or '-'"),
-                other => self.errors.add(path, "invalid_type", format!("expected a string, got {}", type_name(other))),
+                Value::String(_) => self.errors.add(
+                    path,
+                    "invalid_format",
+                    "must be 1-128 characters of letters, digits, '.', '_', '/' or '-'",
+                ),
+                other => self.errors.add(
+                    path,
+                    "invalid_type",
+                    format!("expected a string, got {}", type_name(other)),
+                ),
             }
         }
         if out.len() > 256 {
@@ -309,7 +340,9 @@ pub fn parse_commit(s: &str) -> Result<String, String> {
     if (s.len() == 40 || s.len() == 64) && HEX.is_match(s) {
         Ok(s.to_ascii_lowercase())
     } else {
-        Err(format!("'{s}' is not a full commit id: expected 40 or 64 hex characters"))
+        Err(format!(
+            "'{s}' is not a full commit id: expected 40 or 64 hex characters"
+        ))
     }
 }
 
@@ -328,7 +361,11 @@ pub fn parse_artifact_ref(s: &str) -> Result<(String, String), String> {
 pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment, FieldErrors> {
     let Value::Object(map) = value else {
         let mut e = FieldErrors::default();
-        e.add("", "invalid_type", format!("expected a JSON object, got {}", type_name(value)));
+        e.add(
+            "",
+            "invalid_type",
+            format!("expected a JSON object, got {}", type_name(value)),
+        );
         return Err(e);
     };
     let mut f = Fields::new(map, "");
@@ -353,7 +390,11 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
     let labels = f.string_map("labels");
     let targets = f.string_list("targets");
     let corrects = f.uuid("corrects");
-    let status = f.enumeration("status", DeploymentStatus::parse, DeploymentStatus::expected);
+    let status = f.enumeration(
+        "status",
+        DeploymentStatus::parse,
+        DeploymentStatus::expected,
+    );
     let started_at = f.timestamp("started_at", ctx.now);
     let finished_at = f.timestamp("finished_at", ctx.now);
     let backfilled = f.bool("backfilled");
@@ -373,7 +414,11 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
         match parse_artifact_ref(&a) {
             Ok((n, d)) => {
                 if digest.as_ref().is_some_and(|x| *x != d) {
-                    errors.add("artifact", "conflict", "digest differs from artifact_digest");
+                    errors.add(
+                        "artifact",
+                        "conflict",
+                        "digest differs from artifact_digest",
+                    );
                 }
                 artifact_name.get_or_insert(n);
                 digest = Some(d);
@@ -381,24 +426,25 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
             Err(m) => errors.add("artifact", "invalid_format", m),
         }
     }
-    let environment = env_raw.and_then(|raw| {
-        match ctx.taxonomy.resolve(&raw, ctx.declared_environment) {
-            Ok(mut e) => {
-                if region.is_some() {
-                    e.region = region.clone();
+    let environment =
+        env_raw.and_then(
+            |raw| match ctx.taxonomy.resolve(&raw, ctx.declared_environment) {
+                Ok(mut e) => {
+                    if region.is_some() {
+                        e.region = region.clone();
+                    }
+                    Some(e)
                 }
-                Some(e)
-            }
-            Err(EnvError::Invalid(m)) => {
-                errors.add("environment", "invalid_format", m);
-                None
-            }
-            Err(EnvError::Unknown(m)) => {
-                errors.add("environment", "unknown_environment", m);
-                None
-            }
-        }
-    });
+                Err(EnvError::Invalid(m)) => {
+                    errors.add("environment", "invalid_format", m);
+                    None
+                }
+                Err(EnvError::Unknown(m)) => {
+                    errors.add("environment", "unknown_environment", m);
+                    None
+                }
+            },
+        );
     let started = started_at.unwrap_or(ctx.now);
     let status = status.unwrap_or(if finished_at.is_some() {
         DeploymentStatus::Succeeded
@@ -407,14 +453,22 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
     });
     if let Some(fin) = finished_at {
         if !status.is_terminal() {
-            errors.add("finished_at", "conflict", format!("a '{status}' deployment has not finished"));
+            errors.add(
+                "finished_at",
+                "conflict",
+                format!("a '{status}' deployment has not finished"),
+            );
         }
         if fin < started {
             errors.add("finished_at", "invalid_value", "is before started_at");
         }
     }
     if corrects.is_some() && corrects == id {
-        errors.add("corrects", "invalid_value", "a record cannot correct itself");
+        errors.add(
+            "corrects",
+            "invalid_value",
+            "a record cannot correct itself",
+        );
     }
 
     let (Some(service), Some(environment), Some(version)) = (service, environment, version) else {
@@ -446,17 +500,17 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
         started_at: started,
         ingested_at: ctx.now,
         backfilled: ctx.backfill || backfilled.unwrap_or(false) || (late && status.is_terminal()),
+        initial_status: status,
+        initial_finished_at: if status.is_terminal() {
+            Some(finished_at.unwrap_or(started))
+        } else {
+            None
+        },
         recorded_by: ctx.recorded_by.to_owned(),
     };
     ctx.requirements.check(&deployment, &mut errors);
     errors.into_result(CreateDeployment {
         deployment,
-        initial_status: status,
-        finished_at: if status.is_terminal() {
-            Some(finished_at.unwrap_or(started))
-        } else {
-            None
-        },
         idempotency: None,
     })
 }
@@ -474,13 +528,21 @@ pub struct StatusChange {
 pub fn parse_status_change(value: &Value, now: Timestamp) -> Result<StatusChange, FieldErrors> {
     let Value::Object(map) = value else {
         let mut e = FieldErrors::default();
-        e.add("", "invalid_type", format!("expected a JSON object, got {}", type_name(value)));
+        e.add(
+            "",
+            "invalid_type",
+            format!("expected a JSON object, got {}", type_name(value)),
+        );
         return Err(e);
     };
     let mut f = Fields::new(map, "");
     let id = f.uuid("id");
     let target = f.name("target", false);
-    let status = f.enumeration("status", DeploymentStatus::parse, DeploymentStatus::expected);
+    let status = f.enumeration(
+        "status",
+        DeploymentStatus::parse,
+        DeploymentStatus::expected,
+    );
     let present = map.get("status").is_some_and(|v| !v.is_null());
     let message = f.opt_str("message", 2000);
     let occurred_at = f.timestamp("occurred_at", now);
@@ -512,7 +574,7 @@ mod tests {
             now,
             taxonomy: tax,
             requirements: req,
-            declared_environment: &|_| false,
+            declared_environment: &|_| None,
             backfill: false,
         }
     }
@@ -521,9 +583,12 @@ mod tests {
     fn minimal_and_full_requests() {
         let (tax, req) = (Taxonomy::default(), Requirements::default());
         let now = crate::time::parse_rfc3339("2026-11-01T10:00:00Z").expect("ts");
-        let c = parse_create(&json!({"service":"checkout","environment":"dev","version":"1"}), &ctx(&tax, &req, now))
-            .expect("valid");
-        assert_eq!(c.initial_status, DeploymentStatus::Started);
+        let c = parse_create(
+            &json!({"service":"checkout","environment":"dev","version":"1"}),
+            &ctx(&tax, &req, now),
+        )
+        .expect("valid");
+        assert_eq!(c.deployment.initial_status, DeploymentStatus::Started);
         assert_eq!(c.deployment.environment.tier, Some(EnvTier::Development));
         let c = parse_create(
             &json!({"service":"checkout","environment":"prod-eu-west-1","version":"1.4.2",
@@ -532,8 +597,14 @@ mod tests {
             &ctx(&tax, &req, now),
         )
         .expect("valid");
-        assert_eq!(c.deployment.artifact_name.as_deref(), Some("registry/checkout"));
-        assert_eq!(c.deployment.artifact_digest, Some(format!("sha256:{}", "ab".repeat(32))));
+        assert_eq!(
+            c.deployment.artifact_name.as_deref(),
+            Some("registry/checkout")
+        );
+        assert_eq!(
+            c.deployment.artifact_digest,
+            Some(format!("sha256:{}", "ab".repeat(32)))
+        );
         assert_eq!(c.deployment.commit_sha, Some("a".repeat(40)));
     }
 
@@ -549,7 +620,17 @@ mod tests {
         )
         .expect_err("invalid");
         let fields: BTreeSet<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
-        for f in ["service", "version", "commit_sha", "artifact_digest", "started_at", "id", "colour", "kind", "labels.a"] {
+        for f in [
+            "service",
+            "version",
+            "commit_sha",
+            "artifact_digest",
+            "started_at",
+            "id",
+            "colour",
+            "kind",
+            "labels.a",
+        ] {
             assert!(fields.contains(f), "missing error for {f}: {err:?}");
         }
     }
@@ -558,8 +639,11 @@ mod tests {
     fn production_requirements_are_listed() {
         let (tax, req) = (Taxonomy::default(), Requirements::default());
         let now = crate::time::parse_rfc3339("2026-11-01T10:00:00Z").expect("ts");
-        let err = parse_create(&json!({"service":"s","environment":"prd","version":"1"}), &ctx(&tax, &req, now))
-            .expect_err("missing metadata");
+        let err = parse_create(
+            &json!({"service":"s","environment":"prd","version":"1"}),
+            &ctx(&tax, &req, now),
+        )
+        .expect_err("missing metadata");
         let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["commit_sha", "artifact_digest", "deployer"]);
     }

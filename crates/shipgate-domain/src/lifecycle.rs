@@ -167,6 +167,50 @@ pub fn apply_event(
     })
 }
 
+/// Recomputes a deployment's state from its recorded events, in the order they were applied
+/// (their audit sequence). The first event (two, for a deployment recorded with an outcome)
+/// came with the record itself.
+pub fn replay(
+    d: &crate::model::NewDeployment,
+    events: &[crate::model::StatusEvent],
+) -> Result<State, String> {
+    let n = if d.initial_status.is_terminal() { 2 } else { 1 };
+    if events.len() < n {
+        return Err(format!(
+            "has {} event(s); its creation alone wrote {n}",
+            events.len()
+        ));
+    }
+    let mut state = State {
+        status: d.initial_status,
+        finished_at: d.initial_finished_at,
+        last_event_at: events[..n]
+            .iter()
+            .map(|e| e.occurred_at)
+            .max()
+            .unwrap_or(d.started_at),
+        targets: d
+            .targets
+            .iter()
+            .map(|t| (t.clone(), d.initial_status))
+            .collect(),
+    };
+    for e in &events[n..] {
+        let a = apply_event(&state, e.target.as_deref(), e.status, e.occurred_at, false).map_err(
+            |err| {
+                format!(
+                    "event {} ({}) cannot follow its predecessors: {err:?}",
+                    e.id, e.status
+                )
+            },
+        )?;
+        if a.append {
+            state = a.state;
+        }
+    }
+    Ok(state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +240,8 @@ mod tests {
         let s = st(Started, &[("eu", Started), ("us", Started)]);
         let a = apply_event(&s, Some("eu"), Succeeded, from_micros(2_000), false).expect("ok");
         assert_eq!(a.state.status, Started);
-        let b = apply_event(&a.state, Some("us"), Succeeded, from_micros(3_000), false).expect("ok");
+        let b =
+            apply_event(&a.state, Some("us"), Succeeded, from_micros(3_000), false).expect("ok");
         assert_eq!(b.state.status, Succeeded);
         assert_eq!(b.state.finished_at, Some(from_micros(3_000)));
         let c = apply_event(&a.state, Some("us"), Failed, from_micros(3_000), false).expect("ok");

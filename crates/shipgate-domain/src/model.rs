@@ -163,6 +163,11 @@ pub struct NewDeployment {
     pub ingested_at: Timestamp,
     /// Recorded after the fact (import or explicit backfill).
     pub backfilled: bool,
+    /// The status the deployment was recorded with (`started`, or an outcome for a backfill).
+    pub initial_status: DeploymentStatus,
+    /// When a deployment recorded with an outcome finished.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub initial_finished_at: Option<Timestamp>,
     /// Subject of the token that recorded it.
     pub recorded_by: String,
 }
@@ -172,8 +177,6 @@ pub struct NewDeployment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateDeployment {
     pub deployment: NewDeployment,
-    pub initial_status: DeploymentStatus,
-    pub finished_at: Option<Timestamp>,
     /// Idempotency key scoped to the tenant, with a hash of the request it guards.
     pub idempotency: Option<IdempotencyKey>,
 }

@@ -33,14 +33,22 @@ pub struct Application {
 }
 
 /// Creates the bootstrap admin token of a store that has none.
-pub async fn bootstrap(store: &dyn Store, settings: &Settings, clock: &dyn Clock) -> anyhow::Result<Bootstrap> {
+pub async fn bootstrap(
+    store: &dyn Store,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> anyhow::Result<Bootstrap> {
     if store.count_tokens().await? > 0 {
-        return Ok(Bootstrap { generated_admin_token: None });
+        return Ok(Bootstrap {
+            generated_admin_token: None,
+        });
     }
     let (token, generated) = match &settings.admin_token {
         Some(t) => (t.expose_secret().to_owned(), false),
         None if settings.production => {
-            anyhow::bail!("production mode: refusing to start a new store without SHIPGATE_ADMIN_TOKEN (configure authentication)")
+            anyhow::bail!(
+                "production mode: refusing to start a new store without SHIPGATE_ADMIN_TOKEN (configure authentication)"
+            )
         }
         None => (generate_token(), true),
     };
@@ -61,14 +69,22 @@ pub async fn bootstrap(store: &dyn Store, settings: &Settings, clock: &dyn Clock
 
 impl Application {
     /// Opens the store (unless one is given), creates the bootstrap token, and binds.
-    pub async fn build(settings: Settings, store: Option<Arc<dyn Store>>) -> anyhow::Result<(Application, Bootstrap)> {
+    pub async fn build(
+        settings: Settings,
+        store: Option<Arc<dyn Store>>,
+    ) -> anyhow::Result<(Application, Bootstrap)> {
         let store = match store {
             Some(s) => s,
             None => shipgate_store::open(&settings.database_url).await?,
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let boot = bootstrap(store.as_ref(), &settings, clock.as_ref()).await?;
-        let (ingest, writer) = Ingest::spawn(store.clone(), clock.clone(), settings.ingest.max_batch, settings.ingest.queue_depth);
+        let (ingest, writer) = Ingest::spawn(
+            store.clone(),
+            clock.clone(),
+            settings.ingest.max_batch,
+            settings.ingest.queue_depth,
+        );
         let listener = TcpListener::bind(&settings.listen).await?;
         let port = listener.local_addr()?.port();
         let state = AppState::new(Inner {
@@ -78,6 +94,7 @@ impl Application {
             ingest,
             tokens: TokenCache::default(),
             metrics: crate::telemetry::metrics_handle(),
+            declared_envs: Default::default(),
         });
         let router = crate::routes::router(state);
         Ok((
@@ -113,7 +130,10 @@ impl Application {
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
         // Every request handle is gone: the writer drains its queue and stops.
-        if tokio::time::timeout(Duration::from_secs(30), self.writer).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), self.writer)
+            .await
+            .is_err()
+        {
             tracing::error!("the writer did not drain within 30s");
         }
         tracing::info!("shipgate stopped");

@@ -22,7 +22,10 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 pub fn generate_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("sg_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "sg_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 pub fn hash_token(token: &str) -> String {
@@ -66,21 +69,29 @@ impl Caller {
         if self.role.can_write_deployments() {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("role '{}' cannot record deployments", self.role)))
+            Err(ApiError::Forbidden(format!(
+                "role '{}' cannot record deployments",
+                self.role
+            )))
         }
     }
     pub fn require_admin(&self) -> Result<(), ApiError> {
         if self.role.is_admin() {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("role '{}' is not an admin", self.role)))
+            Err(ApiError::Forbidden(format!(
+                "role '{}' is not an admin",
+                self.role
+            )))
         }
     }
     pub fn require_root(&self) -> Result<(), ApiError> {
         if self.root {
             Ok(())
         } else {
-            Err(ApiError::Forbidden("only the root admin token may do this".into()))
+            Err(ApiError::Forbidden(
+                "only the root admin token may do this".into(),
+            ))
         }
     }
 }
@@ -88,28 +99,37 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthenticated("missing Authorization: Bearer <token>".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("missing Authorization: Bearer <token>".into())
+            })?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() < 512)
-            .ok_or_else(|| ApiError::Unauthenticated("expected Authorization: Bearer <token>".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("expected Authorization: Bearer <token>".into())
+            })?;
         let hash = hash_token(token);
         let t = match state.tokens.get(&hash) {
             Some(t) => t,
             None => {
                 // Fail closed: a store error is an error, never an anonymous pass.
-                let t = state
-                    .store
-                    .find_token(&hash)
-                    .await?
-                    .ok_or_else(|| ApiError::Unauthenticated("invalid or revoked token".into()))?;
+                let t =
+                    state.store.find_token(&hash).await?.ok_or_else(|| {
+                        ApiError::Unauthenticated("invalid or revoked token".into())
+                    })?;
                 state.tokens.put(hash, t.clone());
                 t
             }
@@ -122,10 +142,14 @@ impl FromRequestParts<AppState> for Caller {
                 .trim();
             if asked != t.tenant {
                 if !t.root {
-                    return Err(ApiError::Forbidden("this token cannot act for another tenant".into()));
+                    return Err(ApiError::Forbidden(
+                        "this token cannot act for another tenant".into(),
+                    ));
                 }
                 if !valid_tenant(asked) {
-                    return Err(ApiError::BadRequest(format!("{TENANT_HEADER}: '{asked}' is not a tenant name")));
+                    return Err(ApiError::BadRequest(format!(
+                        "{TENANT_HEADER}: '{asked}' is not a tenant name"
+                    )));
                 }
                 tenant = asked.to_owned();
             }
@@ -140,5 +164,8 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 pub fn valid_tenant(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

@@ -69,7 +69,11 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
         let mut b = config::Config::builder();
         if let Some(f) = file {
-            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+            b = b.add_source(
+                config::File::from(f)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
         }
         b = b.add_source(
             config::Environment::with_prefix("SHIPGATE")

@@ -13,19 +13,47 @@ tokio::task_local! {
 
 /// Stable error codes: a public contract. The CLI maps them to exit statuses.
 pub const CODES: &[(&str, u16, &str)] = &[
-    ("validation_failed", 422, "The request has invalid or missing fields"),
+    (
+        "validation_failed",
+        422,
+        "The request has invalid or missing fields",
+    ),
     ("malformed_json", 400, "The body is not valid JSON"),
     ("bad_request", 400, "The request is malformed"),
     ("unauthenticated", 401, "A valid API token is required"),
     ("forbidden", 403, "The token's role does not allow this"),
     ("not_found", 404, "No such resource"),
-    ("conflict", 409, "The request conflicts with what is recorded"),
-    ("deployment_exists", 409, "A deployment with this id is already recorded"),
-    ("idempotency_key_reused", 409, "The idempotency key was used for a different request"),
-    ("not_written", 409, "Not written: another record of the same atomic batch was refused"),
-    ("invalid_transition", 409, "The status change is not allowed from the current status"),
+    (
+        "conflict",
+        409,
+        "The request conflicts with what is recorded",
+    ),
+    (
+        "deployment_exists",
+        409,
+        "A deployment with this id is already recorded",
+    ),
+    (
+        "idempotency_key_reused",
+        409,
+        "The idempotency key was used for a different request",
+    ),
+    (
+        "not_written",
+        409,
+        "Not written: another record of the same atomic batch was refused",
+    ),
+    (
+        "invalid_transition",
+        409,
+        "The status change is not allowed from the current status",
+    ),
     ("payload_too_large", 413, "The body is larger than allowed"),
-    ("unsupported_media_type", 415, "The content type is not supported here"),
+    (
+        "unsupported_media_type",
+        415,
+        "The content type is not supported here",
+    ),
     ("overloaded", 503, "The server is busy; retry with backoff"),
     ("store_unavailable", 503, "The store cannot be reached"),
     ("internal", 500, "An unexpected error; it was logged"),
@@ -64,7 +92,11 @@ pub struct Problem {
 impl ApiError {
     fn parts(&self) -> (&'static str, String, Vec<FieldError>) {
         match self {
-            ApiError::Validation(e) => ("validation_failed", format!("{} field(s) are invalid: {e}", e.0.len()), e.0.clone()),
+            ApiError::Validation(e) => (
+                "validation_failed",
+                format!("{} field(s) are invalid: {e}", e.0.len()),
+                e.0.clone(),
+            ),
             ApiError::MalformedJson(m) => ("malformed_json", m.clone(), Vec::new()),
             ApiError::BadRequest(m) => ("bad_request", m.clone(), Vec::new()),
             ApiError::Unauthenticated(m) => ("unauthenticated", m.clone(), Vec::new()),
@@ -74,8 +106,16 @@ impl ApiError {
             ApiError::PayloadTooLarge(m) => ("payload_too_large", m.clone(), Vec::new()),
             ApiError::UnsupportedMediaType(m) => ("unsupported_media_type", m.clone(), Vec::new()),
             ApiError::Overloaded => ("overloaded", "the ingest queue is full".into(), Vec::new()),
-            ApiError::Unavailable(_) => ("store_unavailable", "the store cannot be reached".into(), Vec::new()),
-            ApiError::Internal(_) => ("internal", "an unexpected error occurred; it was logged".into(), Vec::new()),
+            ApiError::Unavailable(_) => (
+                "store_unavailable",
+                "the store cannot be reached".into(),
+                Vec::new(),
+            ),
+            ApiError::Internal(_) => (
+                "internal",
+                "an unexpected error occurred; it was logged".into(),
+                Vec::new(),
+            ),
         }
     }
 
@@ -130,10 +170,13 @@ impl IntoResponse for ApiError {
         let p = problem(code, detail, errors);
         let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(p)).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

@@ -31,7 +31,12 @@ fn copy_error(e: &StoreError) -> StoreError {
 impl Ingest {
     /// Starts the writer. It stops once every `Ingest` handle is dropped and the queue is
     /// drained, so no accepted request is lost on shutdown.
-    pub fn spawn(store: Arc<dyn Store>, clock: Arc<dyn Clock>, max_batch: usize, depth: usize) -> (Ingest, JoinHandle<()>) {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        max_batch: usize,
+        depth: usize,
+    ) -> (Ingest, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Job>(depth.max(1));
         let handle = tokio::spawn(async move {
             let max_batch = max_batch.max(1);
@@ -44,7 +49,8 @@ impl Ingest {
                     }
                 }
                 metrics::histogram!("shipgate_ingest_batch_size").record(jobs.len() as f64);
-                let (cmds, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.cmd, j.reply)).unzip();
+                let (cmds, replies): (Vec<_>, Vec<_>) =
+                    jobs.into_iter().map(|j| (j.cmd, j.reply)).unzip();
                 match store.create_deployments(cmds, clock.now(), false).await {
                     Ok(results) => {
                         for (r, reply) in results.into_iter().zip(replies) {
@@ -69,7 +75,9 @@ impl Ingest {
             mpsc::error::TrySendError::Full(_) => ApiError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => ApiError::Unavailable("shutting down".into()),
         })?;
-        let r = rx.await.map_err(|_| ApiError::Unavailable("writer stopped".into()))?;
+        let r = rx
+            .await
+            .map_err(|_| ApiError::Unavailable("writer stopped".into()))?;
         Ok(r?)
     }
 }

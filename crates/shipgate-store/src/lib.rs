@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
-use shipgate_domain::audit::{ChainHead, VerifyReport, AuditEntry};
+use shipgate_domain::audit::{AuditEntry, ChainHead, VerifyReport};
 use shipgate_domain::input::StatusChange;
 use shipgate_domain::time::Timestamp;
 use shipgate_domain::*;
@@ -126,11 +126,29 @@ pub trait Store: Send + Sync + 'static {
         environment: Option<&str>,
     ) -> StoreResult<Vec<RunningVersion>>;
 
-    async fn declare_service(&self, tenant: &str, name: &str, team: Option<&str>, actor: &str, now: Timestamp) -> StoreResult<Service>;
-    async fn declare_environment(&self, tenant: &str, env: &ResolvedEnvironment, actor: &str, now: Timestamp) -> StoreResult<Environment>;
+    async fn declare_service(
+        &self,
+        tenant: &str,
+        name: &str,
+        team: Option<&str>,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<Service>;
+    async fn declare_environment(
+        &self,
+        tenant: &str,
+        env: &ResolvedEnvironment,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<Environment>;
     async fn list_services(&self, tenant: &str) -> StoreResult<Vec<Service>>;
     async fn list_environments(&self, tenant: &str) -> StoreResult<Vec<Environment>>;
-    async fn list_releases(&self, tenant: &str, service: Option<&str>, limit: u32) -> StoreResult<Vec<Release>>;
+    async fn list_releases(
+        &self,
+        tenant: &str,
+        service: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Release>>;
 
     /// Stores a token (hash only). `actor` is who created it; audited.
     async fn create_token(&self, token: &ApiToken, actor: &str) -> StoreResult<()>;
@@ -139,7 +157,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn audit_head(&self) -> StoreResult<ChainHead>;
     /// Audit entries after `after_seq`, in sequence order; `tenant` limits them to one tenant.
-    async fn audit_entries(&self, tenant: Option<&str>, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    async fn audit_entries(
+        &self,
+        tenant: Option<&str>,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>>;
     /// Recomputes the whole chain and checks every deployment and status event against it.
     async fn verify_audit(&self) -> StoreResult<VerifyReport>;
 }

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use shipgate_domain::audit::{
-    self, ACTION_DEPLOYMENT_CREATED, ACTION_DEPLOYMENT_EVENT, AuditEntry, ChainHead, PendingEntry, VerifyReport,
+    self, ACTION_DEPLOYMENT_CREATED, ACTION_DEPLOYMENT_EVENT, AuditEntry, ChainHead, PendingEntry,
+    VerifyReport,
 };
 use shipgate_domain::input::{LATE_AFTER_SECS, StatusChange};
 use shipgate_domain::lifecycle::{self, EventError, State};
@@ -23,9 +24,16 @@ type Conn = <Db as sqlx::Database>::Connection;
 /// Rows per multi-row INSERT statement (keeps under SQLite's bind-parameter limit).
 const CHUNK: usize = 500;
 
-const DEPLOYMENT_COLUMNS: &str = "id, tenant, correlation_id, service, team, environment, environment_raw, env_tier, region, version, commit_sha, git_ref, repository, artifact_name, artifact_digest, deployer, deployer_type, kind, trigger_type, change_ref, labels, targets, corrects, schema_version, started_at, ingested_at, backfilled, recorded_by, status, finished_at, last_event_at, target_status";
+const DEPLOYMENT_COLUMNS: &str = "id, tenant, correlation_id, service, team, environment, environment_raw, env_tier, region, version, commit_sha, git_ref, repository, artifact_name, artifact_digest, deployer, deployer_type, kind, trigger_type, change_ref, labels, targets, corrects, schema_version, started_at, ingested_at, backfilled, initial_status, initial_finished_at, recorded_by, status, finished_at, last_event_at, target_status";
+/// What runs where, computed from the deployments themselves: the latest succeeded deployment
+/// of each service in each environment. The `running` table is this, kept up to date.
+const RUNNING_FROM_DEPLOYMENTS: &str = "SELECT d.tenant, d.service, d.environment, d.id AS deployment_id, d.finished_at \
+     FROM deployments d WHERE d.status = 'succeeded' AND d.id = (SELECT p.id FROM deployments p WHERE p.tenant = d.tenant \
+     AND p.service = d.service AND p.environment = d.environment AND p.status = 'succeeded' \
+     ORDER BY p.finished_at DESC, p.id DESC LIMIT 1)";
 const EVENT_COLUMNS: &str = "id, deployment_id, tenant, target, status, message, occurred_at, ingested_at, late, recorded_by";
-const AUDIT_COLUMNS: &str = "seq, format, at, tenant, actor, action, subject, payload_hash, prev_hash, hash, payload";
+const AUDIT_COLUMNS: &str =
+    "seq, format, at, tenant, actor, action, subject, payload_hash, prev_hash, hash, payload";
 
 pub struct SqlStore {
     pool: Pool<Db>,
@@ -101,6 +109,8 @@ fn deployment_from_row(r: &DbRow) -> StoreResult<Deployment> {
         started_at: ts(r, "started_at")?,
         ingested_at: ts(r, "ingested_at")?,
         backfilled: r.try_get("backfilled")?,
+        initial_status: enum_col(r, "initial_status", DeploymentStatus::parse)?,
+        initial_finished_at: opt_ts(r, "initial_finished_at")?,
         recorded_by: r.try_get("recorded_by")?,
     };
     Ok(Deployment {
@@ -163,7 +173,8 @@ struct DeploymentRow<'a> {
 
 async fn insert_deployments(conn: &mut Conn, rows: &[DeploymentRow<'_>]) -> StoreResult<()> {
     for chunk in rows.chunks(CHUNK) {
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO deployments ({DEPLOYMENT_COLUMNS}) "));
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("INSERT INTO deployments ({DEPLOYMENT_COLUMNS}) "));
         qb.push_values(chunk, |mut b, r| {
             let d = r.d;
             b.push_bind(d.id.to_string())
@@ -193,6 +204,8 @@ async fn insert_deployments(conn: &mut Conn, rows: &[DeploymentRow<'_>]) -> Stor
                 .push_bind(to_micros(d.started_at))
                 .push_bind(to_micros(d.ingested_at))
                 .push_bind(d.backfilled)
+                .push_bind(d.initial_status.as_str().to_owned())
+                .push_bind(d.initial_finished_at.map(to_micros))
                 .push_bind(d.recorded_by.clone())
                 .push_bind(r.status.as_str().to_owned())
                 .push_bind(r.finished_at.map(to_micros))
@@ -206,7 +219,8 @@ async fn insert_deployments(conn: &mut Conn, rows: &[DeploymentRow<'_>]) -> Stor
 
 async fn insert_events(conn: &mut Conn, events: &[StatusEvent]) -> StoreResult<()> {
     for chunk in events.chunks(CHUNK) {
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO deployment_events ({EVENT_COLUMNS}) "));
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("INSERT INTO deployment_events ({EVENT_COLUMNS}) "));
         qb.push_values(chunk, |mut b, e| {
             b.push_bind(e.id.to_string())
                 .push_bind(e.deployment_id.to_string())
@@ -234,13 +248,19 @@ async fn lock_head(conn: &mut Conn) -> StoreResult<ChainHead> {
 
 /// Seals pending entries onto the chain, writes them and moves the head, in the caller's
 /// transaction.
-async fn append_audit(conn: &mut Conn, head: &ChainHead, now: Timestamp, pending: Vec<PendingEntry>) -> StoreResult<ChainHead> {
+async fn append_audit(
+    conn: &mut Conn,
+    head: &ChainHead,
+    now: Timestamp,
+    pending: Vec<PendingEntry>,
+) -> StoreResult<ChainHead> {
     if pending.is_empty() {
         return Ok(head.clone());
     }
     let (entries, new_head) = audit::seal(head, now, pending);
     for chunk in entries.chunks(CHUNK) {
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) "));
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) "));
         qb.push_values(chunk, |mut b, e| {
             b.push_bind(e.seq)
                 .push_bind(i64::from(e.format))
@@ -265,7 +285,12 @@ async fn append_audit(conn: &mut Conn, head: &ChainHead, now: Timestamp, pending
 }
 
 /// Points `running` at the latest succeeded deployment of a service in an environment.
-async fn refresh_running(conn: &mut Conn, tenant: &str, service: &str, environment: &str) -> StoreResult<()> {
+async fn refresh_running(
+    conn: &mut Conn,
+    tenant: &str,
+    service: &str,
+    environment: &str,
+) -> StoreResult<()> {
     let latest = sqlx::query(
         "SELECT id, finished_at FROM deployments WHERE tenant = $1 AND service = $2 AND environment = $3 \
          AND status = 'succeeded' ORDER BY finished_at DESC, id DESC LIMIT 1",
@@ -292,22 +317,26 @@ async fn refresh_running(conn: &mut Conn, tenant: &str, service: &str, environme
             .await?;
         }
         None => {
-            sqlx::query("DELETE FROM running WHERE tenant = $1 AND service = $2 AND environment = $3")
-                .bind(tenant)
-                .bind(service)
-                .bind(environment)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "DELETE FROM running WHERE tenant = $1 AND service = $2 AND environment = $3",
+            )
+            .bind(tenant)
+            .bind(service)
+            .bind(environment)
+            .execute(&mut *conn)
+            .await?;
         }
     }
     Ok(())
 }
 
 fn push_filter(qb: &mut QueryBuilder<'_, Db>, f: &DeploymentFilter, prefix: &str) {
-    qb.push(format!(" WHERE {prefix}tenant = ")).push_bind(f.tenant.clone());
+    qb.push(format!(" WHERE {prefix}tenant = "))
+        .push_bind(f.tenant.clone());
     let eq = |qb: &mut QueryBuilder<'_, Db>, col: &str, v: &Option<String>| {
         if let Some(v) = v {
-            qb.push(format!(" AND {prefix}{col} = ")).push_bind(v.clone());
+            qb.push(format!(" AND {prefix}{col} = "))
+                .push_bind(v.clone());
         }
     };
     eq(qb, "service", &f.service);
@@ -320,10 +349,12 @@ fn push_filter(qb: &mut QueryBuilder<'_, Db>, f: &DeploymentFilter, prefix: &str
     eq(qb, "deployer", &f.deployer);
     eq(qb, "correlation_id", &f.correlation_id);
     if let Some(t) = f.since {
-        qb.push(format!(" AND {prefix}started_at >= ")).push_bind(to_micros(t));
+        qb.push(format!(" AND {prefix}started_at >= "))
+            .push_bind(to_micros(t));
     }
     if let Some(t) = f.until {
-        qb.push(format!(" AND {prefix}started_at < ")).push_bind(to_micros(t));
+        qb.push(format!(" AND {prefix}started_at < "))
+            .push_bind(to_micros(t));
     }
 }
 
@@ -338,6 +369,46 @@ impl SqlStore {
     /// The connection pool, for tests and tools that must reach under the API.
     pub fn pool(&self) -> &Pool<Db> {
         &self.pool
+    }
+
+    /// Benchmark ceiling and bulk loading: inserts deployment rows only (no events, no audit),
+    /// `per_tx` rows per transaction in multi-row statements. Not part of the port: it bypasses
+    /// the audit chain, so `verify_audit` will report these rows as unaudited.
+    pub async fn raw_insert_deployments(
+        &self,
+        rows: &[(NewDeployment, DeploymentStatus, Option<Timestamp>)],
+        per_tx: usize,
+    ) -> StoreResult<()> {
+        for tx_rows in rows.chunks(per_tx.max(1)) {
+            let mut tx = self.pool.begin().await?;
+            let dr: Vec<DeploymentRow<'_>> = tx_rows
+                .iter()
+                .map(|(d, status, fin)| DeploymentRow {
+                    d,
+                    status: *status,
+                    finished_at: *fin,
+                    last_event_at: fin.unwrap_or(d.started_at),
+                    target_status: BTreeMap::new(),
+                })
+                .collect();
+            insert_deployments(&mut tx, &dr).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes the `running` projection from scratch (after a bulk load).
+    pub async fn rebuild_running(&self) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM running").execute(&mut *tx).await?;
+        sqlx::query(&format!(
+            "INSERT INTO running (tenant, service, environment, deployment_id, deployed_at) \
+             SELECT tenant, service, environment, deployment_id, finished_at FROM ({RUNNING_FROM_DEPLOYMENTS}) latest"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn load_events(&self, tenant: &str, id: Uuid) -> StoreResult<Vec<StatusEvent>> {
@@ -363,7 +434,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn create_deployments(&self, batch: Vec<CreateDeployment>, now: Timestamp, atomic: bool) -> StoreResult<Vec<StoreResult<Created>>> {
+    async fn create_deployments(
+        &self,
+        batch: Vec<CreateDeployment>,
+        now: Timestamp,
+        atomic: bool,
+    ) -> StoreResult<Vec<StoreResult<Created>>> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let head = lock_head(&mut tx).await?;
@@ -371,19 +447,27 @@ impl Store for SqlStore {
         // What is already recorded that the batch could collide with.
         let keys: Vec<String> = batch
             .iter()
-            .filter_map(|c| c.idempotency.as_ref().map(|k| scoped_key(&c.deployment.tenant, &k.key)))
+            .filter_map(|c| {
+                c.idempotency
+                    .as_ref()
+                    .map(|k| scoped_key(&c.deployment.tenant, &k.key))
+            })
             .collect();
         let mut known_keys: HashMap<String, (String, String)> = HashMap::new();
         for chunk in keys.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Db> =
-                QueryBuilder::new("SELECT scoped_key, request_hash, result_id FROM idempotency_keys WHERE scoped_key IN (");
+            let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+                "SELECT scoped_key, request_hash, result_id FROM idempotency_keys WHERE scoped_key IN (",
+            );
             let mut sep = qb.separated(", ");
             for k in chunk {
                 sep.push_bind(k.clone());
             }
             sep.push_unseparated(")");
             for r in qb.build().fetch_all(&mut *tx).await? {
-                known_keys.insert(r.try_get("scoped_key")?, (r.try_get("request_hash")?, r.try_get("result_id")?));
+                known_keys.insert(
+                    r.try_get("scoped_key")?,
+                    (r.try_get("request_hash")?, r.try_get("result_id")?),
+                );
             }
         }
         let ids: Vec<String> = batch
@@ -395,7 +479,8 @@ impl Store for SqlStore {
             .collect();
         let mut known_ids: HashMap<Uuid, String> = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT id, tenant FROM deployments WHERE id IN (");
+            let mut qb: QueryBuilder<Db> =
+                QueryBuilder::new("SELECT id, tenant FROM deployments WHERE id IN (");
             let mut sep = qb.separated(", ");
             for k in chunk {
                 sep.push_bind(k.clone());
@@ -421,11 +506,16 @@ impl Store for SqlStore {
                 let sk = scoped_key(&d.tenant, &k.key);
                 if let Some((hash, result)) = known_keys.get(&sk) {
                     plans.push(if *hash == k.request_hash {
-                        Uuid::parse_str(result).map(Plan::Replay).unwrap_or_else(|e| Plan::Fail(internal(e)))
+                        Uuid::parse_str(result)
+                            .map(Plan::Replay)
+                            .unwrap_or_else(|e| Plan::Fail(internal(e)))
                     } else {
                         Plan::Fail(StoreError::Conflict {
                             code: "idempotency_key_reused",
-                            message: format!("idempotency key '{}' was used for a different request", k.key),
+                            message: format!(
+                                "idempotency key '{}' was used for a different request",
+                                k.key
+                            ),
                         })
                     });
                     continue;
@@ -436,7 +526,10 @@ impl Store for SqlStore {
                     } else {
                         Plan::Fail(StoreError::Conflict {
                             code: "idempotency_key_reused",
-                            message: format!("idempotency key '{}' was used for a different request", k.key),
+                            message: format!(
+                                "idempotency key '{}' was used for a different request",
+                                k.key
+                            ),
                         })
                     });
                     continue;
@@ -445,7 +538,10 @@ impl Store for SqlStore {
             if known_ids.contains_key(&d.id) || batch_ids.contains_key(&d.id) {
                 plans.push(Plan::Fail(StoreError::Conflict {
                     code: "deployment_exists",
-                    message: format!("a deployment with id {} is already recorded with different content", d.id),
+                    message: format!(
+                        "a deployment with id {} is already recorded with different content",
+                        d.id
+                    ),
                 }));
                 continue;
             }
@@ -453,7 +549,11 @@ impl Store for SqlStore {
                 let owner = known_ids.get(&c).or_else(|| batch_ids.get(&c));
                 if owner != Some(&d.tenant) {
                     let mut e = FieldErrors::default();
-                    e.add("corrects", "not_found", format!("no deployment {c} to correct"));
+                    e.add(
+                        "corrects",
+                        "not_found",
+                        format!("no deployment {c} to correct"),
+                    );
                     plans.push(Plan::Fail(StoreError::Invalid(e)));
                     continue;
                 }
@@ -507,34 +607,71 @@ impl Store for SqlStore {
                 late: d.backfilled,
                 recorded_by: d.recorded_by.clone(),
             };
-            if c.initial_status.is_terminal() {
+            if d.initial_status.is_terminal() {
                 evs.push(mk(DeploymentStatus::Started, d.started_at));
-                evs.push(mk(c.initial_status, c.finished_at.unwrap_or(d.started_at)));
+                evs.push(mk(
+                    d.initial_status,
+                    d.initial_finished_at.unwrap_or(d.started_at),
+                ));
             } else {
-                evs.push(mk(c.initial_status, d.started_at));
+                evs.push(mk(d.initial_status, d.started_at));
             }
-            let last_event_at = evs.iter().map(|e| e.occurred_at).max().unwrap_or(d.started_at);
-            let target_status: BTreeMap<String, DeploymentStatus> =
-                d.targets.iter().map(|t| (t.clone(), c.initial_status)).collect();
-            pending.push(PendingEntry::new(&d.tenant, &d.recorded_by, ACTION_DEPLOYMENT_CREATED, &d.id.to_string(), &audit::deployment_payload(d)));
+            let last_event_at = evs
+                .iter()
+                .map(|e| e.occurred_at)
+                .max()
+                .unwrap_or(d.started_at);
+            let target_status: BTreeMap<String, DeploymentStatus> = d
+                .targets
+                .iter()
+                .map(|t| (t.clone(), d.initial_status))
+                .collect();
+            pending.push(PendingEntry::new(
+                &d.tenant,
+                &d.recorded_by,
+                ACTION_DEPLOYMENT_CREATED,
+                &d.id.to_string(),
+                &audit::deployment_payload(d),
+            ));
             for e in &evs {
-                pending.push(PendingEntry::new(&d.tenant, &d.recorded_by, ACTION_DEPLOYMENT_EVENT, &e.id.to_string(), &audit::event_payload(e)));
+                pending.push(PendingEntry::new(
+                    &d.tenant,
+                    &d.recorded_by,
+                    ACTION_DEPLOYMENT_EVENT,
+                    &e.id.to_string(),
+                    &audit::event_payload(e),
+                ));
             }
             services.insert((d.tenant.clone(), d.service.clone(), d.team.clone()));
-            environments.insert((d.tenant.clone(), d.environment.name.clone()), d.environment.clone());
+            environments.insert(
+                (d.tenant.clone(), d.environment.name.clone()),
+                d.environment.clone(),
+            );
             releases
                 .entry((d.tenant.clone(), d.service.clone(), d.version.clone()))
-                .or_insert((d.commit_sha.clone(), d.artifact_digest.clone(), d.started_at));
-            if c.initial_status == DeploymentStatus::Succeeded {
-                running.insert((d.tenant.clone(), d.service.clone(), d.environment.name.clone()));
+                .or_insert((
+                    d.commit_sha.clone(),
+                    d.artifact_digest.clone(),
+                    d.started_at,
+                ));
+            if d.initial_status == DeploymentStatus::Succeeded {
+                running.insert((
+                    d.tenant.clone(),
+                    d.service.clone(),
+                    d.environment.name.clone(),
+                ));
             }
             if let Some(k) = &c.idempotency {
-                idem_rows.push((scoped_key(&d.tenant, &k.key), k.request_hash.clone(), d.id.to_string()));
+                idem_rows.push((
+                    scoped_key(&d.tenant, &k.key),
+                    k.request_hash.clone(),
+                    d.id.to_string(),
+                ));
             }
             rows.push(DeploymentRow {
                 d,
-                status: c.initial_status,
-                finished_at: c.finished_at,
+                status: d.initial_status,
+                finished_at: d.initial_finished_at,
                 last_event_at,
                 target_status: target_status.clone(),
             });
@@ -542,8 +679,8 @@ impl Store for SqlStore {
                 i,
                 Deployment {
                     record: d.clone(),
-                    status: c.initial_status,
-                    finished_at: c.finished_at,
+                    status: d.initial_status,
+                    finished_at: d.initial_finished_at,
                     target_status,
                     corrected_by: Vec::new(),
                     events: evs.clone(),
@@ -557,17 +694,24 @@ impl Store for SqlStore {
             insert_events(&mut tx, &events).await?;
             let services: Vec<_> = services.into_iter().collect();
             for chunk in services.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Db> = QueryBuilder::new("INSERT INTO services (tenant, name, team, declared, created_at) ");
+                let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+                    "INSERT INTO services (tenant, name, team, declared, created_at) ",
+                );
                 qb.push_values(chunk, |mut b, (t, n, team)| {
-                    b.push_bind(t.clone()).push_bind(n.clone()).push_bind(team.clone()).push_bind(false).push_bind(to_micros(now));
+                    b.push_bind(t.clone())
+                        .push_bind(n.clone())
+                        .push_bind(team.clone())
+                        .push_bind(false)
+                        .push_bind(to_micros(now));
                 });
                 qb.push(" ON CONFLICT (tenant, name) DO NOTHING");
                 qb.build().execute(&mut *tx).await?;
             }
             let environments: Vec<_> = environments.into_iter().collect();
             for chunk in environments.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Db> =
-                    QueryBuilder::new("INSERT INTO environments (tenant, name, tier, region, declared, created_at) ");
+                let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+                    "INSERT INTO environments (tenant, name, tier, region, declared, created_at) ",
+                );
                 qb.push_values(chunk, |mut b, ((t, n), e)| {
                     b.push_bind(t.clone())
                         .push_bind(n.clone())
@@ -581,8 +725,9 @@ impl Store for SqlStore {
             }
             let releases: Vec<_> = releases.into_iter().collect();
             for chunk in releases.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Db> =
-                    QueryBuilder::new("INSERT INTO releases (tenant, service, version, commit_sha, artifact_digest, first_seen_at) ");
+                let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+                    "INSERT INTO releases (tenant, service, version, commit_sha, artifact_digest, first_seen_at) ",
+                );
                 qb.push_values(chunk, |mut b, ((t, s, v), (c, a, at))| {
                     b.push_bind(t.clone())
                         .push_bind(s.clone())
@@ -595,10 +740,14 @@ impl Store for SqlStore {
                 qb.build().execute(&mut *tx).await?;
             }
             for chunk in idem_rows.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Db> =
-                    QueryBuilder::new("INSERT INTO idempotency_keys (scoped_key, request_hash, result_id, created_at) ");
+                let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+                    "INSERT INTO idempotency_keys (scoped_key, request_hash, result_id, created_at) ",
+                );
                 qb.push_values(chunk, |mut b, (k, h, id)| {
-                    b.push_bind(k.clone()).push_bind(h.clone()).push_bind(id.clone()).push_bind(to_micros(now));
+                    b.push_bind(k.clone())
+                        .push_bind(h.clone())
+                        .push_bind(id.clone())
+                        .push_bind(to_micros(now));
                 });
                 qb.build().execute(&mut *tx).await?;
             }
@@ -613,13 +762,32 @@ impl Store for SqlStore {
         let mut out = Vec::with_capacity(plans.len());
         for (i, plan) in plans.into_iter().enumerate() {
             out.push(match plan {
-                Plan::Insert => built.get(&i).cloned().map(|d| Created { deployment: d, created: true }).ok_or(StoreError::NotFound),
-                Plan::SameAs(j) => built.get(&j).cloned().map(|d| Created { deployment: d, created: false }).ok_or(StoreError::NotFound),
-                Plan::Replay(id) => match self.get_deployment(&batch[i].deployment.tenant, id).await {
-                    Ok(Some(d)) => Ok(Created { deployment: d, created: false }),
-                    Ok(None) => Err(StoreError::NotFound),
-                    Err(e) => Err(e),
-                },
+                Plan::Insert => built
+                    .get(&i)
+                    .cloned()
+                    .map(|d| Created {
+                        deployment: d,
+                        created: true,
+                    })
+                    .ok_or(StoreError::NotFound),
+                Plan::SameAs(j) => built
+                    .get(&j)
+                    .cloned()
+                    .map(|d| Created {
+                        deployment: d,
+                        created: false,
+                    })
+                    .ok_or(StoreError::NotFound),
+                Plan::Replay(id) => {
+                    match self.get_deployment(&batch[i].deployment.tenant, id).await {
+                        Ok(Some(d)) => Ok(Created {
+                            deployment: d,
+                            created: false,
+                        }),
+                        Ok(None) => Err(StoreError::NotFound),
+                        Err(e) => Err(e),
+                    }
+                }
                 Plan::Fail(e) => Err(e),
             });
         }
@@ -638,15 +806,23 @@ impl Store for SqlStore {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let head = lock_head(&mut tx).await?;
-        let key = idempotency.as_ref().map(|k| scoped_key(tenant, &k.key)).or(change.id.map(|id| scoped_key(tenant, &format!("event:{id}"))));
-        let request_hash = idempotency.as_ref().map(|k| k.request_hash.clone()).unwrap_or_else(|| {
-            format!("{deployment_id}/{:?}/{}", change.target, change.status)
-        });
+        let key = idempotency
+            .as_ref()
+            .map(|k| scoped_key(tenant, &k.key))
+            .or(change
+                .id
+                .map(|id| scoped_key(tenant, &format!("event:{id}"))));
+        let request_hash = idempotency
+            .as_ref()
+            .map(|k| k.request_hash.clone())
+            .unwrap_or_else(|| format!("{deployment_id}/{:?}/{}", change.target, change.status));
         if let Some(k) = &key {
-            let known = sqlx::query("SELECT request_hash, result_id FROM idempotency_keys WHERE scoped_key = $1")
-                .bind(k.clone())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let known = sqlx::query(
+                "SELECT request_hash, result_id FROM idempotency_keys WHERE scoped_key = $1",
+            )
+            .bind(k.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
             if let Some(r) = known {
                 let hash: String = r.try_get("request_hash")?;
                 let result: String = r.try_get("result_id")?;
@@ -655,20 +831,34 @@ impl Store for SqlStore {
                 if hash != request_hash {
                     return Err(StoreError::Conflict {
                         code: "idempotency_key_reused",
-                        message: "this idempotency key or event id was used for a different request".into(),
+                        message:
+                            "this idempotency key or event id was used for a different request"
+                                .into(),
                     });
                 }
-                let d = self.get_deployment(tenant, deployment_id).await?.ok_or(StoreError::NotFound)?;
-                let event = d.events.iter().find(|e| e.id.to_string() == result).cloned();
-                return Ok(Appended { deployment: d, event });
+                let d = self
+                    .get_deployment(tenant, deployment_id)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let event = d
+                    .events
+                    .iter()
+                    .find(|e| e.id.to_string() == result)
+                    .cloned();
+                return Ok(Appended {
+                    deployment: d,
+                    event,
+                });
             }
         }
-        let row = sqlx::query(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1 AND tenant = $2"))
-            .bind(deployment_id.to_string())
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1 AND tenant = $2"
+        ))
+        .bind(deployment_id.to_string())
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         let current = deployment_from_row(&row)?;
         let state = State {
             status: current.status,
@@ -678,10 +868,21 @@ impl Store for SqlStore {
         };
         let occurred_at = change.occurred_at.unwrap_or(now);
         let arrived_late = (now - occurred_at).num_seconds() > LATE_AFTER_SECS;
-        let applied = lifecycle::apply_event(&state, change.target.as_deref(), change.status, occurred_at, arrived_late).map_err(|e| match e {
+        let applied = lifecycle::apply_event(
+            &state,
+            change.target.as_deref(),
+            change.status,
+            occurred_at,
+            arrived_late,
+        )
+        .map_err(|e| match e {
             EventError::UnknownTarget(t) => {
                 let mut fe = FieldErrors::default();
-                fe.add("target", "not_found", format!("'{t}' is not a target of this deployment"));
+                fe.add(
+                    "target",
+                    "not_found",
+                    format!("'{t}' is not a target of this deployment"),
+                );
                 StoreError::Invalid(fe)
             }
             EventError::Transition(t) => StoreError::Conflict {
@@ -692,8 +893,14 @@ impl Store for SqlStore {
         if !applied.append {
             drop(tx);
             drop(_writer);
-            let d = self.get_deployment(tenant, deployment_id).await?.ok_or(StoreError::NotFound)?;
-            return Ok(Appended { deployment: d, event: None });
+            let d = self
+                .get_deployment(tenant, deployment_id)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            return Ok(Appended {
+                deployment: d,
+                event: None,
+            });
         }
         let event = StatusEvent {
             id: change.id.unwrap_or_else(Uuid::now_v7),
@@ -717,8 +924,16 @@ impl Store for SqlStore {
             .bind(deployment_id.to_string())
             .execute(&mut *tx)
             .await?;
-        if (s.status == DeploymentStatus::Succeeded) != (state.status == DeploymentStatus::Succeeded) {
-            refresh_running(&mut tx, tenant, &current.record.service, &current.record.environment.name).await?;
+        if (s.status == DeploymentStatus::Succeeded)
+            != (state.status == DeploymentStatus::Succeeded)
+        {
+            refresh_running(
+                &mut tx,
+                tenant,
+                &current.record.service,
+                &current.record.environment.name,
+            )
+            .await?;
         }
         if let Some(k) = key {
             sqlx::query("INSERT INTO idempotency_keys (scoped_key, request_hash, result_id, created_at) VALUES ($1, $2, $3, $4)")
@@ -729,39 +944,61 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let entry = PendingEntry::new(tenant, actor, ACTION_DEPLOYMENT_EVENT, &event.id.to_string(), &audit::event_payload(&event));
+        let entry = PendingEntry::new(
+            tenant,
+            actor,
+            ACTION_DEPLOYMENT_EVENT,
+            &event.id.to_string(),
+            &audit::event_payload(&event),
+        );
         append_audit(&mut tx, &head, now, vec![entry]).await?;
         tx.commit().await?;
         drop(_writer);
-        let d = self.get_deployment(tenant, deployment_id).await?.ok_or(StoreError::NotFound)?;
-        Ok(Appended { deployment: d, event: Some(event) })
+        let d = self
+            .get_deployment(tenant, deployment_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(Appended {
+            deployment: d,
+            event: Some(event),
+        })
     }
 
     async fn get_deployment(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Deployment>> {
-        let Some(row) = sqlx::query(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1 AND tenant = $2"))
-            .bind(id.to_string())
-            .bind(tenant)
-            .fetch_optional(&self.pool)
-            .await?
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1 AND tenant = $2"
+        ))
+        .bind(id.to_string())
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
         let mut d = deployment_from_row(&row)?;
         d.events = self.load_events(tenant, id).await?;
-        d.corrected_by = sqlx::query("SELECT id FROM deployments WHERE corrects = $1 AND tenant = $2 ORDER BY id")
-            .bind(id.to_string())
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| uuid_col(r, "id"))
-            .collect::<StoreResult<_>>()?;
+        d.corrected_by = sqlx::query(
+            "SELECT id FROM deployments WHERE corrects = $1 AND tenant = $2 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| uuid_col(r, "id"))
+        .collect::<StoreResult<_>>()?;
         Ok(Some(d))
     }
 
-    async fn list_deployments(&self, filter: &DeploymentFilter, after: Option<Cursor>, limit: u32) -> StoreResult<Page<Deployment>> {
+    async fn list_deployments(
+        &self,
+        filter: &DeploymentFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> StoreResult<Page<Deployment>> {
         let limit = limit.clamp(1, 1000);
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments"));
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments"));
         push_filter(&mut qb, filter, "");
         if let Some(c) = after {
             qb.push(" AND (started_at < ")
@@ -772,9 +1009,13 @@ impl Store for SqlStore {
                 .push_bind(c.id.to_string())
                 .push("))");
         }
-        qb.push(" ORDER BY started_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        qb.push(" ORDER BY started_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
         let rows = qb.build().fetch_all(&self.pool).await?;
-        let mut items: Vec<Deployment> = rows.iter().map(deployment_from_row).collect::<StoreResult<_>>()?;
+        let mut items: Vec<Deployment> = rows
+            .iter()
+            .map(deployment_from_row)
+            .collect::<StoreResult<_>>()?;
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|d| {
@@ -791,14 +1032,19 @@ impl Store for SqlStore {
     }
 
     async fn changes(&self, filter: &DeploymentFilter, limit: u32) -> StoreResult<Vec<Change>> {
-        let cols: String = DEPLOYMENT_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ");
+        let cols: String = DEPLOYMENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
             "SELECT {cols}, (SELECT p.version FROM deployments p WHERE p.tenant = d.tenant AND p.service = d.service \
              AND p.environment = d.environment AND p.status IN ('succeeded', 'rolled_back') AND p.started_at < d.started_at \
              ORDER BY p.started_at DESC LIMIT 1) AS previous_version FROM deployments d"
         ));
         push_filter(&mut qb, filter, "d.");
-        qb.push(" ORDER BY d.started_at DESC, d.id DESC LIMIT ").push_bind(i64::from(limit.clamp(1, 1000)));
+        qb.push(" ORDER BY d.started_at DESC, d.id DESC LIMIT ")
+            .push_bind(i64::from(limit.clamp(1, 1000)));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
@@ -810,8 +1056,17 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn running(&self, tenant: &str, service: Option<&str>, environment: Option<&str>) -> StoreResult<Vec<RunningVersion>> {
-        let cols: String = DEPLOYMENT_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ");
+    async fn running(
+        &self,
+        tenant: &str,
+        service: Option<&str>,
+        environment: Option<&str>,
+    ) -> StoreResult<Vec<RunningVersion>> {
+        let cols: String = DEPLOYMENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
             "SELECT {cols} FROM running r JOIN deployments d ON d.id = r.deployment_id WHERE r.tenant = "
         ));
@@ -843,7 +1098,14 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn declare_service(&self, tenant: &str, name: &str, team: Option<&str>, actor: &str, now: Timestamp) -> StoreResult<Service> {
+    async fn declare_service(
+        &self,
+        tenant: &str,
+        name: &str,
+        team: Option<&str>,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<Service> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let head = lock_head(&mut tx).await?;
@@ -859,12 +1121,26 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         let payload = serde_json::json!({"tenant": tenant, "name": name, "team": team});
-        append_audit(&mut tx, &head, now, vec![PendingEntry::new(tenant, actor, "service.declared", name, &payload)]).await?;
-        let r = sqlx::query("SELECT name, team, declared, created_at FROM services WHERE tenant = $1 AND name = $2")
-            .bind(tenant)
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
+        append_audit(
+            &mut tx,
+            &head,
+            now,
+            vec![PendingEntry::new(
+                tenant,
+                actor,
+                "service.declared",
+                name,
+                &payload,
+            )],
+        )
+        .await?;
+        let r = sqlx::query(
+            "SELECT name, team, declared, created_at FROM services WHERE tenant = $1 AND name = $2",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
         let s = Service {
             name: r.try_get("name")?,
             team: r.try_get("team")?,
@@ -875,7 +1151,13 @@ impl Store for SqlStore {
         Ok(s)
     }
 
-    async fn declare_environment(&self, tenant: &str, env: &ResolvedEnvironment, actor: &str, now: Timestamp) -> StoreResult<Environment> {
+    async fn declare_environment(
+        &self,
+        tenant: &str,
+        env: &ResolvedEnvironment,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<Environment> {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let head = lock_head(&mut tx).await?;
@@ -892,7 +1174,19 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         let payload = serde_json::json!({"tenant": tenant, "name": env.name, "tier": env.tier, "region": env.region, "raw": env.raw});
-        append_audit(&mut tx, &head, now, vec![PendingEntry::new(tenant, actor, "environment.declared", &env.name, &payload)]).await?;
+        append_audit(
+            &mut tx,
+            &head,
+            now,
+            vec![PendingEntry::new(
+                tenant,
+                actor,
+                "environment.declared",
+                &env.name,
+                &payload,
+            )],
+        )
+        .await?;
         let r = sqlx::query("SELECT name, tier, region, declared, created_at FROM environments WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(&env.name)
@@ -910,10 +1204,12 @@ impl Store for SqlStore {
     }
 
     async fn list_services(&self, tenant: &str) -> StoreResult<Vec<Service>> {
-        let rows = sqlx::query("SELECT name, team, declared, created_at FROM services WHERE tenant = $1 ORDER BY name")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT name, team, declared, created_at FROM services WHERE tenant = $1 ORDER BY name",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(Service {
@@ -944,7 +1240,12 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn list_releases(&self, tenant: &str, service: Option<&str>, limit: u32) -> StoreResult<Vec<Release>> {
+    async fn list_releases(
+        &self,
+        tenant: &str,
+        service: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Release>> {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "SELECT service, version, commit_sha, artifact_digest, first_seen_at FROM releases WHERE tenant = ",
         );
@@ -952,7 +1253,8 @@ impl Store for SqlStore {
         if let Some(s) = service {
             qb.push(" AND service = ").push_bind(s.to_owned());
         }
-        qb.push(" ORDER BY first_seen_at DESC LIMIT ").push_bind(i64::from(limit.clamp(1, 1000)));
+        qb.push(" ORDER BY first_seen_at DESC LIMIT ")
+            .push_bind(i64::from(limit.clamp(1, 1000)));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
@@ -982,7 +1284,19 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         let payload = serde_json::json!({"id": token.id, "tenant": token.tenant, "subject": token.subject, "role": token.role, "root": token.root});
-        append_audit(&mut tx, &head, token.created_at, vec![PendingEntry::new(&token.tenant, actor, "token.created", &token.id.to_string(), &payload)]).await?;
+        append_audit(
+            &mut tx,
+            &head,
+            token.created_at,
+            vec![PendingEntry::new(
+                &token.tenant,
+                actor,
+                "token.created",
+                &token.id.to_string(),
+                &payload,
+            )],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1007,24 +1321,37 @@ impl Store for SqlStore {
     }
 
     async fn count_tokens(&self) -> StoreResult<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM api_tokens").fetch_one(&self.pool).await?.try_get("n")?)
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM api_tokens")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
     async fn audit_head(&self) -> StoreResult<ChainHead> {
-        let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(ChainHead {
             seq: r.try_get("seq")?,
             hash: r.try_get("hash")?,
         })
     }
 
-    async fn audit_entries(&self, tenant: Option<&str>, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > "));
+    async fn audit_entries(
+        &self,
+        tenant: Option<&str>,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > "
+        ));
         qb.push_bind(after_seq);
         if let Some(t) = tenant {
             qb.push(" AND tenant = ").push_bind(t.to_owned());
         }
-        qb.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit.clamp(1, 10_000)));
+        qb.push(" ORDER BY seq LIMIT ")
+            .push_bind(i64::from(limit.clamp(1, 10_000)));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
     }
@@ -1034,9 +1361,13 @@ impl Store for SqlStore {
         // One read transaction: a consistent snapshot while writers go on.
         let mut tx = self.pool.begin().await?;
         if BACKEND == "postgres" {
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
         }
-        let hr = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *tx).await?;
+        let hr = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
         let stored_head = ChainHead {
             seq: hr.try_get("seq")?,
             hash: hr.try_get("hash")?,
@@ -1044,11 +1375,13 @@ impl Store for SqlStore {
         let mut v = audit::Verifier::new();
         let mut after = i64::MIN;
         loop {
-            let rows = sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"))
-                .bind(after)
-                .bind(PAGE)
-                .fetch_all(&mut *tx)
-                .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(&mut *tx)
+            .await?;
             for r in &rows {
                 let e = audit_from_row(r)?;
                 after = e.seq;
@@ -1060,27 +1393,94 @@ impl Store for SqlStore {
         }
         let mut after = String::new();
         loop {
-            let rows = sqlx::query(&format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id > $1 ORDER BY id LIMIT $2"))
-                .bind(after.clone())
-                .bind(PAGE)
-                .fetch_all(&mut *tx)
-                .await?;
-            for r in &rows {
-                let d = deployment_from_row(r)?;
+            let rows = sqlx::query(&format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id > $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(after.clone())
+            .bind(PAGE)
+            .fetch_all(&mut *tx)
+            .await?;
+            let page: Vec<Deployment> = rows
+                .iter()
+                .map(deployment_from_row)
+                .collect::<StoreResult<_>>()?;
+            // This page's events, in the order they were applied (their audit sequence).
+            let mut events: HashMap<Uuid, Vec<StatusEvent>> = HashMap::new();
+            if !page.is_empty() {
+                let cols: String = EVENT_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("e.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
+                    "SELECT {cols} FROM deployment_events e LEFT JOIN audit_log a ON a.subject = e.id WHERE e.deployment_id IN ("
+                ));
+                let mut sep = qb.separated(", ");
+                for d in &page {
+                    sep.push_bind(d.record.id.to_string());
+                }
+                sep.push_unseparated(") ORDER BY e.deployment_id, a.seq");
+                for r in qb.build().fetch_all(&mut *tx).await? {
+                    let e = event_from_row(&r)?;
+                    events.entry(e.deployment_id).or_default().push(e);
+                }
+            }
+            for d in &page {
                 after = d.record.id.to_string();
-                v.record("deployment", d.record.id, &audit::deployment_payload(&d.record));
+                v.record(
+                    "deployment",
+                    d.record.id,
+                    &audit::deployment_payload(&d.record),
+                );
+                let evs = events.remove(&d.record.id).unwrap_or_default();
+                match lifecycle::replay(&d.record, &evs) {
+                    Ok(st) if st.status == d.status && st.finished_at == d.finished_at && st.targets == d.target_status => {}
+                    Ok(st) => v.projection_mismatch(
+                        d.record.id.to_string(),
+                        format!(
+                            "deployment {} is stored as '{}' but its recorded events make it '{}': its status was modified",
+                            d.record.id, d.status, st.status
+                        ),
+                    ),
+                    Err(m) => v.projection_mismatch(d.record.id.to_string(), format!("deployment {} {m}", d.record.id)),
+                }
             }
             if (rows.len() as i64) < PAGE {
                 break;
             }
         }
+        // What runs where must be what the deployments say.
+        let stored = sqlx::query("SELECT tenant, service, environment, deployment_id FROM running")
+            .fetch_all(&mut *tx)
+            .await?;
+        let expected = sqlx::query(RUNNING_FROM_DEPLOYMENTS)
+            .fetch_all(&mut *tx)
+            .await?;
+        let key = |r: &DbRow| -> StoreResult<(String, String, String, String)> {
+            Ok((
+                r.try_get("tenant")?,
+                r.try_get("service")?,
+                r.try_get("environment")?,
+                r.try_get("deployment_id")?,
+            ))
+        };
+        let stored: BTreeSet<_> = stored.iter().map(key).collect::<StoreResult<_>>()?;
+        let expected: BTreeSet<_> = expected.iter().map(key).collect::<StoreResult<_>>()?;
+        for (t, s, e, id) in stored.symmetric_difference(&expected) {
+            v.projection_mismatch(
+                format!("running:{t}/{s}/{e}"),
+                format!("what runs for {s} in {e} (tenant {t}) disagrees with the deployments (deployment {id})"),
+            );
+        }
         let mut after = String::new();
         loop {
-            let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM deployment_events WHERE id > $1 ORDER BY id LIMIT $2"))
-                .bind(after.clone())
-                .bind(PAGE)
-                .fetch_all(&mut *tx)
-                .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM deployment_events WHERE id > $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(after.clone())
+            .bind(PAGE)
+            .fetch_all(&mut *tx)
+            .await?;
             for r in &rows {
                 let e = event_from_row(r)?;
                 after = e.id.to_string();

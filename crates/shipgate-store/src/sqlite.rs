@@ -12,6 +12,8 @@ const BACKEND: &str = "sqlite";
 const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+// The same SQL module is compiled once per backend on purpose: see sql.rs.
+#[allow(clippy::duplicate_mod)]
 #[path = "sql.rs"]
 mod sql;
 pub use sql::SqlStore as SqliteStore;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use shipgate_domain::environment::Taxonomy;
 use shipgate_domain::input::{Context, StatusChange, parse_create};
 use shipgate_domain::requirements::Requirements;
-use shipgate_domain::time::{SystemClock, Clock, Timestamp};
+use shipgate_domain::time::{Clock, SystemClock, Timestamp};
 use shipgate_domain::*;
 use shipgate_store::{Store, StoreError};
 use uuid::Uuid;
@@ -46,13 +46,16 @@ impl TestDb {
             p.close().await;
             drop(self.store);
             let admin = sqlx::PgPool::connect(&pg_url()).await.unwrap();
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&admin)
+                .await;
         }
     }
 }
 
 fn pg_url() -> String {
-    std::env::var("SHIPGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("SHIPGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 async fn sqlite() -> Option<TestDb> {
@@ -60,7 +63,12 @@ async fn sqlite() -> Option<TestDb> {
     let url = format!("sqlite://{}", dir.path().join("shipgate.db").display());
     let store = shipgate_store::open(&url).await.unwrap();
     let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
-    Some(TestDb { store, raw: Raw::Sqlite(raw), _dir: Some(dir), pg_name: None })
+    Some(TestDb {
+        store,
+        raw: Raw::Sqlite(raw),
+        _dir: Some(dir),
+        pg_name: None,
+    })
 }
 
 async fn postgres() -> Option<TestDb> {
@@ -68,14 +76,23 @@ async fn postgres() -> Option<TestDb> {
         Ok(p) => p,
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL is required under CI=true but unreachable at {}: {e}", pg_url());
+                panic!(
+                    "PostgreSQL is required under CI=true but unreachable at {}: {e}",
+                    pg_url()
+                );
             }
-            eprintln!("\n*** SKIPPING PostgreSQL conformance story: {} unreachable: {e} ***\n", pg_url());
+            eprintln!(
+                "\n*** SKIPPING PostgreSQL conformance story: {} unreachable: {e} ***\n",
+                pg_url()
+            );
             return None;
         }
     };
     let name = format!("sg_test_{}", Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     let base = pg_url();
     let url = match base.rsplit_once('/') {
         Some((prefix, _)) => format!("{prefix}/{name}"),
@@ -83,7 +100,12 @@ async fn postgres() -> Option<TestDb> {
     };
     let store = shipgate_store::open(&url).await.unwrap();
     let raw = sqlx::PgPool::connect(&url).await.unwrap();
-    Some(TestDb { store, raw: Raw::Pg(raw), _dir: None, pg_name: Some(name) })
+    Some(TestDb {
+        store,
+        raw: Raw::Pg(raw),
+        _dir: None,
+        pg_name: Some(name),
+    })
 }
 
 fn now() -> Timestamp {
@@ -99,7 +121,7 @@ fn cmd_at(tenant: &str, body: Value, now: Timestamp) -> CreateDeployment {
         now,
         taxonomy: &tax,
         requirements: &req,
-        declared_environment: &|_| false,
+        declared_environment: &|_| None,
         backfill: false,
     };
     parse_create(&body, &ctx).unwrap()
@@ -115,7 +137,13 @@ async fn create(s: &dyn Store, c: CreateDeployment) -> Deployment {
 }
 
 fn change(status: DeploymentStatus) -> StatusChange {
-    StatusChange { id: None, target: None, status, message: None, occurred_at: None }
+    StatusChange {
+        id: None,
+        target: None,
+        status,
+        message: None,
+        occurred_at: None,
+    }
 }
 
 fn sha(n: u8) -> String {
@@ -130,11 +158,18 @@ fn digest(n: u8) -> String {
 
 async fn create_and_read_back(db: &TestDb) {
     let s = db.store.as_ref();
-    let c = cmd("acme", json!({"service":"checkout","environment":"prod-eu-west-1","version":"1.4.2",
+    let c = cmd(
+        "acme",
+        json!({"service":"checkout","environment":"prod-eu-west-1","version":"1.4.2",
         "commit_sha": sha(1), "artifact": format!("registry/checkout@{}", digest(1)), "deployer":"alice",
-        "labels": {"team":"payments"}, "correlation_id":"run-77", "kind":"hotfix", "trigger":"manual", "change_ref":"CR-1"}));
+        "labels": {"team":"payments"}, "correlation_id":"run-77", "kind":"hotfix", "trigger":"manual", "change_ref":"CR-1"}),
+    );
     let d = create(s, c.clone()).await;
-    let got = s.get_deployment("acme", d.record.id).await.unwrap().unwrap();
+    let got = s
+        .get_deployment("acme", d.record.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.record, c.deployment, "every fact round-trips");
     assert_eq!(got.status, DeploymentStatus::Started);
     assert_eq!(got.events.len(), 1);
@@ -146,94 +181,318 @@ async fn create_and_read_back(db: &TestDb) {
     let envs = s.list_environments("acme").await.unwrap();
     assert_eq!(envs[0].name, "production-eu-west-1");
     assert!(!envs[0].declared);
-    assert_eq!(s.list_releases("acme", Some("checkout"), 10).await.unwrap()[0].version, "1.4.2");
-    assert!(s.get_deployment("other", d.record.id).await.unwrap().is_none(), "tenant scoped");
+    assert_eq!(
+        s.list_releases("acme", Some("checkout"), 10).await.unwrap()[0].version,
+        "1.4.2"
+    );
+    assert!(
+        s.get_deployment("other", d.record.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "tenant scoped"
+    );
 }
 
 async fn lifecycle_and_running(db: &TestDb) {
     let s = db.store.as_ref();
-    let v1 = create(s, cmd("acme", json!({"service":"api","environment":"staging","version":"1"}))).await;
+    let v1 = create(
+        s,
+        cmd(
+            "acme",
+            json!({"service":"api","environment":"staging","version":"1"}),
+        ),
+    )
+    .await;
     assert!(s.running("acme", None, None).await.unwrap().is_empty());
-    let a = s.append_event("acme", v1.record.id, change(DeploymentStatus::Succeeded), "bot", now(), None).await.unwrap();
+    let a = s
+        .append_event(
+            "acme",
+            v1.record.id,
+            change(DeploymentStatus::Succeeded),
+            "bot",
+            now(),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(a.deployment.status, DeploymentStatus::Succeeded);
     assert!(a.deployment.finished_at.is_some());
     let r = s.running("acme", None, None).await.unwrap();
     assert_eq!((r.len(), r[0].version.as_str()), (1, "1"));
 
     // A retry of the same status appends nothing.
-    let again = s.append_event("acme", v1.record.id, change(DeploymentStatus::Succeeded), "bot", now(), None).await.unwrap();
+    let again = s
+        .append_event(
+            "acme",
+            v1.record.id,
+            change(DeploymentStatus::Succeeded),
+            "bot",
+            now(),
+            None,
+        )
+        .await
+        .unwrap();
     assert!(again.event.is_none());
     assert_eq!(again.deployment.events.len(), 2);
     // A contradiction is refused.
-    let err = s.append_event("acme", v1.record.id, change(DeploymentStatus::Failed), "bot", now(), None).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { code: "invalid_transition", .. }), "{err:?}");
+    let err = s
+        .append_event(
+            "acme",
+            v1.record.id,
+            change(DeploymentStatus::Failed),
+            "bot",
+            now(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                code: "invalid_transition",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 
-    let v2 = create(s, cmd("acme", json!({"service":"api","environment":"stg","version":"2"}))).await;
-    s.append_event("acme", v2.record.id, change(DeploymentStatus::Succeeded), "bot", now(), None).await.unwrap();
-    assert_eq!(s.running("acme", Some("api"), None).await.unwrap()[0].version, "2");
+    let v2 = create(
+        s,
+        cmd(
+            "acme",
+            json!({"service":"api","environment":"stg","version":"2"}),
+        ),
+    )
+    .await;
+    s.append_event(
+        "acme",
+        v2.record.id,
+        change(DeploymentStatus::Succeeded),
+        "bot",
+        now(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.running("acme", Some("api"), None).await.unwrap()[0].version,
+        "2"
+    );
     // Rolling v2 back puts v1 back as what runs.
-    s.append_event("acme", v2.record.id, change(DeploymentStatus::RolledBack), "bot", now(), None).await.unwrap();
-    let r = s.running("acme", Some("api"), Some("staging")).await.unwrap();
+    s.append_event(
+        "acme",
+        v2.record.id,
+        change(DeploymentStatus::RolledBack),
+        "bot",
+        now(),
+        None,
+    )
+    .await
+    .unwrap();
+    let r = s
+        .running("acme", Some("api"), Some("staging"))
+        .await
+        .unwrap();
     assert_eq!(r[0].version, "1");
     // Unknown deployment and foreign tenant read as not found.
-    let err = s.append_event("other", v1.record.id, change(DeploymentStatus::Failed), "bot", now(), None).await.unwrap_err();
+    let err = s
+        .append_event(
+            "other",
+            v1.record.id,
+            change(DeploymentStatus::Failed),
+            "bot",
+            now(),
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound));
 }
 
 async fn idempotent_ingestion(db: &TestDb) {
     let s = db.store.as_ref();
-    let mut c = cmd("acme", json!({"service":"web","environment":"dev","version":"7"}));
-    c.idempotency = Some(IdempotencyKey { key: "k1".into(), request_hash: "h1".into() });
-    let first = s.create_deployments(vec![c.clone()], now(), false).await.unwrap().remove(0).unwrap();
+    let mut c = cmd(
+        "acme",
+        json!({"service":"web","environment":"dev","version":"7"}),
+    );
+    c.idempotency = Some(IdempotencyKey {
+        key: "k1".into(),
+        request_hash: "h1".into(),
+    });
+    let first = s
+        .create_deployments(vec![c.clone()], now(), false)
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
     assert!(first.created);
     // The retry comes with a fresh id (the server generates one per request): the key wins.
-    let mut retry = cmd("acme", json!({"service":"web","environment":"dev","version":"7"}));
+    let mut retry = cmd(
+        "acme",
+        json!({"service":"web","environment":"dev","version":"7"}),
+    );
     retry.idempotency = c.idempotency.clone();
-    let second = s.create_deployments(vec![retry], now(), false).await.unwrap().remove(0).unwrap();
+    let second = s
+        .create_deployments(vec![retry], now(), false)
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
     assert!(!second.created);
     assert_eq!(second.deployment.record.id, first.deployment.record.id);
     // Same key, different request: refused.
-    let mut other = cmd("acme", json!({"service":"web","environment":"dev","version":"8"}));
-    other.idempotency = Some(IdempotencyKey { key: "k1".into(), request_hash: "h2".into() });
-    let err = s.create_deployments(vec![other], now(), false).await.unwrap().remove(0).unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { code: "idempotency_key_reused", .. }));
+    let mut other = cmd(
+        "acme",
+        json!({"service":"web","environment":"dev","version":"8"}),
+    );
+    other.idempotency = Some(IdempotencyKey {
+        key: "k1".into(),
+        request_hash: "h2".into(),
+    });
+    let err = s
+        .create_deployments(vec![other], now(), false)
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Conflict {
+            code: "idempotency_key_reused",
+            ..
+        }
+    ));
     // Two copies in one batch produce one record.
-    let mut a = cmd("acme", json!({"service":"web","environment":"dev","version":"9"}));
-    a.idempotency = Some(IdempotencyKey { key: "k2".into(), request_hash: "h".into() });
-    let mut b = cmd("acme", json!({"service":"web","environment":"dev","version":"9"}));
+    let mut a = cmd(
+        "acme",
+        json!({"service":"web","environment":"dev","version":"9"}),
+    );
+    a.idempotency = Some(IdempotencyKey {
+        key: "k2".into(),
+        request_hash: "h".into(),
+    });
+    let mut b = cmd(
+        "acme",
+        json!({"service":"web","environment":"dev","version":"9"}),
+    );
     b.idempotency = a.idempotency.clone();
-    let r = s.create_deployments(vec![a, b], now(), false).await.unwrap();
-    assert_eq!(r[0].as_ref().unwrap().deployment.record.id, r[1].as_ref().unwrap().deployment.record.id);
-    let page = s.list_deployments(&DeploymentFilter { tenant: "acme".into(), ..Default::default() }, None, 100).await.unwrap();
+    let r = s
+        .create_deployments(vec![a, b], now(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap().deployment.record.id,
+        r[1].as_ref().unwrap().deployment.record.id
+    );
+    let page = s
+        .list_deployments(
+            &DeploymentFilter {
+                tenant: "acme".into(),
+                ..Default::default()
+            },
+            None,
+            100,
+        )
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 2, "no duplicates recorded");
     // The same key in another tenant is another key.
-    let mut t2 = cmd("beta", json!({"service":"web","environment":"dev","version":"7"}));
+    let mut t2 = cmd(
+        "beta",
+        json!({"service":"web","environment":"dev","version":"7"}),
+    );
     t2.idempotency = c.idempotency.clone();
-    assert!(s.create_deployments(vec![t2], now(), false).await.unwrap().remove(0).unwrap().created);
+    assert!(
+        s.create_deployments(vec![t2], now(), false)
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap()
+            .created
+    );
 }
 
 async fn batch_items_fail_alone(db: &TestDb) {
     let s = db.store.as_ref();
-    let good = cmd("acme", json!({"service":"a","environment":"dev","version":"1"}));
-    let bad = cmd("acme", json!({"service":"b","environment":"dev","version":"1","corrects": Uuid::now_v7().to_string()}));
+    let good = cmd(
+        "acme",
+        json!({"service":"a","environment":"dev","version":"1"}),
+    );
+    let bad = cmd(
+        "acme",
+        json!({"service":"b","environment":"dev","version":"1","corrects": Uuid::now_v7().to_string()}),
+    );
     let dup_id = good.deployment.id;
-    let mut dup = cmd("acme", json!({"service":"c","environment":"dev","version":"1"}));
+    let mut dup = cmd(
+        "acme",
+        json!({"service":"c","environment":"dev","version":"1"}),
+    );
     dup.deployment.id = dup_id;
-    let r = s.create_deployments(vec![good, bad, dup], now(), false).await.unwrap();
+    let r = s
+        .create_deployments(vec![good, bad, dup], now(), false)
+        .await
+        .unwrap();
     assert!(r[0].is_ok());
     assert!(matches!(&r[1], Err(StoreError::Invalid(e)) if e.0[0].field == "corrects"));
-    assert!(matches!(&r[2], Err(StoreError::Conflict { code: "deployment_exists", .. })));
-    let page = s.list_deployments(&DeploymentFilter { tenant: "acme".into(), ..Default::default() }, None, 100).await.unwrap();
+    assert!(matches!(
+        &r[2],
+        Err(StoreError::Conflict {
+            code: "deployment_exists",
+            ..
+        })
+    ));
+    let page = s
+        .list_deployments(
+            &DeploymentFilter {
+                tenant: "acme".into(),
+                ..Default::default()
+            },
+            None,
+            100,
+        )
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1);
     assert!(s.verify_audit().await.unwrap().ok);
     // Atomic batches write all or nothing.
-    let ok = cmd("acme", json!({"service":"d","environment":"dev","version":"1"}));
-    let bad = cmd("acme", json!({"service":"e","environment":"dev","version":"1","corrects": Uuid::now_v7().to_string()}));
-    let r = s.create_deployments(vec![ok, bad], now(), true).await.unwrap();
-    assert!(matches!(&r[0], Err(StoreError::Conflict { code: "not_written", .. })));
+    let ok = cmd(
+        "acme",
+        json!({"service":"d","environment":"dev","version":"1"}),
+    );
+    let bad = cmd(
+        "acme",
+        json!({"service":"e","environment":"dev","version":"1","corrects": Uuid::now_v7().to_string()}),
+    );
+    let r = s
+        .create_deployments(vec![ok, bad], now(), true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        &r[0],
+        Err(StoreError::Conflict {
+            code: "not_written",
+            ..
+        })
+    ));
     assert!(matches!(&r[1], Err(StoreError::Invalid(_))));
-    let page = s.list_deployments(&DeploymentFilter { tenant: "acme".into(), ..Default::default() }, None, 100).await.unwrap();
-    assert_eq!(page.items.len(), 1, "nothing of the atomic batch was written");
+    let page = s
+        .list_deployments(
+            &DeploymentFilter {
+                tenant: "acme".into(),
+                ..Default::default()
+            },
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.len(),
+        1,
+        "nothing of the atomic batch was written"
+    );
     assert!(s.verify_audit().await.unwrap().ok);
 }
 
@@ -244,16 +503,27 @@ async fn history_filters_and_pagination(db: &TestDb) {
     for i in 0..25u8 {
         let svc = if i % 2 == 0 { "orders" } else { "billing" };
         let env = if i % 3 == 0 { "production" } else { "staging" };
-        let mut c = cmd_at("acme", json!({"service": svc, "environment": env, "version": format!("1.{i}"),
+        let mut c = cmd_at(
+            "acme",
+            json!({"service": svc, "environment": env, "version": format!("1.{i}"),
             "commit_sha": sha(i), "artifact_digest": digest(i), "deployer": format!("user{}", i % 4),
             "kind": if i == 5 { "rollback" } else { "release" },
             "started_at": shipgate_domain::time::format(base + Duration::hours(i64::from(i))),
-            "status": if i % 5 == 0 { "failed" } else { "succeeded" }}), now());
+            "status": if i % 5 == 0 { "failed" } else { "succeeded" }}),
+            now(),
+        );
         c.idempotency = None;
         batch.push(c);
     }
-    s.create_deployments(batch, now(), false).await.unwrap().into_iter().for_each(|r| assert!(r.is_ok()));
-    let all = DeploymentFilter { tenant: "acme".into(), ..Default::default() };
+    s.create_deployments(batch, now(), false)
+        .await
+        .unwrap()
+        .into_iter()
+        .for_each(|r| assert!(r.is_ok()));
+    let all = DeploymentFilter {
+        tenant: "acme".into(),
+        ..Default::default()
+    };
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
@@ -271,30 +541,129 @@ async fn history_filters_and_pagination(db: &TestDb) {
     dedup.dedup();
     assert_eq!(dedup.len(), 25, "pages do not overlap");
 
-    let count = |f: DeploymentFilter| async move { s.list_deployments(&f, None, 1000).await.unwrap().items.len() };
-    assert_eq!(count(DeploymentFilter { service: Some("orders".into()), ..all.clone() }).await, 13);
-    assert_eq!(count(DeploymentFilter { environment: Some("production".into()), ..all.clone() }).await, 9);
-    assert_eq!(count(DeploymentFilter { env_tier: Some(EnvTier::Staging), ..all.clone() }).await, 16);
-    assert_eq!(count(DeploymentFilter { status: Some(DeploymentStatus::Failed), ..all.clone() }).await, 5);
-    assert_eq!(count(DeploymentFilter { kind: Some(DeploymentKind::Rollback), ..all.clone() }).await, 1);
-    assert_eq!(count(DeploymentFilter { commit_sha: Some(sha(3)), ..all.clone() }).await, 1);
-    assert_eq!(count(DeploymentFilter { artifact_digest: Some(digest(4)), ..all.clone() }).await, 1);
-    assert_eq!(count(DeploymentFilter { deployer: Some("user1".into()), ..all.clone() }).await, 6);
-    assert_eq!(count(DeploymentFilter { since: Some(base + Duration::hours(20)), ..all.clone() }).await, 5);
-    assert_eq!(count(DeploymentFilter { until: Some(base + Duration::hours(2)), ..all.clone() }).await, 2);
-    assert_eq!(count(DeploymentFilter { tenant: "other".into(), ..Default::default() }).await, 0);
+    let count = |f: DeploymentFilter| async move {
+        s.list_deployments(&f, None, 1000)
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    assert_eq!(
+        count(DeploymentFilter {
+            service: Some("orders".into()),
+            ..all.clone()
+        })
+        .await,
+        13
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            environment: Some("production".into()),
+            ..all.clone()
+        })
+        .await,
+        9
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            env_tier: Some(EnvTier::Staging),
+            ..all.clone()
+        })
+        .await,
+        16
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            status: Some(DeploymentStatus::Failed),
+            ..all.clone()
+        })
+        .await,
+        5
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            kind: Some(DeploymentKind::Rollback),
+            ..all.clone()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            commit_sha: Some(sha(3)),
+            ..all.clone()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            artifact_digest: Some(digest(4)),
+            ..all.clone()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            deployer: Some("user1".into()),
+            ..all.clone()
+        })
+        .await,
+        6
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            since: Some(base + Duration::hours(20)),
+            ..all.clone()
+        })
+        .await,
+        5
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            until: Some(base + Duration::hours(2)),
+            ..all.clone()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(DeploymentFilter {
+            tenant: "other".into(),
+            ..Default::default()
+        })
+        .await,
+        0
+    );
 
     // What runs where: the newest succeeded per service and environment.
     let r = s.running("acme", None, None).await.unwrap();
-    let pairs: Vec<(String, String, String)> = r.iter().map(|r| (r.service.clone(), r.environment.clone(), r.version.clone())).collect();
-    assert_eq!(pairs, vec![
-        ("billing".into(), "production".into(), "1.21".into()),
-        ("billing".into(), "staging".into(), "1.23".into()),
-        ("orders".into(), "production".into(), "1.24".into()),
-        ("orders".into(), "staging".into(), "1.22".into()),
-    ]);
+    let pairs: Vec<(String, String, String)> = r
+        .iter()
+        .map(|r| (r.service.clone(), r.environment.clone(), r.version.clone()))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("billing".into(), "production".into(), "1.21".into()),
+            ("billing".into(), "staging".into(), "1.23".into()),
+            ("orders".into(), "production".into(), "1.24".into()),
+            ("orders".into(), "staging".into(), "1.22".into()),
+        ]
+    );
     // What changed, with the version each replaced.
-    let ch = s.changes(&DeploymentFilter { service: Some("orders".into()), environment: Some("staging".into()), ..all.clone() }, 2).await.unwrap();
+    let ch = s
+        .changes(
+            &DeploymentFilter {
+                service: Some("orders".into()),
+                environment: Some("staging".into()),
+                ..all.clone()
+            },
+            2,
+        )
+        .await
+        .unwrap();
     assert_eq!(ch[0].deployment.record.version, "1.22");
     assert_eq!(ch[0].previous_version.as_deref(), Some("1.16"));
 }
@@ -303,35 +672,124 @@ async fn fan_out_targets(db: &TestDb) {
     let s = db.store.as_ref();
     let d = create(s, cmd("acme", json!({"service":"edge","environment":"dev","version":"3","targets":["eu","us","canary"]}))).await;
     assert_eq!(d.target_status.len(), 3);
-    let t = |target: &str, status| StatusChange { id: None, target: Some(target.into()), status, message: None, occurred_at: None };
-    s.append_event("acme", d.record.id, t("eu", DeploymentStatus::Succeeded), "bot", now(), None).await.unwrap();
-    s.append_event("acme", d.record.id, t("us", DeploymentStatus::Succeeded), "bot", now(), None).await.unwrap();
-    let mid = s.get_deployment("acme", d.record.id).await.unwrap().unwrap();
+    let t = |target: &str, status| StatusChange {
+        id: None,
+        target: Some(target.into()),
+        status,
+        message: None,
+        occurred_at: None,
+    };
+    s.append_event(
+        "acme",
+        d.record.id,
+        t("eu", DeploymentStatus::Succeeded),
+        "bot",
+        now(),
+        None,
+    )
+    .await
+    .unwrap();
+    s.append_event(
+        "acme",
+        d.record.id,
+        t("us", DeploymentStatus::Succeeded),
+        "bot",
+        now(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mid = s
+        .get_deployment("acme", d.record.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(mid.status, DeploymentStatus::Started);
-    let done = s.append_event("acme", d.record.id, t("canary", DeploymentStatus::Failed), "bot", now(), None).await.unwrap();
+    let done = s
+        .append_event(
+            "acme",
+            d.record.id,
+            t("canary", DeploymentStatus::Failed),
+            "bot",
+            now(),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(done.deployment.status, DeploymentStatus::Failed);
-    assert_eq!(done.deployment.target_status["canary"], DeploymentStatus::Failed);
-    let err = s.append_event("acme", d.record.id, t("apac", DeploymentStatus::Failed), "bot", now(), None).await.unwrap_err();
+    assert_eq!(
+        done.deployment.target_status["canary"],
+        DeploymentStatus::Failed
+    );
+    let err = s
+        .append_event(
+            "acme",
+            d.record.id,
+            t("apac", DeploymentStatus::Failed),
+            "bot",
+            now(),
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)));
 }
 
 async fn late_events_and_corrections(db: &TestDb) {
     let s = db.store.as_ref();
-    let d = create(s, cmd("acme", json!({"service":"x","environment":"dev","version":"1"}))).await;
-    s.append_event("acme", d.record.id, change(DeploymentStatus::Succeeded), "bot", now(), None).await.unwrap();
-    let late = StatusChange { occurred_at: Some(now() - Duration::hours(2)), ..change(DeploymentStatus::Started) };
-    let a = s.append_event("acme", d.record.id, late, "bot", now(), None).await.unwrap();
+    let d = create(
+        s,
+        cmd(
+            "acme",
+            json!({"service":"x","environment":"dev","version":"1"}),
+        ),
+    )
+    .await;
+    s.append_event(
+        "acme",
+        d.record.id,
+        change(DeploymentStatus::Succeeded),
+        "bot",
+        now(),
+        None,
+    )
+    .await
+    .unwrap();
+    let late = StatusChange {
+        occurred_at: Some(now() - Duration::hours(2)),
+        ..change(DeploymentStatus::Started)
+    };
+    let a = s
+        .append_event("acme", d.record.id, late, "bot", now(), None)
+        .await
+        .unwrap();
     assert!(a.event.as_ref().unwrap().late);
-    assert_eq!(a.deployment.status, DeploymentStatus::Succeeded, "history does not move the state");
+    assert_eq!(
+        a.deployment.status,
+        DeploymentStatus::Succeeded,
+        "history does not move the state"
+    );
     // An event with a client id is idempotent.
     let id = Uuid::now_v7();
-    let e = StatusChange { id: Some(id), ..change(DeploymentStatus::RolledBack) };
-    s.append_event("acme", d.record.id, e.clone(), "bot", now(), None).await.unwrap();
-    let again = s.append_event("acme", d.record.id, e, "bot", now(), None).await.unwrap();
+    let e = StatusChange {
+        id: Some(id),
+        ..change(DeploymentStatus::RolledBack)
+    };
+    s.append_event("acme", d.record.id, e.clone(), "bot", now(), None)
+        .await
+        .unwrap();
+    let again = s
+        .append_event("acme", d.record.id, e, "bot", now(), None)
+        .await
+        .unwrap();
     assert_eq!(again.event.unwrap().id, id);
     // Corrections reference the record they correct; the old record stays as it was.
     let fix = create(s, cmd("acme", json!({"service":"x","environment":"dev","version":"1.0.1","corrects": d.record.id.to_string()}))).await;
-    let old = s.get_deployment("acme", d.record.id).await.unwrap().unwrap();
+    let old = s
+        .get_deployment("acme", d.record.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(old.corrected_by, vec![fix.record.id]);
     assert_eq!(old.record.version, "1");
     assert!(s.verify_audit().await.unwrap().ok);
@@ -339,14 +797,27 @@ async fn late_events_and_corrections(db: &TestDb) {
 
 async fn declared_entities_and_tokens(db: &TestDb) {
     let s = db.store.as_ref();
-    let svc = s.declare_service("acme", "ledger", Some("finance"), "admin", now()).await.unwrap();
+    let svc = s
+        .declare_service("acme", "ledger", Some("finance"), "admin", now())
+        .await
+        .unwrap();
     assert!(svc.declared);
-    let env = Taxonomy::default().resolve("live-us-east-1", |_| false).unwrap();
-    let e = s.declare_environment("acme", &env, "admin", now()).await.unwrap();
+    let env = Taxonomy::default()
+        .resolve("live-us-east-1", |_| None)
+        .unwrap();
+    let e = s
+        .declare_environment("acme", &env, "admin", now())
+        .await
+        .unwrap();
     assert_eq!(e.tier, Some(EnvTier::Production));
     let tok = ApiToken {
-        id: Uuid::now_v7(), tenant: "acme".into(), subject: "ci".into(), role: Role::Deployer,
-        root: false, token_hash: "abc".into(), created_at: now(),
+        id: Uuid::now_v7(),
+        tenant: "acme".into(),
+        subject: "ci".into(),
+        role: Role::Deployer,
+        root: false,
+        token_hash: "abc".into(),
+        created_at: now(),
     };
     s.create_token(&tok, "admin").await.unwrap();
     assert_eq!(s.find_token("abc").await.unwrap().unwrap().subject, "ci");
@@ -354,8 +825,16 @@ async fn declared_entities_and_tokens(db: &TestDb) {
     assert_eq!(s.count_tokens().await.unwrap(), 1);
     let entries = s.audit_entries(Some("acme"), 0, 100).await.unwrap();
     let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, vec!["service.declared", "environment.declared", "token.created"]);
-    assert!(s.audit_entries(Some("other"), 0, 100).await.unwrap().is_empty());
+    assert_eq!(
+        actions,
+        vec!["service.declared", "environment.declared", "token.created"]
+    );
+    assert!(
+        s.audit_entries(Some("other"), 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let report = s.verify_audit().await.unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.head.seq, 3);
@@ -364,9 +843,25 @@ async fn declared_entities_and_tokens(db: &TestDb) {
 async fn seed(s: &dyn Store) -> Vec<Deployment> {
     let mut out = Vec::new();
     for i in 0..3u8 {
-        let d = create(s, cmd("acme", json!({"service":"pay","environment":"prod","version": format!("{i}"),
-            "commit_sha": sha(i), "artifact_digest": digest(i), "deployer":"alice"}))).await;
-        s.append_event("acme", d.record.id, change(DeploymentStatus::Succeeded), "bot", now(), None).await.unwrap();
+        let d = create(
+            s,
+            cmd(
+                "acme",
+                json!({"service":"pay","environment":"prod","version": format!("{i}"),
+            "commit_sha": sha(i), "artifact_digest": digest(i), "deployer":"alice"}),
+            ),
+        )
+        .await;
+        s.append_event(
+            "acme",
+            d.record.id,
+            change(DeploymentStatus::Succeeded),
+            "bot",
+            now(),
+            None,
+        )
+        .await
+        .unwrap();
         out.push(d);
     }
     let r = s.verify_audit().await.unwrap();
@@ -377,32 +872,51 @@ async fn seed(s: &dyn Store) -> Vec<Deployment> {
 
 async fn tamper_deployment_edit(db: &TestDb) {
     let d = seed(db.store.as_ref()).await;
-    db.exec(&format!("UPDATE deployments SET version = '9.9.9' WHERE id = '{}'", d[1].record.id)).await;
+    db.exec(&format!(
+        "UPDATE deployments SET version = '9.9.9' WHERE id = '{}'",
+        d[1].record.id
+    ))
+    .await;
     let r = db.store.verify_audit().await.unwrap();
     assert!(!r.ok);
     let b = r.first_break.unwrap();
-    assert_eq!((b.kind.as_str(), b.subject), ("record_modified", Some(d[1].record.id.to_string())));
+    assert_eq!(
+        (b.kind.as_str(), b.subject),
+        ("record_modified", Some(d[1].record.id.to_string()))
+    );
 }
 
 async fn tamper_event_delete_and_insert(db: &TestDb) {
     let d = seed(db.store.as_ref()).await;
-    db.exec(&format!("DELETE FROM deployment_events WHERE deployment_id = '{}' AND status = 'succeeded'", d[0].record.id)).await;
+    db.exec(&format!(
+        "DELETE FROM deployment_events WHERE deployment_id = '{}' AND status = 'succeeded'",
+        d[0].record.id
+    ))
+    .await;
     let r = db.store.verify_audit().await.unwrap();
     assert_eq!(r.first_break.unwrap().kind, "record_missing");
     db.exec(&format!(
         "INSERT INTO deployment_events (id, deployment_id, tenant, target, status, message, occurred_at, ingested_at, late, recorded_by) \
          VALUES ('{}', '{}', 'acme', NULL, 'failed', NULL, 1, 1, FALSE, 'mallory')", Uuid::now_v7(), d[2].record.id)).await;
     let r = db.store.verify_audit().await.unwrap();
-    assert!(r.problems.iter().any(|p| p.kind == "record_unaudited"), "{r:?}");
+    assert!(
+        r.problems.iter().any(|p| p.kind == "record_unaudited"),
+        "{r:?}"
+    );
 }
 
 async fn tamper_audit_edit_reorder_truncate(db: &TestDb) {
     seed(db.store.as_ref()).await;
-    db.exec("UPDATE audit_log SET actor = 'mallory' WHERE seq = 4").await;
+    db.exec("UPDATE audit_log SET actor = 'mallory' WHERE seq = 4")
+        .await;
     let r = db.store.verify_audit().await.unwrap();
     assert_eq!(r.first_break.unwrap().seq, Some(4));
-    db.exec("UPDATE audit_log SET actor = 'pipeline-bot' WHERE seq = 4").await;
-    assert!(db.store.verify_audit().await.unwrap().ok, "restoring the row restores the chain");
+    db.exec("UPDATE audit_log SET actor = 'pipeline-bot' WHERE seq = 4")
+        .await;
+    assert!(
+        db.store.verify_audit().await.unwrap().ok,
+        "restoring the row restores the chain"
+    );
     // Reorder: swap two entries' sequence numbers.
     db.exec("UPDATE audit_log SET seq = -1 WHERE seq = 2").await;
     db.exec("UPDATE audit_log SET seq = 2 WHERE seq = 3").await;
@@ -418,6 +932,42 @@ async fn tamper_audit_edit_reorder_truncate(db: &TestDb) {
     let r = db.store.verify_audit().await.unwrap();
     assert!(!r.ok);
     assert_eq!(r.first_break.unwrap().seq, Some(9));
+}
+
+async fn tamper_projections(db: &TestDb) {
+    let d = seed(db.store.as_ref()).await;
+    db.exec(&format!(
+        "UPDATE deployments SET status = 'failed' WHERE id = '{}'",
+        d[2].record.id
+    ))
+    .await;
+    let r = db.store.verify_audit().await.unwrap();
+    assert!(!r.ok);
+    assert!(
+        r.problems.iter().any(|p| p.kind == "projection_modified"
+            && p.subject.as_deref() == Some(d[2].record.id.to_string().as_str())),
+        "{r:?}"
+    );
+    // The stored status is put back, but what runs now points at an older version.
+    db.exec(&format!(
+        "UPDATE deployments SET status = 'succeeded' WHERE id = '{}'",
+        d[2].record.id
+    ))
+    .await;
+    assert!(db.store.verify_audit().await.unwrap().ok);
+    db.exec(&format!(
+        "UPDATE running SET deployment_id = '{}'",
+        d[0].record.id
+    ))
+    .await;
+    let r = db.store.verify_audit().await.unwrap();
+    assert!(
+        r.problems.iter().any(|p| p.kind == "projection_modified"
+            && p.subject
+                .as_deref()
+                .is_some_and(|s| s.starts_with("running:"))),
+        "{r:?}"
+    );
 }
 
 macro_rules! conformance {
@@ -453,4 +1003,5 @@ conformance!(
     tamper_deployment_edit,
     tamper_event_delete_and_insert,
     tamper_audit_edit_reorder_truncate,
+    tamper_projections,
 );

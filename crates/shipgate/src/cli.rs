@@ -11,10 +11,19 @@ use shipgate_server::{Application, Settings};
 use crate::client::{Body, CliError, CliResult, Client, exit, query};
 
 #[derive(Parser)]
-#[command(name = "shipgate", version, about = "Deployment governance: record every deployment, decide which may go ahead.")]
+#[command(
+    name = "shipgate",
+    version,
+    about = "Deployment governance: record every deployment, decide which may go ahead."
+)]
 struct Cli {
     /// shipgate server URL.
-    #[arg(long, global = true, env = "SHIPGATE_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "SHIPGATE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     url: String,
     /// API token.
     #[arg(long, global = true, env = "SHIPGATE_TOKEN", hide_env_values = true)]
@@ -33,6 +42,7 @@ enum Output {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Run the server (JSON API under /api/v1, /healthz, /readyz, /metrics).
     Serve(ServeArgs),
@@ -245,7 +255,9 @@ enum EnvCmd {
         region: Option<String>,
     },
     /// Show how a label is normalised.
-    Resolve { label: String },
+    Resolve {
+        label: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -290,9 +302,9 @@ pub async fn run() -> i32 {
     match dispatch(cli).await {
         Ok(()) => 0,
         Err(e) => {
-            if output == Output::Json {
-                let body = e.problem.clone().unwrap_or_else(|| json!({"error": e.message}));
-                println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+            // With --output json, a problem document from the server goes to stdout as is.
+            if let (Output::Json, Some(p)) = (output, &e.problem) {
+                println!("{}", serde_json::to_string_pretty(p).unwrap_or_default());
             }
             eprintln!("error: {}", e.message);
             e.code
@@ -313,22 +325,40 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 fn short(x: &str, n: usize) -> String {
-    x.strip_prefix("sha256:").unwrap_or(x).chars().take(n).collect()
+    x.strip_prefix("sha256:")
+        .unwrap_or(x)
+        .chars()
+        .take(n)
+        .collect()
 }
 
 fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header(headers.to_vec());
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_header(headers.to_vec());
     t
 }
 
 fn deployment_table(items: &[Value]) -> Table {
-    let mut t = table(&["started", "service", "environment", "version", "status", "kind", "commit", "deployer", "id"]);
+    let mut t = table(&[
+        "started",
+        "service",
+        "environment",
+        "version",
+        "status",
+        "kind",
+        "commit",
+        "deployer",
+        "id",
+    ]);
     for d in items {
         t.add_row(vec![
             s(d, "started_at").chars().take(19).collect::<String>(),
             s(d, "service"),
-            d.pointer("/environment/name").and_then(Value::as_str).unwrap_or("").to_owned(),
+            d.pointer("/environment/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
             s(d, "version"),
             s(d, "status"),
             s(d, "kind"),
@@ -341,19 +371,32 @@ fn deployment_table(items: &[Value]) -> Table {
 }
 
 fn default_deployer() -> Option<String> {
-    ["SHIPGATE_DEPLOYER", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_USER_ID", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    [
+        "SHIPGATE_DEPLOYER",
+        "GITHUB_ACTOR",
+        "GITLAB_USER_LOGIN",
+        "BUILD_USER_ID",
+        "USER",
+        "LOGNAME",
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
 }
 
 /// The pipeline run id, from the CI's own environment.
 fn default_correlation_id() -> Option<String> {
-    if let (Ok(repo), Ok(run)) = (std::env::var("GITHUB_REPOSITORY"), std::env::var("GITHUB_RUN_ID")) {
+    if let (Ok(repo), Ok(run)) = (
+        std::env::var("GITHUB_REPOSITORY"),
+        std::env::var("GITHUB_RUN_ID"),
+    ) {
         let attempt = std::env::var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|_| "1".into());
         return Some(format!("github:{repo}/{run}/{attempt}"));
     }
     if let Ok(id) = std::env::var("CI_PIPELINE_ID") {
-        return Some(format!("gitlab:{}/{id}", std::env::var("CI_PROJECT_PATH").unwrap_or_default()));
+        return Some(format!(
+            "gitlab:{}/{id}",
+            std::env::var("CI_PROJECT_PATH").unwrap_or_default()
+        ));
     }
     if let Ok(tag) = std::env::var("BUILD_TAG") {
         return Some(format!("jenkins:{tag}"));
@@ -370,10 +413,18 @@ fn deployment_id(id: Option<String>, file: Option<PathBuf>) -> CliResult<String>
         return Ok(id.trim().to_owned());
     }
     if let Some(f) = file {
-        let text = std::fs::read_to_string(&f).map_err(|e| CliError::new(exit::FAILURE, format!("cannot read id file {}: {e}", f.display())))?;
+        let text = std::fs::read_to_string(&f).map_err(|e| {
+            CliError::new(
+                exit::FAILURE,
+                format!("cannot read id file {}: {e}", f.display()),
+            )
+        })?;
         return Ok(text.trim().to_owned());
     }
-    Err(CliError::new(exit::VALIDATION, "no deployment id: pass --id, set SHIPGATE_DEPLOYMENT_ID, or --id-file/SHIPGATE_ID_FILE"))
+    Err(CliError::new(
+        exit::VALIDATION,
+        "no deployment id: pass --id, set SHIPGATE_DEPLOYMENT_ID, or --id-file/SHIPGATE_ID_FILE",
+    ))
 }
 
 async fn dispatch(cli: Cli) -> CliResult<()> {
@@ -385,12 +436,24 @@ async fn dispatch(cli: Cli) -> CliResult<()> {
             Ok(())
         }
         Command::Openapi => {
-            println!("{}", shipgate_server::routes::openapi().to_pretty_json().map_err(|e| CliError::new(1, e.to_string()))?);
+            println!(
+                "{}",
+                shipgate_server::routes::openapi()
+                    .to_pretty_json()
+                    .map_err(|e| CliError::new(1, e.to_string()))?
+            );
             Ok(())
         }
-        Command::Audit(AuditCmd::Verify { database_url: Some(url) }) => {
-            let store = shipgate_store::open(url).await.map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;
-            let report = store.verify_audit().await.map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+        Command::Audit(AuditCmd::Verify {
+            database_url: Some(url),
+        }) => {
+            let store = shipgate_store::open(url)
+                .await
+                .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;
+            let report = store
+                .verify_audit()
+                .await
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             report_verify(&serde_json::to_value(&report).unwrap_or_default(), out)
         }
         _ => client_command(&cli, client(&cli)?).await,
@@ -408,17 +471,30 @@ fn report_verify(r: &Value, out: Output) -> CliResult<()> {
                 "audit chain intact: {} entries, {} records checked, head {} {}",
                 s(r, "entries_checked"),
                 s(r, "records_checked"),
-                r.pointer("/head/seq").map(Value::to_string).unwrap_or_default(),
-                r.pointer("/head/hash").and_then(Value::as_str).unwrap_or("")
+                r.pointer("/head/seq")
+                    .map(Value::to_string)
+                    .unwrap_or_default(),
+                r.pointer("/head/hash")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
             );
         }
         Ok(())
     } else {
         let b = r.get("first_break").cloned().unwrap_or_default();
-        let n = r.get("problems").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+        let n = r
+            .get("problems")
+            .and_then(Value::as_array)
+            .map(Vec::len)
+            .unwrap_or(0);
         Err(CliError::new(
             exit::CONFLICT,
-            format!("audit verification FAILED: first broken link at entry {} ({}): {} [{n} problem(s) in all]", s(&b, "seq"), s(&b, "kind"), s(&b, "message")),
+            format!(
+                "audit verification FAILED: first broken link at entry {} ({}): {} [{n} problem(s) in all]",
+                s(&b, "seq"),
+                s(&b, "kind"),
+                s(&b, "message")
+            ),
         ))
     }
 }
@@ -429,7 +505,12 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
         Command::Deploy(DeployCmd::Start(a)) => {
             let mut labels = serde_json::Map::new();
             for l in &a.labels {
-                let (k, v) = l.split_once('=').ok_or_else(|| CliError::new(exit::VALIDATION, format!("--label '{l}': expected KEY=VALUE")))?;
+                let (k, v) = l.split_once('=').ok_or_else(|| {
+                    CliError::new(
+                        exit::VALIDATION,
+                        format!("--label '{l}': expected KEY=VALUE"),
+                    )
+                })?;
                 labels.insert(k.to_owned(), Value::String(v.to_owned()));
             }
             let mut body = json!({
@@ -453,14 +534,25 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
             let (_, d) = c.post("/api/v1/deployments", body, Some(&key)).await?;
             let id = s(&d, "id");
             if let Some(f) = &a.id_file {
-                std::fs::write(f, format!("{id}\n")).map_err(|e| CliError::new(exit::FAILURE, format!("cannot write {}: {e}", f.display())))?;
+                std::fs::write(f, format!("{id}\n")).map_err(|e| {
+                    CliError::new(exit::FAILURE, format!("cannot write {}: {e}", f.display()))
+                })?;
             }
-            if out == Output::Json { print_json(&d) } else { println!("{id}") }
+            if out == Output::Json {
+                print_json(&d)
+            } else {
+                println!("{id}")
+            }
             Ok(())
         }
         Command::Deploy(DeployCmd::Finish(a) | DeployCmd::Status(a)) => {
-            if matches!(cli.command, Command::Deploy(DeployCmd::Finish(_))) && matches!(a.status.as_str(), "queued" | "started") {
-                return Err(CliError::new(exit::VALIDATION, "finish takes an outcome: succeeded, failed, cancelled or rolled_back"));
+            if matches!(cli.command, Command::Deploy(DeployCmd::Finish(_)))
+                && matches!(a.status.as_str(), "queued" | "started")
+            {
+                return Err(CliError::new(
+                    exit::VALIDATION,
+                    "finish takes an outcome: succeeded, failed, cancelled or rolled_back",
+                ));
             }
             let id = deployment_id(a.id.clone(), a.id_file.clone())?;
             let mut body = json!({"status": a.status, "target": a.target, "message": a.message});
@@ -468,12 +560,26 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
                 m.retain(|_, v| !v.is_null());
             }
             let key = uuid::Uuid::new_v4().to_string();
-            let (_, r) = c.post(&format!("/api/v1/deployments/{id}/events"), body, Some(&key)).await?;
+            let (_, r) = c
+                .post(
+                    &format!("/api/v1/deployments/{id}/events"),
+                    body,
+                    Some(&key),
+                )
+                .await?;
             if out == Output::Json {
                 print_json(&r);
             } else {
                 let d = &r["deployment"];
-                println!("{} {} {} -> {}", s(d, "service"), s(d, "version"), d.pointer("/environment/name").and_then(Value::as_str).unwrap_or(""), s(d, "status"));
+                println!(
+                    "{} {} {} -> {}",
+                    s(d, "service"),
+                    s(d, "version"),
+                    d.pointer("/environment/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
+                    s(d, "status")
+                );
             }
             Ok(())
         }
@@ -485,7 +591,14 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
                 println!("{}", deployment_table(std::slice::from_ref(&d)));
                 let mut t = table(&["occurred", "target", "status", "late", "message", "by"]);
                 for e in d["events"].as_array().cloned().unwrap_or_default() {
-                    t.add_row(vec![s(&e, "occurred_at"), s(&e, "target"), s(&e, "status"), s(&e, "late"), s(&e, "message"), s(&e, "recorded_by")]);
+                    t.add_row(vec![
+                        s(&e, "occurred_at"),
+                        s(&e, "target"),
+                        s(&e, "status"),
+                        s(&e, "late"),
+                        s(&e, "message"),
+                        s(&e, "recorded_by"),
+                    ]);
                 }
                 println!("{t}");
             }
@@ -493,17 +606,34 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
         }
         Command::Deploy(DeployCmd::List(a)) => {
             let q = query(&[
-                ("service", a.service.clone()), ("environment", a.environment.clone()), ("tier", a.tier.clone()),
-                ("status", a.status.clone()), ("kind", a.kind.clone()), ("commit_sha", a.commit.clone()),
-                ("artifact_digest", a.digest.clone()), ("deployer", a.deployer.clone()), ("correlation_id", a.correlation_id.clone()),
-                ("since", a.since.clone()), ("until", a.until.clone()), ("tenant", a.tenant.clone()),
-                ("cursor", a.cursor.clone()), ("limit", Some(a.limit.to_string())),
+                ("service", a.service.clone()),
+                ("environment", a.environment.clone()),
+                ("tier", a.tier.clone()),
+                ("status", a.status.clone()),
+                ("kind", a.kind.clone()),
+                ("commit_sha", a.commit.clone()),
+                ("artifact_digest", a.digest.clone()),
+                ("deployer", a.deployer.clone()),
+                ("correlation_id", a.correlation_id.clone()),
+                ("since", a.since.clone()),
+                ("until", a.until.clone()),
+                ("tenant", a.tenant.clone()),
+                ("cursor", a.cursor.clone()),
+                ("limit", Some(a.limit.to_string())),
             ]);
             let page = c.get(&format!("/api/v1/deployments{q}")).await?;
             if out == Output::Json {
                 print_json(&page);
             } else {
-                println!("{}", deployment_table(page["items"].as_array().map(Vec::as_slice).unwrap_or_default()));
+                println!(
+                    "{}",
+                    deployment_table(
+                        page["items"]
+                            .as_array()
+                            .map(Vec::as_slice)
+                            .unwrap_or_default()
+                    )
+                );
                 if let Some(cur) = page["next_cursor"].as_str() {
                     println!("more: --cursor {cur}");
                 }
@@ -511,34 +641,91 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
             Ok(())
         }
         Command::Deploy(DeployCmd::Import(a)) => import(&c, a, out).await,
-        Command::Running { service, environment } => {
-            let r = c.get(&format!("/api/v1/running{}", query(&[("service", service.clone()), ("environment", environment.clone())]))).await?;
+        Command::Running {
+            service,
+            environment,
+        } => {
+            let r = c
+                .get(&format!(
+                    "/api/v1/running{}",
+                    query(&[
+                        ("service", service.clone()),
+                        ("environment", environment.clone())
+                    ])
+                ))
+                .await?;
             if out == Output::Json {
                 print_json(&r);
             } else {
-                let mut t = table(&["service", "environment", "tier", "version", "deployed", "commit", "digest", "deployer"]);
+                let mut t = table(&[
+                    "service",
+                    "environment",
+                    "tier",
+                    "version",
+                    "deployed",
+                    "commit",
+                    "digest",
+                    "deployer",
+                ]);
                 for v in r.as_array().cloned().unwrap_or_default() {
                     t.add_row(vec![
-                        s(&v, "service"), s(&v, "environment"), s(&v, "env_tier"), s(&v, "version"),
-                        s(&v, "deployed_at").chars().take(19).collect(), short(&s(&v, "commit_sha"), 8),
-                        short(&s(&v, "artifact_digest"), 12), s(&v, "deployer"),
+                        s(&v, "service"),
+                        s(&v, "environment"),
+                        s(&v, "env_tier"),
+                        s(&v, "version"),
+                        s(&v, "deployed_at").chars().take(19).collect(),
+                        short(&s(&v, "commit_sha"), 8),
+                        short(&s(&v, "artifact_digest"), 12),
+                        s(&v, "deployer"),
                     ]);
                 }
                 println!("{t}");
             }
             Ok(())
         }
-        Command::Changes { hours, service, environment } => {
-            let r = c.get(&format!("/api/v1/changes{}", query(&[("hours", Some(hours.to_string())), ("service", service.clone()), ("environment", environment.clone())]))).await?;
+        Command::Changes {
+            hours,
+            service,
+            environment,
+        } => {
+            let r = c
+                .get(&format!(
+                    "/api/v1/changes{}",
+                    query(&[
+                        ("hours", Some(hours.to_string())),
+                        ("service", service.clone()),
+                        ("environment", environment.clone())
+                    ])
+                ))
+                .await?;
             if out == Output::Json {
                 print_json(&r);
             } else {
-                let mut t = table(&["started", "service", "environment", "from", "to", "status", "kind", "deployer", "change"]);
+                let mut t = table(&[
+                    "started",
+                    "service",
+                    "environment",
+                    "from",
+                    "to",
+                    "status",
+                    "kind",
+                    "deployer",
+                    "change",
+                ]);
                 for d in r["items"].as_array().cloned().unwrap_or_default() {
                     t.add_row(vec![
-                        s(&d, "started_at").chars().take(19).collect(), s(&d, "service"),
-                        d.pointer("/environment/name").and_then(Value::as_str).unwrap_or("").to_owned(),
-                        s(&d, "previous_version"), s(&d, "version"), s(&d, "status"), s(&d, "kind"), s(&d, "deployer"), s(&d, "change_ref"),
+                        s(&d, "started_at").chars().take(19).collect(),
+                        s(&d, "service"),
+                        d.pointer("/environment/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                        s(&d, "previous_version"),
+                        s(&d, "version"),
+                        s(&d, "status"),
+                        s(&d, "kind"),
+                        s(&d, "deployer"),
+                        s(&d, "change_ref"),
                     ]);
                 }
                 println!("changes since {}\n{t}", s(&r, "since"));
@@ -548,7 +735,15 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
         Command::Service(cmd) => {
             let v = match cmd {
                 ServiceCmd::List => c.get("/api/v1/services").await?,
-                ServiceCmd::Declare { name, team } => c.post("/api/v1/services", json!({"name": name, "team": team}), None).await?.1,
+                ServiceCmd::Declare { name, team } => {
+                    c.post(
+                        "/api/v1/services",
+                        json!({"name": name, "team": team}),
+                        None,
+                    )
+                    .await?
+                    .1
+                }
             };
             simple_output(&v, out, &["name", "team", "declared", "created_at"]);
             Ok(())
@@ -556,15 +751,43 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
         Command::Environment(cmd) => {
             let v = match cmd {
                 EnvCmd::List => c.get("/api/v1/environments").await?,
-                EnvCmd::Declare { name, tier, region } => c.post("/api/v1/environments", json!({"name": name, "tier": tier, "region": region}), None).await?.1,
-                EnvCmd::Resolve { label } => c.get(&format!("/api/v1/environments/resolve{}", query(&[("label", Some(label.clone()))]))).await?,
+                EnvCmd::Declare { name, tier, region } => {
+                    c.post(
+                        "/api/v1/environments",
+                        json!({"name": name, "tier": tier, "region": region}),
+                        None,
+                    )
+                    .await?
+                    .1
+                }
+                EnvCmd::Resolve { label } => {
+                    c.get(&format!(
+                        "/api/v1/environments/resolve{}",
+                        query(&[("label", Some(label.clone()))])
+                    ))
+                    .await?
+                }
             };
             simple_output(&v, out, &["name", "raw", "tier", "region", "declared"]);
             Ok(())
         }
-        Command::Token(TokenCmd::Create { subject, role, tenant }) => {
-            let (_, v) = c.post("/api/v1/tokens", json!({"subject": subject, "role": role, "tenant": tenant}), None).await?;
-            if out == Output::Json { print_json(&v) } else { println!("{}", s(&v, "token")) }
+        Command::Token(TokenCmd::Create {
+            subject,
+            role,
+            tenant,
+        }) => {
+            let (_, v) = c
+                .post(
+                    "/api/v1/tokens",
+                    json!({"subject": subject, "role": role, "tenant": tenant}),
+                    None,
+                )
+                .await?;
+            if out == Output::Json {
+                print_json(&v)
+            } else {
+                println!("{}", s(&v, "token"))
+            }
             Ok(())
         }
         Command::Audit(AuditCmd::Verify { .. }) => {
@@ -572,13 +795,22 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
             report_verify(&r, out)
         }
         Command::Audit(AuditCmd::Log { after, limit }) => {
-            let v = c.get(&format!("/api/v1/audit?after={after}&limit={limit}")).await?;
+            let v = c
+                .get(&format!("/api/v1/audit?after={after}&limit={limit}"))
+                .await?;
             if out == Output::Json {
                 print_json(&v);
             } else {
                 let mut t = table(&["seq", "at", "actor", "action", "subject", "hash"]);
                 for e in v["items"].as_array().cloned().unwrap_or_default() {
-                    t.add_row(vec![s(&e, "seq"), s(&e, "at").chars().take(19).collect(), s(&e, "actor"), s(&e, "action"), s(&e, "subject"), short(&s(&e, "hash"), 16)]);
+                    t.add_row(vec![
+                        s(&e, "seq"),
+                        s(&e, "at").chars().take(19).collect(),
+                        s(&e, "actor"),
+                        s(&e, "action"),
+                        s(&e, "subject"),
+                        short(&s(&e, "hash"), 16),
+                    ]);
                 }
                 println!("{t}");
             }
@@ -610,16 +842,31 @@ fn simple_output(v: &Value, out: Output, cols: &[&str]) {
 }
 
 async fn import(c: &Client, a: &ImportArgs, out: Output) -> CliResult<()> {
-    let text = std::fs::read_to_string(&a.file).map_err(|e| CliError::new(exit::FAILURE, format!("cannot read {}: {e}", a.file.display())))?;
+    let text = std::fs::read_to_string(&a.file).map_err(|e| {
+        CliError::new(
+            exit::FAILURE,
+            format!("cannot read {}: {e}", a.file.display()),
+        )
+    })?;
     let format: &str = match a.format.as_deref() {
         Some("csv") => "csv",
         Some(_) => "jsonl",
-        None if a.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => "csv",
+        None if a
+            .file
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv")) =>
+        {
+            "csv"
+        }
         None => "jsonl",
     };
     // Split into chunks of whole records, keeping file line numbers: CSV chunks repeat the header.
     let all: Vec<&str> = text.lines().collect();
-    let (header, body_start) = if format == "csv" { (all.first().copied(), 1) } else { (None, 0) };
+    let (header, body_start) = if format == "csv" {
+        (all.first().copied(), 1)
+    } else {
+        (None, 0)
+    };
     let chunks: Vec<(usize, String)> = all[body_start.min(all.len())..]
         .chunks(a.batch.max(1))
         .enumerate()
@@ -640,20 +887,40 @@ async fn import(c: &Client, a: &ImportArgs, out: Output) -> CliResult<()> {
     let total_records = all.len() - body_start.min(all.len());
     let bar = indicatif::ProgressBar::new(total_records as u64);
     if std::io::stderr().is_terminal() && out == Output::Table {
-        bar.set_style(indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let ctype = if format == "csv" { "text/csv" } else { "application/x-ndjson" };
+    let ctype = if format == "csv" {
+        "text/csv"
+    } else {
+        "application/x-ndjson"
+    };
     let mode = if a.partial { "partial" } else { "atomic" };
     let send = |dry: bool, first_line: usize, chunk: String| async move {
         let path = format!("/api/v1/deployments/import?format={format}&mode={mode}&dry_run={dry}");
-        let r = c.send(reqwest::Method::POST, &path, Some(Body::Raw(ctype.into(), chunk.into_bytes())), Some("import")).await;
+        let r = c
+            .send(
+                reqwest::Method::POST,
+                &path,
+                Some(Body::Raw(ctype.into(), chunk.into_bytes())),
+                Some("import"),
+            )
+            .await;
         (first_line, r)
     };
     // Renumber the server's line numbers (relative to the chunk) to the file's.
     let renumber = |first_line: usize, v: &mut Value| {
-        let offset = if format == "csv" { first_line - 1 } else { first_line };
+        let offset = if format == "csv" {
+            first_line - 1
+        } else {
+            first_line
+        };
         if let Some(lines) = v.get_mut("lines").and_then(Value::as_array_mut) {
             for l in lines {
                 if let Some(n) = l.get("line").and_then(Value::as_u64) {
@@ -663,12 +930,15 @@ async fn import(c: &Client, a: &ImportArgs, out: Output) -> CliResult<()> {
         }
         if let Some(errs) = v.get_mut("errors").and_then(Value::as_array_mut) {
             for e in errs {
-                if let Some(f) = e.get("field").and_then(Value::as_str).map(str::to_owned) {
-                    if let Some(rest) = f.strip_prefix("lines.") {
-                        let (n, tail) = rest.split_once('.').map(|(n, t)| (n, format!(".{t}"))).unwrap_or((rest, String::new()));
-                        if let Ok(n) = n.parse::<usize>() {
-                            e["field"] = json!(format!("lines.{}{tail}", n + offset));
-                        }
+                if let Some(f) = e.get("field").and_then(Value::as_str).map(str::to_owned)
+                    && let Some(rest) = f.strip_prefix("lines.")
+                {
+                    let (n, tail) = rest
+                        .split_once('.')
+                        .map(|(n, t)| (n, format!(".{t}")))
+                        .unwrap_or((rest, String::new()));
+                    if let Ok(n) = n.parse::<usize>() {
+                        e["field"] = json!(format!("lines.{}{tail}", n + offset));
                     }
                 }
             }
@@ -695,7 +965,14 @@ async fn import(c: &Client, a: &ImportArgs, out: Output) -> CliResult<()> {
         if !problems.is_empty() {
             bar.finish_and_clear();
             let problem = json!({"title": "Import refused", "detail": "bad lines; nothing was written", "code": "validation_failed", "errors": problems});
-            return Err(CliError { code: exit::VALIDATION, message: crate::client::describe(&problem, reqwest::StatusCode::UNPROCESSABLE_ENTITY), problem: Some(problem) });
+            return Err(CliError {
+                code: exit::VALIDATION,
+                message: crate::client::describe(
+                    &problem,
+                    reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+                ),
+                problem: Some(problem),
+            });
         }
         bar.set_position(0);
     }
@@ -709,7 +986,8 @@ async fn import(c: &Client, a: &ImportArgs, out: Output) -> CliResult<()> {
             Err(mut e) => {
                 if let Some(p) = e.problem.as_mut() {
                     renumber(first, p);
-                    e.message = crate::client::describe(p, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+                    e.message =
+                        crate::client::describe(p, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
                 }
                 bar.finish_and_clear();
                 return Err(e);
@@ -721,7 +999,12 @@ async fn import(c: &Client, a: &ImportArgs, out: Output) -> CliResult<()> {
         }
         let failed_lines: Vec<Value> = v["lines"]
             .as_array()
-            .map(|src| src.iter().filter(|l| l["result"] != "created" && l["result"] != "replayed").cloned().collect())
+            .map(|src| {
+                src.iter()
+                    .filter(|l| l["result"] != "created" && l["result"] != "replayed")
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(dst) = report["lines"].as_array_mut() {
             dst.extend(failed_lines);
@@ -734,16 +1017,27 @@ async fn import(c: &Client, a: &ImportArgs, out: Output) -> CliResult<()> {
     } else {
         println!(
             "imported {}: {} created, {} already present, {} failed",
-            a.file.display(), report["created"], report["replayed"], report["failed"]
+            a.file.display(),
+            report["created"],
+            report["replayed"],
+            report["failed"]
         );
         for l in report["lines"].as_array().cloned().unwrap_or_default() {
             for e in l["errors"].as_array().cloned().unwrap_or_default() {
-                println!("  line {}: {}: {}", l["line"], s(&e, "field"), s(&e, "message"));
+                println!(
+                    "  line {}: {}: {}",
+                    l["line"],
+                    s(&e, "field"),
+                    s(&e, "message")
+                );
             }
         }
     }
     if report["failed"].as_u64().unwrap_or(0) > 0 {
-        return Err(CliError::new(exit::VALIDATION, format!("{} line(s) failed", report["failed"])));
+        return Err(CliError::new(
+            exit::VALIDATION,
+            format!("{} line(s) failed", report["failed"]),
+        ));
     }
     Ok(())
 }
@@ -755,8 +1049,18 @@ async fn serve(args: &ServeArgs) -> CliResult<()> {
         settings.database_url = "sqlite://shipgate-demo.db".into();
     }
     let (app, boot) = Application::build(settings.clone(), None).await?;
-    let url = format!("http://{}:{}", settings.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1"), app.port());
-    let mut token_line = boot.generated_admin_token.map(|t| format!("admin token (shown once): {t}"));
+    let url = format!(
+        "http://{}:{}",
+        settings
+            .listen
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or("127.0.0.1"),
+        app.port()
+    );
+    let mut token_line = boot
+        .generated_admin_token
+        .map(|t| format!("admin token (shown once): {t}"));
     if args.demo {
         let store = app.store();
         let seeded = crate::demo::seed(store.as_ref()).await?;
@@ -767,7 +1071,11 @@ async fn serve(args: &ServeArgs) -> CliResult<()> {
         }
         eprintln!("demo data: {seeded}");
     }
-    eprintln!("shipgate {} listening on {url} (store: {})", env!("CARGO_PKG_VERSION"), settings.database_url.split('?').next().unwrap_or(""));
+    eprintln!(
+        "shipgate {} listening on {url} (store: {})",
+        env!("CARGO_PKG_VERSION"),
+        settings.database_url.split('?').next().unwrap_or("")
+    );
     if let Some(t) = &token_line {
         eprintln!("{t}");
         eprintln!("try:  SHIPGATE_URL={url} SHIPGATE_TOKEN=<token> shipgate running");
@@ -777,14 +1085,15 @@ async fn serve(args: &ServeArgs) -> CliResult<()> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    stop.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        stop.cancel();
+                        return;
+                    }
+                };
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]
@@ -792,5 +1101,7 @@ async fn serve(args: &ServeArgs) -> CliResult<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         stop.cancel();
     });
-    app.run().await.map_err(|e| CliError::new(exit::FAILURE, e.to_string()))
+    app.run()
+        .await
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))
 }

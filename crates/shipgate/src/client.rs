@@ -23,7 +23,11 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        CliError { code, message: message.into(), problem: None }
+        CliError {
+            code,
+            message: message.into(),
+            problem: None,
+        }
     }
 }
 
@@ -40,7 +44,7 @@ fn exit_for(status: StatusCode, code: &str) -> i32 {
         (401 | 403, _) => exit::AUTH,
         (404, _) => exit::NOT_FOUND,
         (409, _) => exit::CONFLICT,
-        (503 | 502 | 504, _) => exit::UNAVAILABLE,
+        (502..=504, _) => exit::UNAVAILABLE,
         (400 | 413 | 415 | 422, _) => exit::VALIDATION,
         _ => exit::FAILURE,
     }
@@ -60,12 +64,22 @@ impl Client {
             .user_agent(concat!("shipgate-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-        Ok(Client { http, base: base.trim_end_matches('/').to_owned(), token })
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
     }
 
     /// Sends a request; retries transport failures and 503s (a write carries an idempotency
     /// key, so a retry cannot duplicate it).
-    pub async fn send(&self, method: Method, path: &str, body: Option<Body>, idempotency_key: Option<&str>) -> CliResult<(StatusCode, Value)> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+        idempotency_key: Option<&str>,
+    ) -> CliResult<(StatusCode, Value)> {
         let url = format!("{}{}", self.base, path);
         let mut last_err = String::new();
         for attempt in 0..4u32 {
@@ -81,7 +95,9 @@ impl Client {
             }
             req = match &body {
                 Some(Body::Json(v)) => req.json(v),
-                Some(Body::Raw(ct, bytes)) => req.header("content-type", ct.as_str()).body(bytes.clone()),
+                Some(Body::Raw(ct, bytes)) => {
+                    req.header("content-type", ct.as_str()).body(bytes.clone())
+                }
                 None => req,
             };
             match req.send().await {
@@ -99,11 +115,17 @@ impl Client {
                         last_err = describe(&value, status);
                         continue;
                     }
-                    if status.is_success() || status == StatusCode::CONFLICT && value.get("lines").is_some() {
+                    if status.is_success()
+                        || status == StatusCode::CONFLICT && value.get("lines").is_some()
+                    {
                         return Ok((status, value));
                     }
                     let code = value.get("code").and_then(Value::as_str).unwrap_or("");
-                    return Err(CliError { code: exit_for(status, code), message: describe(&value, status), problem: Some(value) });
+                    return Err(CliError {
+                        code: exit_for(status, code),
+                        message: describe(&value, status),
+                        problem: Some(value),
+                    });
                 }
             }
         }
@@ -114,8 +136,14 @@ impl Client {
         Ok(self.send(Method::GET, path, None, None).await?.1)
     }
 
-    pub async fn post(&self, path: &str, body: Value, key: Option<&str>) -> CliResult<(StatusCode, Value)> {
-        self.send(Method::POST, path, Some(Body::Json(body)), key).await
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> CliResult<(StatusCode, Value)> {
+        self.send(Method::POST, path, Some(Body::Json(body)), key)
+            .await
     }
 }
 
@@ -126,7 +154,10 @@ pub enum Body {
 
 /// A human-readable account of a problem document.
 pub fn describe(v: &Value, status: StatusCode) -> String {
-    let mut s = match (v.get("title").and_then(Value::as_str), v.get("detail").and_then(Value::as_str)) {
+    let mut s = match (
+        v.get("title").and_then(Value::as_str),
+        v.get("detail").and_then(Value::as_str),
+    ) {
         (Some(t), Some(d)) => format!("{t}: {d}"),
         _ => format!("HTTP {status}: {v}"),
     };
@@ -152,7 +183,11 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
         .collect();
-    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
 }
 
 fn encode(s: &str) -> String {

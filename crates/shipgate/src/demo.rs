@@ -22,12 +22,23 @@ const ENVS: &[&str] = &["dev", "staging", "prod-eu-west-1", "prod-us-east-1"];
 const PEOPLE: &[&str] = &["alice", "bob", "chen", "dana", "emeka", "farah"];
 
 fn hex(rng: &mut StdRng, n: usize) -> String {
-    (0..n).map(|_| format!("{:x}", rng.random_range(0..16u8))).collect()
+    (0..n)
+        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+        .collect()
 }
 
 /// Seeds an empty store; returns what it did.
 pub async fn seed(store: &dyn Store) -> anyhow::Result<String> {
-    let existing = store.list_deployments(&DeploymentFilter { tenant: "default".into(), ..Default::default() }, None, 1).await?;
+    let existing = store
+        .list_deployments(
+            &DeploymentFilter {
+                tenant: "default".into(),
+                ..Default::default()
+            },
+            None,
+            1,
+        )
+        .await?;
     if !existing.items.is_empty() {
         return Ok("store already has deployments; nothing added".into());
     }
@@ -37,7 +48,9 @@ pub async fn seed(store: &dyn Store) -> anyhow::Result<String> {
     let req = Requirements::default();
     let mut cmds: Vec<CreateDeployment> = Vec::new();
     for (team, services) in TEAMS {
-        store.declare_service("default", services[0], Some(team), "demo", now).await?;
+        store
+            .declare_service("default", services[0], Some(team), "demo", now)
+            .await?;
         for (si, svc) in services.iter().enumerate() {
             let mut minor = 0u32;
             let mut day = 60 - (si as i64 * 3 % 7);
@@ -53,7 +66,8 @@ pub async fn seed(store: &dyn Store) -> anyhow::Result<String> {
                     2 => "schema_migration",
                     _ => "release",
                 };
-                let mut t = now - Duration::days(day) + Duration::minutes(rng.random_range(8 * 60..17 * 60));
+                let mut t = now - Duration::days(day)
+                    + Duration::minutes(rng.random_range(8 * 60..17 * 60));
                 let run = rng.random_range(10_000..99_999);
                 let mut promoted = true;
                 for env in ENVS {
@@ -63,7 +77,11 @@ pub async fn seed(store: &dyn Store) -> anyhow::Result<String> {
                     let failed = rng.random_range(0..100) < 7;
                     let prod = env.starts_with("prod");
                     let human = !prod && rng.random_range(0..6) == 0;
-                    let deployer = if human { PEOPLE[rng.random_range(0..PEOPLE.len())].to_owned() } else { format!("ci-{team}") };
+                    let deployer = if human {
+                        PEOPLE[rng.random_range(0..PEOPLE.len())].to_owned()
+                    } else {
+                        format!("ci-{team}")
+                    };
                     let dur = rng.random_range(2..25);
                     let mut body = json!({
                         "service": svc, "team": team, "environment": env, "version": version,
@@ -77,14 +95,21 @@ pub async fn seed(store: &dyn Store) -> anyhow::Result<String> {
                         "labels": {"pipeline": format!("https://ci.example.com/{team}/{svc}/runs/{run}")},
                     });
                     if prod {
-                        body["change_ref"] = json!(format!("CHG{:07}", rng.random_range(1000..99999)));
+                        body["change_ref"] =
+                            json!(format!("CHG{:07}", rng.random_range(1000..99999)));
                         body["targets"] = json!(["canary", "main"]);
                     }
                     let ctx = Context {
-                        tenant: "default", recorded_by: "demo", now, taxonomy: &tax, requirements: &req,
-                        declared_environment: &|_| false, backfill: true,
+                        tenant: "default",
+                        recorded_by: "demo",
+                        now,
+                        taxonomy: &tax,
+                        requirements: &req,
+                        declared_environment: &|_| None,
+                        backfill: true,
                     };
-                    let c = parse_create(&body, &ctx).map_err(|e| anyhow::anyhow!("demo record invalid: {e}"))?;
+                    let c = parse_create(&body, &ctx)
+                        .map_err(|e| anyhow::anyhow!("demo record invalid: {e}"))?;
                     let id = c.deployment.id;
                     cmds.push(c);
                     if failed {
@@ -100,10 +125,18 @@ pub async fn seed(store: &dyn Store) -> anyhow::Result<String> {
                             rb["finished_at"] = json!(format(t + Duration::minutes(dur + 9)));
                             rb["labels"]["rolls_back"] = json!(id.to_string());
                             let ctx = Context {
-                                tenant: "default", recorded_by: "demo", now, taxonomy: &tax, requirements: &req,
-                                declared_environment: &|_| false, backfill: true,
+                                tenant: "default",
+                                recorded_by: "demo",
+                                now,
+                                taxonomy: &tax,
+                                requirements: &req,
+                                declared_environment: &|_| None,
+                                backfill: true,
                             };
-                            cmds.push(parse_create(&rb, &ctx).map_err(|e| anyhow::anyhow!("demo record invalid: {e}"))?);
+                            cmds.push(
+                                parse_create(&rb, &ctx)
+                                    .map_err(|e| anyhow::anyhow!("demo record invalid: {e}"))?,
+                            );
                         }
                     }
                     t += Duration::hours(rng.random_range(1..30));
@@ -116,13 +149,26 @@ pub async fn seed(store: &dyn Store) -> anyhow::Result<String> {
         }
     }
     // A deployment in flight right now, and one in another tenant.
-    for (tenant, svc, env) in [("default", "checkout", "prod-eu-west-1"), ("acme-labs", "lab-api", "staging")] {
+    for (tenant, svc, env) in [
+        ("default", "checkout", "prod-eu-west-1"),
+        ("acme-labs", "lab-api", "staging"),
+    ] {
         let body = json!({"service": svc, "environment": env, "version": "2.0.0-rc.1",
             "commit_sha": hex(&mut rng, 40), "artifact_digest": hex(&mut rng, 64), "deployer": "ci-payments",
             "change_ref": "CHG0100001", "targets": ["canary", "main"],
             "started_at": format(now - Duration::minutes(4))});
-        let ctx = Context { tenant, recorded_by: "demo", now, taxonomy: &tax, requirements: &req, declared_environment: &|_| false, backfill: false };
-        cmds.push(parse_create(&body, &ctx).map_err(|e| anyhow::anyhow!("demo record invalid: {e}"))?);
+        let ctx = Context {
+            tenant,
+            recorded_by: "demo",
+            now,
+            taxonomy: &tax,
+            requirements: &req,
+            declared_environment: &|_| None,
+            backfill: false,
+        };
+        cmds.push(
+            parse_create(&body, &ctx).map_err(|e| anyhow::anyhow!("demo record invalid: {e}"))?,
+        );
     }
     let n = cmds.len();
     let results = store.create_deployments(cmds, now, true).await?;
@@ -130,7 +176,11 @@ pub async fn seed(store: &dyn Store) -> anyhow::Result<String> {
         anyhow::bail!("demo data refused: {e}");
     }
     let services: usize = TEAMS.iter().map(|(_, s)| s.len()).sum();
-    Ok(format!("{n} deployments of {services} services by {} teams in {} environments over 60 days", TEAMS.len(), ENVS.len()))
+    Ok(format!(
+        "{n} deployments of {services} services by {} teams in {} environments over 60 days",
+        TEAMS.len(),
+        ENVS.len()
+    ))
 }
 
 /// A new admin token for a demo store that already had one.

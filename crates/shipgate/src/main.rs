@@ -6,7 +6,10 @@ mod client;
 mod demo;
 
 fn main() {
-    let code = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let code = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(cli::run()),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

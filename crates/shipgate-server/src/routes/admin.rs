@@ -51,10 +51,16 @@ pub struct CreatedToken {
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "admin", request_body = CreateTokenRequest,
     description = "Creates an API token (admin). The token is shown once.",
     responses((status = 201, body = CreatedToken), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn create_token(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     caller.require_admin()?;
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
-    let map = v.as_object().ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))?;
+    let map = v
+        .as_object()
+        .ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))?;
     let mut f = Fields::new(map, "");
     let subject = f.req_str("subject", 256);
     let role = f.enumeration("role", Role::parse, Role::expected);
@@ -64,12 +70,18 @@ async fn create_token(State(state): State<AppState>, caller: Caller, body: Resul
     if !role_given {
         errors.add("role", "required", "is required");
     }
-    if let Some(t) = &tenant {
-        if !valid_tenant(t) {
-            errors.add("tenant", "invalid_format", "1-64 characters of letters, digits, '-' or '_'");
-        }
+    if let Some(t) = &tenant
+        && !valid_tenant(t)
+    {
+        errors.add(
+            "tenant",
+            "invalid_format",
+            "1-64 characters of letters, digits, '-' or '_'",
+        );
     }
-    let (Some(subject), Some(role)) = (subject, role) else { return Err(ApiError::Validation(errors)) };
+    let (Some(subject), Some(role)) = (subject, role) else {
+        return Err(ApiError::Validation(errors));
+    };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -88,7 +100,16 @@ async fn create_token(State(state): State<AppState>, caller: Caller, body: Resul
         created_at: state.clock.now(),
     };
     state.store.create_token(&t, &caller.subject).await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { id: t.id, token, tenant, subject, role })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            id: t.id,
+            token,
+            tenant,
+            subject,
+            role,
+        }),
+    ))
 }
 
 #[allow(dead_code)]
@@ -110,15 +131,31 @@ pub struct AuditPage {
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery),
     description = "The audit trail of the caller's tenant, in sequence order (admin).",
     responses((status = 200, body = AuditPage)))]
-async fn audit_log(State(state): State<AppState>, caller: Caller, Query(q): Query<BTreeMap<String, String>>) -> ApiResult<Json<AuditPage>> {
+async fn audit_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Json<AuditPage>> {
     caller.require_admin()?;
     let mut p = Params::new(q, &["after", "limit"]);
-    let after = p.parse("after", |s| s.parse::<i64>().map_err(|_| "an integer".to_owned()));
-    let limit = p.parse("limit", |s| s.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or("an integer from 1 to 10000".to_owned()));
+    let after = p.parse("after", |s| {
+        s.parse::<i64>().map_err(|_| "an integer".to_owned())
+    });
+    let limit = p.parse("limit", |s| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or("an integer from 1 to 10000".to_owned())
+    });
     p.finish()?;
     let limit = limit.unwrap_or(100);
-    let items = state.store.audit_entries(Some(&caller.tenant), after.unwrap_or(0), limit).await?;
-    let next_after = (items.len() as u32 == limit).then(|| items.last().map(|e| e.seq)).flatten();
+    let items = state
+        .store
+        .audit_entries(Some(&caller.tenant), after.unwrap_or(0), limit)
+        .await?;
+    let next_after = (items.len() as u32 == limit)
+        .then(|| items.last().map(|e| e.seq))
+        .flatten();
     Ok(Json(AuditPage { items, next_after }))
 }
 

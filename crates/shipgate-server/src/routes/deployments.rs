@@ -19,7 +19,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Params, body_bytes, declared_environments, idempotency, parse_json, parse_since, read_tenant, resolve_environment};
+use super::{
+    Params, body_bytes, declared_environments, idempotency, parse_json, parse_since, read_tenant,
+    resolve_environment,
+};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
@@ -69,7 +72,12 @@ pub struct CreateDeploymentRequest {
 }
 
 /// Validates a creation request into a command.
-async fn validate(state: &AppState, caller: &Caller, value: &Value, backfill: bool) -> Result<CreateDeployment, ApiError> {
+async fn validate(
+    state: &AppState,
+    caller: &Caller,
+    value: &Value,
+    backfill: bool,
+) -> Result<CreateDeployment, ApiError> {
     let declared = declared_environments(state, &caller.tenant).await?;
     let ctx = Context {
         tenant: &caller.tenant,
@@ -77,7 +85,7 @@ async fn validate(state: &AppState, caller: &Caller, value: &Value, backfill: bo
         now: state.clock.now(),
         taxonomy: &state.settings.environments,
         requirements: &state.settings.requirements,
-        declared_environment: &|n| declared.contains(n),
+        declared_environment: &|n| declared.get(n).cloned(),
         backfill,
     };
     Ok(parse_create(value, &ctx)?)
@@ -108,8 +116,17 @@ async fn create_deployment(
     if created.created {
         metrics::counter!("shipgate_deployments_created_total").increment(1);
     }
-    let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, [(header::LOCATION, format!("/api/v1/deployments/{id}"))], Json(created.deployment)).into_response())
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        [(header::LOCATION, format!("/api/v1/deployments/{id}"))],
+        Json(created.deployment),
+    )
+        .into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -145,15 +162,35 @@ pub struct HistoryQuery {
 }
 
 pub const FILTER_PARAMS: &[&str] = &[
-    "service", "environment", "tier", "status", "kind", "commit_sha", "artifact_digest", "deployer",
-    "correlation_id", "since", "until", "tenant", "cursor", "limit", "hours",
+    "service",
+    "environment",
+    "tier",
+    "status",
+    "kind",
+    "commit_sha",
+    "artifact_digest",
+    "deployer",
+    "correlation_id",
+    "since",
+    "until",
+    "tenant",
+    "cursor",
+    "limit",
+    "hours",
 ];
 
 /// Builds a history filter from query parameters, reporting every bad one.
-pub async fn filter_from(state: &AppState, caller: &Caller, p: &mut Params) -> ApiResult<DeploymentFilter> {
+pub async fn filter_from(
+    state: &AppState,
+    caller: &Caller,
+    p: &mut Params,
+) -> ApiResult<DeploymentFilter> {
     let now = state.clock.now();
     let tenant = read_tenant(caller, p.get("tenant"))?;
-    let mut f = DeploymentFilter { tenant: tenant.clone(), ..Default::default() };
+    let mut f = DeploymentFilter {
+        tenant: tenant.clone(),
+        ..Default::default()
+    };
     f.service = p.get("service");
     if let Some(label) = p.get("environment") {
         match resolve_environment(state, &tenant, &label).await {
@@ -161,9 +198,21 @@ pub async fn filter_from(state: &AppState, caller: &Caller, p: &mut Params) -> A
             Err(m) => p.errors.add("environment", "invalid_value", m),
         }
     }
-    f.env_tier = p.parse("tier", |s| EnvTier::parse(s).ok_or(format!("'{s}' is not one of: {}", EnvTier::expected())));
-    f.status = p.parse("status", |s| DeploymentStatus::parse(s).ok_or(format!("'{s}' is not one of: {}", DeploymentStatus::expected())));
-    f.kind = p.parse("kind", |s| DeploymentKind::parse(s).ok_or(format!("'{s}' is not one of: {}", DeploymentKind::expected())));
+    f.env_tier = p.parse("tier", |s| {
+        EnvTier::parse(s).ok_or(format!("'{s}' is not one of: {}", EnvTier::expected()))
+    });
+    f.status = p.parse("status", |s| {
+        DeploymentStatus::parse(s).ok_or(format!(
+            "'{s}' is not one of: {}",
+            DeploymentStatus::expected()
+        ))
+    });
+    f.kind = p.parse("kind", |s| {
+        DeploymentKind::parse(s).ok_or(format!(
+            "'{s}' is not one of: {}",
+            DeploymentKind::expected()
+        ))
+    });
     f.commit_sha = p.parse("commit_sha", shipgate_domain::input::parse_commit);
     f.artifact_digest = p.parse("artifact_digest", shipgate_domain::input::parse_digest);
     f.deployer = p.get("deployer");
@@ -182,23 +231,45 @@ async fn list_deployments(
 ) -> ApiResult<Json<DeploymentPage>> {
     let mut p = Params::new(q, FILTER_PARAMS);
     let filter = filter_from(&state, &caller, &mut p).await?;
-    let cursor = p.parse("cursor", |s| Cursor::decode(s).ok_or_else(|| "not a cursor from an earlier page".to_owned()));
-    let limit = p.parse("limit", |s| s.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or("an integer from 1 to 1000".to_owned()));
+    let cursor = p.parse("cursor", |s| {
+        Cursor::decode(s).ok_or_else(|| "not a cursor from an earlier page".to_owned())
+    });
+    let limit = p.parse("limit", |s| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or("an integer from 1 to 1000".to_owned())
+    });
     p.finish()?;
-    let page = state.store.list_deployments(&filter, cursor, limit.unwrap_or(50)).await?;
-    Ok(Json(DeploymentPage { items: page.items, next_cursor: page.next_cursor }))
+    let page = state
+        .store
+        .list_deployments(&filter, cursor, limit.unwrap_or(50))
+        .await?;
+    Ok(Json(DeploymentPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 pub fn parse_id(s: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(s).map_err(|_| ApiError::field("id", "invalid_format", format!("'{s}' is not a UUID")))
+    Uuid::parse_str(s)
+        .map_err(|_| ApiError::field("id", "invalid_format", format!("'{s}' is not a UUID")))
 }
 
 #[utoipa::path(get, path = "/api/v1/deployments/{id}", tag = "deployments",
     params(("id" = String, Path, description = "Deployment id (UUID)")),
     responses((status = 200, body = Deployment), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_deployment(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Deployment>> {
+async fn get_deployment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Deployment>> {
     let id = parse_id(&id)?;
-    let d = state.store.get_deployment(&caller.tenant, id).await?.ok_or(ApiError::NotFound)?;
+    let d = state
+        .store
+        .get_deployment(&caller.tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(d))
 }
 
@@ -245,10 +316,32 @@ async fn append_event(
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
     let change = parse_status_change(&value, state.clock.now())?;
-    let key = idempotency(&headers, &value, "event-id")?.filter(|_| headers.contains_key("idempotency-key"));
-    let r = state.store.append_event(&caller.tenant, id, change, &caller.subject, state.clock.now(), key).await?;
-    let status = if r.event.is_some() { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(EventResponse { deployment: r.deployment, event: r.event })).into_response())
+    let key = idempotency(&headers, &value, "event-id")?
+        .filter(|_| headers.contains_key("idempotency-key"));
+    let r = state
+        .store
+        .append_event(
+            &caller.tenant,
+            id,
+            change,
+            &caller.subject,
+            state.clock.now(),
+            key,
+        )
+        .await?;
+    let status = if r.event.is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(EventResponse {
+            deployment: r.deployment,
+            event: r.event,
+        }),
+    )
+        .into_response())
 }
 
 #[allow(dead_code)]
@@ -299,15 +392,28 @@ async fn import_deployments(
 ) -> ApiResult<Response> {
     caller.require_writer()?;
     let mut p = Params::new(q, &["format", "mode", "dry_run"]);
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let format = match p.get("format") {
         Some(f) if f == "csv" || f == "jsonl" => f,
         Some(f) => {
-            p.errors.add("format", "invalid_value", format!("'{f}' is not one of: jsonl, csv"));
+            p.errors.add(
+                "format",
+                "invalid_value",
+                format!("'{f}' is not one of: jsonl, csv"),
+            );
             String::new()
         }
         None if ctype.starts_with("text/csv") => "csv".into(),
-        None if ctype.contains("ndjson") || ctype.contains("jsonl") || ctype.starts_with("application/json") => "jsonl".into(),
+        None if ctype.contains("ndjson")
+            || ctype.contains("jsonl")
+            || ctype.starts_with("application/json") =>
+        {
+            "jsonl".into()
+        }
         None => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "send text/csv or application/x-ndjson, or pass ?format=csv|jsonl (got '{ctype}')"
@@ -318,21 +424,34 @@ async fn import_deployments(
         None | Some("atomic") => true,
         Some("partial") => false,
         Some(m) => {
-            p.errors.add("mode", "invalid_value", format!("'{m}' is not one of: atomic, partial"));
+            p.errors.add(
+                "mode",
+                "invalid_value",
+                format!("'{m}' is not one of: atomic, partial"),
+            );
             true
         }
     };
-    let dry_run = p.parse("dry_run", |s| s.parse::<bool>().map_err(|_| "true or false".to_owned())).unwrap_or(false);
+    let dry_run = p
+        .parse("dry_run", |s| {
+            s.parse::<bool>().map_err(|_| "true or false".to_owned())
+        })
+        .unwrap_or(false);
     p.finish()?;
     let bytes = body_bytes(body, state.settings.max_import_bytes)?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| ApiError::BadRequest(format!("the file is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the file is not UTF-8: {e}")))?;
     let lines = if format == "csv" {
         parse_csv(text).map_err(ApiError::Validation)?
     } else {
         parse_jsonl(text)
     };
     if lines.is_empty() {
-        return Err(ApiError::field("body", "required", "the file holds no records"));
+        return Err(ApiError::field(
+            "body",
+            "required",
+            "the file holds no records",
+        ));
     }
 
     let mut results: Vec<ImportLineResult> = Vec::with_capacity(lines.len());
@@ -347,7 +466,10 @@ async fn import_deployments(
                         Some(id) => format!("deployment-id:{}", id.to_ascii_lowercase()),
                         None => format!("import:{hash}"),
                     };
-                    c.idempotency = Some(IdempotencyKey { key, request_hash: hash });
+                    c.idempotency = Some(IdempotencyKey {
+                        key,
+                        request_hash: hash,
+                    });
                     Ok(c)
                 }
                 Err(ApiError::Validation(e)) => Err(e.0),
@@ -357,11 +479,21 @@ async fn import_deployments(
         };
         match outcome {
             Ok(c) => {
-                results.push(ImportLineResult { line, result: "valid".into(), id: Some(c.deployment.id), errors: Vec::new() });
+                results.push(ImportLineResult {
+                    line,
+                    result: "valid".into(),
+                    id: Some(c.deployment.id),
+                    errors: Vec::new(),
+                });
                 cmd_lines.push(results.len() - 1);
                 cmds.push(c);
             }
-            Err(errors) => results.push(ImportLineResult { line, result: "failed".into(), id: None, errors }),
+            Err(errors) => results.push(ImportLineResult {
+                line,
+                result: "failed".into(),
+                id: None,
+                errors,
+            }),
         }
     }
     let invalid = results.iter().filter(|r| r.result == "failed").count();
@@ -369,14 +501,21 @@ async fn import_deployments(
         let mut all = FieldErrors::default();
         for r in &results {
             for e in &r.errors {
-                let field = if e.field.is_empty() { format!("lines.{}", r.line) } else { format!("lines.{}.{}", r.line, e.field) };
+                let field = if e.field.is_empty() {
+                    format!("lines.{}", r.line)
+                } else {
+                    format!("lines.{}.{}", r.line, e.field)
+                };
                 all.add(field, &e.code, e.message.clone());
             }
         }
         return Err(ApiError::Validation(all));
     }
     if !dry_run && !cmds.is_empty() {
-        let written = state.store.create_deployments(cmds, state.clock.now(), atomic).await?;
+        let written = state
+            .store
+            .create_deployments(cmds, state.clock.now(), atomic)
+            .await?;
         for (r, idx) in written.into_iter().zip(cmd_lines) {
             let line = &mut results[idx];
             match r {
@@ -389,7 +528,12 @@ async fn import_deployments(
                     line.errors = e.0;
                 }
                 Err(StoreError::Conflict { code, message }) => {
-                    line.result = if code == "not_written" { "not_written" } else { "failed" }.into();
+                    line.result = if code == "not_written" {
+                        "not_written"
+                    } else {
+                        "failed"
+                    }
+                    .into();
                     line.errors = vec![FieldError::new("", code, message)];
                 }
                 Err(other) => return Err(other.into()),
@@ -406,6 +550,10 @@ async fn import_deployments(
         lines: results,
     };
     metrics::counter!("shipgate_deployments_created_total").increment(report.created as u64);
-    let status = if atomic && report.failed > 0 { StatusCode::CONFLICT } else { StatusCode::OK };
+    let status = if atomic && report.failed > 0 {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(report)).into_response())
 }

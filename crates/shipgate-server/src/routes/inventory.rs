@@ -43,7 +43,11 @@ pub struct RunningQuery {
 #[utoipa::path(get, path = "/api/v1/running", tag = "inventory", params(RunningQuery),
     description = "What is running where: the version of each service in each environment (its latest succeeded deployment).",
     responses((status = 200, body = Vec<RunningVersion>)))]
-async fn running(State(state): State<AppState>, caller: Caller, Query(q): Query<BTreeMap<String, String>>) -> ApiResult<Json<Vec<RunningVersion>>> {
+async fn running(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Json<Vec<RunningVersion>>> {
     let mut p = Params::new(q, &["service", "environment", "tenant"]);
     let tenant = read_tenant(&caller, p.get("tenant"))?;
     let mut env = None;
@@ -55,7 +59,12 @@ async fn running(State(state): State<AppState>, caller: Caller, Query(q): Query<
     }
     let service = p.get("service");
     p.finish()?;
-    Ok(Json(state.store.running(&tenant, service.as_deref(), env.as_deref()).await?))
+    Ok(Json(
+        state
+            .store
+            .running(&tenant, service.as_deref(), env.as_deref())
+            .await?,
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -82,20 +91,39 @@ pub struct ChangesQuery {
 #[utoipa::path(get, path = "/api/v1/changes", tag = "inventory", params(ChangesQuery),
     description = "What changed in the last N hours, newest first, each with the version it replaced.",
     responses((status = 200, body = ChangesResponse), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn changes(State(state): State<AppState>, caller: Caller, Query(q): Query<BTreeMap<String, String>>) -> ApiResult<Json<ChangesResponse>> {
+async fn changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Json<ChangesResponse>> {
     let mut p = Params::new(q, FILTER_PARAMS);
     let mut filter = filter_from(&state, &caller, &mut p).await?;
-    let hours = p.parse("hours", |s| s.parse::<u32>().ok().filter(|h| (1..=24 * 366).contains(h)).ok_or("an integer number of hours, 1 to 8784".to_owned()));
-    let limit = p.parse("limit", |s| s.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or("an integer from 1 to 1000".to_owned()));
+    let hours = p.parse("hours", |s| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|h| (1..=24 * 366).contains(h))
+            .ok_or("an integer number of hours, 1 to 8784".to_owned())
+    });
+    let limit = p.parse("limit", |s| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or("an integer from 1 to 1000".to_owned())
+    });
     p.finish()?;
-    let since = filter.since.unwrap_or_else(|| state.clock.now() - chrono::Duration::hours(i64::from(hours.unwrap_or(24))));
+    let since = filter.since.unwrap_or_else(|| {
+        state.clock.now() - chrono::Duration::hours(i64::from(hours.unwrap_or(24)))
+    });
     filter.since = Some(since);
     let items = state.store.changes(&filter, limit.unwrap_or(200)).await?;
     Ok(Json(ChangesResponse { since, items }))
 }
 
 #[utoipa::path(get, path = "/api/v1/services", tag = "inventory", responses((status = 200, body = Vec<Service>)))]
-async fn list_services(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Service>>> {
+async fn list_services(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Service>>> {
     Ok(Json(state.store.list_services(&caller.tenant).await?))
 }
 
@@ -107,26 +135,45 @@ pub struct DeclareServiceRequest {
 }
 
 fn object(v: &Value) -> ApiResult<&serde_json::Map<String, Value>> {
-    v.as_object().ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))
+    v.as_object()
+        .ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))
 }
 
 #[utoipa::path(post, path = "/api/v1/services", tag = "inventory", request_body = DeclareServiceRequest,
     description = "Declares a service ahead of its first deployment (admin).",
     responses((status = 201, body = Service), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn declare_service(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult<(StatusCode, Json<Service>)> {
+async fn declare_service(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Service>)> {
     caller.require_admin()?;
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
     let mut f = Fields::new(object(&v)?, "");
     let name = f.name("name", true);
     let team = f.name("team", false);
     let errors = f.finish();
-    let Some(name) = name.filter(|_| errors.is_empty()) else { return Err(ApiError::Validation(errors)) };
-    let s = state.store.declare_service(&caller.tenant, &name, team.as_deref(), &caller.subject, state.clock.now()).await?;
+    let Some(name) = name.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let s = state
+        .store
+        .declare_service(
+            &caller.tenant,
+            &name,
+            team.as_deref(),
+            &caller.subject,
+            state.clock.now(),
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(s)))
 }
 
 #[utoipa::path(get, path = "/api/v1/environments", tag = "inventory", responses((status = 200, body = Vec<Environment>)))]
-async fn list_environments(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Environment>>> {
+async fn list_environments(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Environment>>> {
     Ok(Json(state.store.list_environments(&caller.tenant).await?))
 }
 
@@ -142,7 +189,11 @@ pub struct DeclareEnvironmentRequest {
 #[utoipa::path(post, path = "/api/v1/environments", tag = "inventory", request_body = DeclareEnvironmentRequest,
     description = "Declares an environment ahead (admin). In a strict taxonomy, only declared or recognisable labels are accepted.",
     responses((status = 201, body = Environment), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn declare_environment(State(state): State<AppState>, caller: Caller, body: Result<Bytes, BytesRejection>) -> ApiResult<(StatusCode, Json<Environment>)> {
+async fn declare_environment(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Environment>)> {
     caller.require_admin()?;
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
     let mut f = Fields::new(object(&v)?, "");
@@ -153,8 +204,11 @@ async fn declare_environment(State(state): State<AppState>, caller: Caller, body
     let mut resolved = None;
     if let Some(n) = &name {
         // Declaring is what makes an unknown label known: resolve it leniently.
-        let lenient = shipgate_domain::environment::Taxonomy { strict: false, ..state.settings.environments.clone() };
-        match lenient.resolve(n, |_| true) {
+        let lenient = shipgate_domain::environment::Taxonomy {
+            strict: false,
+            ..state.settings.environments.clone()
+        };
+        match lenient.resolve(n, |_| None) {
             Ok(mut e) => {
                 if tier.is_some() {
                     e.tier = tier;
@@ -165,13 +219,20 @@ async fn declare_environment(State(state): State<AppState>, caller: Caller, body
                 }
                 resolved = Some(e);
             }
-            Err(shipgate_domain::environment::EnvError::Invalid(m) | shipgate_domain::environment::EnvError::Unknown(m)) => {
-                errors.add("name", "invalid_format", m)
-            }
+            Err(
+                shipgate_domain::environment::EnvError::Invalid(m)
+                | shipgate_domain::environment::EnvError::Unknown(m),
+            ) => errors.add("name", "invalid_format", m),
         }
     }
-    let Some(env) = resolved.filter(|_| errors.is_empty()) else { return Err(ApiError::Validation(errors)) };
-    let e = state.store.declare_environment(&caller.tenant, &env, &caller.subject, state.clock.now()).await?;
+    let Some(env) = resolved.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let e = state
+        .store
+        .declare_environment(&caller.tenant, &env, &caller.subject, state.clock.now())
+        .await?;
+    state.declared_envs.forget(&caller.tenant);
     Ok((StatusCode::CREATED, Json(e)))
 }
 
@@ -185,7 +246,11 @@ pub struct ResolveQuery {
 #[utoipa::path(get, path = "/api/v1/environments/resolve", tag = "inventory", params(ResolveQuery),
     description = "Shows how the taxonomy normalises a label (canonical name, tier, region).",
     responses((status = 200, body = ResolvedEnvironment), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn resolve(State(state): State<AppState>, caller: Caller, Query(q): Query<BTreeMap<String, String>>) -> ApiResult<Json<ResolvedEnvironment>> {
+async fn resolve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Json<ResolvedEnvironment>> {
     let p = Params::new(q, &["label"]);
     let label = p.get("label");
     p.finish()?;
@@ -207,10 +272,24 @@ pub struct ReleasesQuery {
 #[utoipa::path(get, path = "/api/v1/releases", tag = "inventory", params(ReleasesQuery),
     description = "Releases (service versions) in the order they were first seen.",
     responses((status = 200, body = Vec<Release>)))]
-async fn releases(State(state): State<AppState>, caller: Caller, Query(q): Query<BTreeMap<String, String>>) -> ApiResult<Json<Vec<Release>>> {
+async fn releases(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Json<Vec<Release>>> {
     let mut p = Params::new(q, &["service", "limit"]);
     let service = p.get("service");
-    let limit = p.parse("limit", |s| s.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or("an integer from 1 to 1000".to_owned()));
+    let limit = p.parse("limit", |s| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or("an integer from 1 to 1000".to_owned())
+    });
     p.finish()?;
-    Ok(Json(state.store.list_releases(&caller.tenant, service.as_deref(), limit.unwrap_or(100)).await?))
+    Ok(Json(
+        state
+            .store
+            .list_releases(&caller.tenant, service.as_deref(), limit.unwrap_or(100))
+            .await?,
+    ))
 }

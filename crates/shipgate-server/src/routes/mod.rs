@@ -1,7 +1,8 @@
 //! The HTTP routes. Each module exposes `routes()`; this one merges them, adds the OpenAPI
 //! document (generated from the same registrations, so it matches the real routes) and the
 //! cross-cutting layers.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
@@ -10,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde_json::Value;
 use shipgate_domain::audit::{canonical_json, sha256_hex};
-use shipgate_domain::environment::EnvError;
+use shipgate_domain::environment::{EnvError, EnvironmentAlias};
 use shipgate_domain::{FieldErrors, IdempotencyKey, ResolvedEnvironment};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -56,7 +57,10 @@ impl utoipa::Modify for BearerAuth {
 }
 
 pub fn router(state: AppState) -> axum::Router {
-    let import_limit = state.settings.max_import_bytes.max(state.settings.max_body_bytes);
+    let import_limit = state
+        .settings
+        .max_import_bytes
+        .max(state.settings.max_body_bytes);
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(deployments::routes())
         .merge(inventory::routes())
@@ -69,7 +73,12 @@ pub fn router(state: AppState) -> axum::Router {
             "/api/v1/openapi.json",
             axum::routing::get(move || {
                 let body = api_json.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
             }),
         )
         .fallback(|| async { ApiError::NotFound.into_response() })
@@ -99,20 +108,29 @@ pub fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> ApiResult<
         }
     })?;
     if b.len() > max {
-        return Err(ApiError::PayloadTooLarge(format!("the body is larger than {max} bytes")));
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the body is larger than {max} bytes"
+        )));
     }
     Ok(b)
 }
 
 pub fn parse_json(b: &[u8]) -> ApiResult<Value> {
     if b.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::MalformedJson("the body is empty; a JSON object is expected".into()));
+        return Err(ApiError::MalformedJson(
+            "the body is empty; a JSON object is expected".into(),
+        ));
     }
-    serde_json::from_slice(b).map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(b)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))
 }
 
 /// The idempotency key of a write: the `Idempotency-Key` header, else the client-supplied id.
-pub fn idempotency(headers: &HeaderMap, body: &Value, client_id_prefix: &str) -> ApiResult<Option<IdempotencyKey>> {
+pub fn idempotency(
+    headers: &HeaderMap,
+    body: &Value,
+    client_id_prefix: &str,
+) -> ApiResult<Option<IdempotencyKey>> {
     let request_hash = sha256_hex(canonical_json(body).as_bytes());
     if let Some(h) = headers.get("idempotency-key") {
         let key = h
@@ -120,13 +138,25 @@ pub fn idempotency(headers: &HeaderMap, body: &Value, client_id_prefix: &str) ->
             .ok()
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 255)
-            .ok_or_else(|| ApiError::field("Idempotency-Key", "invalid_format", "must be 1-255 visible ASCII characters"))?;
-        return Ok(Some(IdempotencyKey { key: key.to_owned(), request_hash }));
+            .ok_or_else(|| {
+                ApiError::field(
+                    "Idempotency-Key",
+                    "invalid_format",
+                    "must be 1-255 visible ASCII characters",
+                )
+            })?;
+        return Ok(Some(IdempotencyKey {
+            key: key.to_owned(),
+            request_hash,
+        }));
     }
     Ok(body
         .get("id")
         .and_then(Value::as_str)
-        .map(|id| IdempotencyKey { key: format!("{client_id_prefix}:{}", id.to_ascii_lowercase()), request_hash }))
+        .map(|id| IdempotencyKey {
+            key: format!("{client_id_prefix}:{}", id.to_ascii_lowercase()),
+            request_hash,
+        }))
 }
 
 /// Query parameters as a map, with every unknown parameter reported.
@@ -140,14 +170,21 @@ impl Params {
         let mut errors = FieldErrors::default();
         for k in map.keys() {
             if !known.contains(&k.as_str()) {
-                errors.add(k.clone(), "unknown_field", format!("is not a parameter here (known: {})", known.join(", ")));
+                errors.add(
+                    k.clone(),
+                    "unknown_field",
+                    format!("is not a parameter here (known: {})", known.join(", ")),
+                );
             }
         }
         Params { map, errors }
     }
 
     pub fn get(&self, k: &str) -> Option<String> {
-        self.map.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        self.map
+            .get(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     pub fn parse<T>(&mut self, k: &str, f: impl Fn(&str) -> Result<T, String>) -> Option<T> {
@@ -162,31 +199,60 @@ impl Params {
     }
 
     pub fn finish(self) -> ApiResult<()> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
     }
 }
 
-/// Resolves an environment label through the taxonomy (declared names count in strict mode).
-pub async fn resolve_environment(state: &AppState, tenant: &str, label: &str) -> Result<ResolvedEnvironment, String> {
-    let declared = declared_environments(state, tenant).await.map_err(|e| format!("{e:?}"))?;
-    state.settings.environments.resolve(label, |n| declared.contains(n)).map_err(|e| match e {
-        EnvError::Invalid(m) | EnvError::Unknown(m) => m,
-    })
+/// Resolves an environment label through the taxonomy and the tenant's declared environments.
+pub async fn resolve_environment(
+    state: &AppState,
+    tenant: &str,
+    label: &str,
+) -> Result<ResolvedEnvironment, String> {
+    let declared = declared_environments(state, tenant)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    state
+        .settings
+        .environments
+        .resolve(label, |n| declared.get(n).cloned())
+        .map_err(|e| match e {
+            EnvError::Invalid(m) | EnvError::Unknown(m) => m,
+        })
 }
 
-/// Names of the environments declared ahead in a tenant; only read when the taxonomy is strict.
-pub async fn declared_environments(state: &AppState, tenant: &str) -> ApiResult<HashSet<String>> {
-    if !state.settings.environments.strict {
-        return Ok(HashSet::new());
+/// The environments declared ahead in a tenant, by name (cached for a few seconds).
+pub async fn declared_environments(
+    state: &AppState,
+    tenant: &str,
+) -> ApiResult<Arc<HashMap<String, EnvironmentAlias>>> {
+    if let Some(hit) = state.declared_envs.get(tenant) {
+        return Ok(hit);
     }
-    Ok(state
+    let map: HashMap<String, EnvironmentAlias> = state
         .store
         .list_environments(tenant)
         .await?
         .into_iter()
         .filter(|e| e.declared)
-        .map(|e| e.name)
-        .collect())
+        .map(|e| {
+            (
+                e.name.clone(),
+                EnvironmentAlias {
+                    name: e.name,
+                    tier: e.tier,
+                    region: e.region,
+                },
+            )
+        })
+        .collect();
+    let map = Arc::new(map);
+    state.declared_envs.put(tenant, map.clone());
+    Ok(map)
 }
 
 /// The tenant a read is scoped to: the caller's, or for the root token the `tenant` parameter.
@@ -196,7 +262,9 @@ pub fn read_tenant(caller: &Caller, asked: Option<String>) -> ApiResult<String> 
             if caller.root {
                 Ok(t)
             } else {
-                Err(ApiError::Forbidden("this token cannot read another tenant".into()))
+                Err(ApiError::Forbidden(
+                    "this token cannot read another tenant".into(),
+                ))
             }
         }
         _ => Ok(caller.tenant.clone()),
@@ -204,16 +272,20 @@ pub fn read_tenant(caller: &Caller, asked: Option<String>) -> ApiResult<String> 
 }
 
 /// `24h`, `30m`, `7d` or an RFC 3339 time, as an instant relative to `now`.
-pub fn parse_since(s: &str, now: shipgate_domain::time::Timestamp) -> Result<shipgate_domain::time::Timestamp, String> {
+pub fn parse_since(
+    s: &str,
+    now: shipgate_domain::time::Timestamp,
+) -> Result<shipgate_domain::time::Timestamp, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    if let (Ok(n), true) = (num.parse::<i64>(), !num.is_empty()) {
-        let d = match unit {
-            "m" => chrono::Duration::minutes(n),
-            "h" => chrono::Duration::hours(n),
-            "d" => chrono::Duration::days(n),
-            _ => return Err(format!("'{s}': use a duration like 30m, 24h, 7d or an RFC 3339 time")),
-        };
-        return Ok(now - d);
+    let span = match (num.parse::<i64>(), unit) {
+        (Ok(n), "m") => Some(chrono::Duration::minutes(n)),
+        (Ok(n), "h") => Some(chrono::Duration::hours(n)),
+        (Ok(n), "d") => Some(chrono::Duration::days(n)),
+        _ => None,
+    };
+    match span {
+        Some(d) => Ok(now - d),
+        None => shipgate_domain::time::parse_rfc3339(s)
+            .map_err(|_| format!("'{s}': use a duration like 30m, 24h, 7d or an RFC 3339 time")),
     }
-    shipgate_domain::time::parse_rfc3339(s)
 }

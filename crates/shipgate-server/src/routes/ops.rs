@@ -13,7 +13,10 @@ use utoipa_axum::routes;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics_text))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics_text))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -26,7 +29,11 @@ pub struct Health {
 
 #[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = Health)))]
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), store: state.store.backend().into(), error: None })
+    Json(Health {
+        status: "ok".into(),
+        store: state.store.backend().into(),
+        error: None,
+    })
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
@@ -35,9 +42,30 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let backend = state.store.backend().to_owned();
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(Health { status: "ready".into(), store: backend, error: None })),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable".into(), store: backend, error: Some(e.to_string()) })),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable".into(), store: backend, error: Some("store did not answer within 2s".into()) })),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready".into(),
+                store: backend,
+                error: None,
+            }),
+        ),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable".into(),
+                store: backend,
+                error: Some(e.to_string()),
+            }),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable".into(),
+                store: backend,
+                error: Some("store did not answer within 2s".into()),
+            }),
+        ),
     }
 }
 
@@ -45,5 +73,11 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     description = "Prometheus text exposition.",
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
 }

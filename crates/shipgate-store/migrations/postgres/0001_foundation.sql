@@ -27,6 +27,8 @@ CREATE TABLE deployments (
     started_at BIGINT NOT NULL,
     ingested_at BIGINT NOT NULL,
     backfilled BOOLEAN NOT NULL,
+    initial_status TEXT NOT NULL,
+    initial_finished_at BIGINT,
     recorded_by TEXT NOT NULL,
     -- Projection derived from the status events (not facts; checked by audit verify).
     status TEXT NOT NULL,
@@ -37,6 +39,7 @@ CREATE TABLE deployments (
 CREATE INDEX deployments_tenant_time ON deployments (tenant, started_at DESC, id DESC);
 CREATE INDEX deployments_service_time ON deployments (tenant, service, started_at DESC, id DESC);
 CREATE INDEX deployments_env_time ON deployments (tenant, environment, started_at DESC, id DESC);
+CREATE INDEX deployments_service_env_time ON deployments (tenant, service, environment, started_at DESC, id DESC);
 CREATE INDEX deployments_current ON deployments (tenant, service, environment, status, finished_at);
 CREATE INDEX deployments_commit ON deployments (tenant, commit_sha);
 CREATE INDEX deployments_digest ON deployments (tenant, artifact_digest);

@@ -1,0 +1,305 @@
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// The pipeline flow from the README: start in one stage, finish in another via the id file.
+#[tokio::test]
+async fn pipeline_records_a_deployment_across_stages() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id_file = dir.path().join("deployment-id");
+    let artifact = format!("registry/checkout@{}", digest(7));
+    let commit = sha(7);
+    let out = app
+        .cli(
+            &[
+                "deploy",
+                "start",
+                "--service",
+                "checkout",
+                "--env",
+                "prod-eu-west-1",
+                "--version",
+                "1.4.2",
+                "--commit",
+                &commit,
+                "--artifact",
+                &artifact,
+                "--kind",
+                "hotfix",
+                "--label",
+                "team=payments",
+                "--target",
+                "canary",
+                "--target",
+                "main",
+            ],
+            &[
+                ("SHIPGATE_ID_FILE", id_file.to_str().unwrap()),
+                ("GITHUB_ACTOR", "octocat"),
+                ("GITHUB_RUN_ID", "991"),
+                ("GITHUB_REPOSITORY", "acme/checkout"),
+            ],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = stdout(&out);
+    assert_eq!(std::fs::read_to_string(&id_file).unwrap().trim(), id);
+    // A later stage (another job) finishes each target through the id file.
+    for target in ["canary", "main"] {
+        let out = app
+            .cli(
+                &[
+                    "deploy",
+                    "finish",
+                    "--status",
+                    "succeeded",
+                    "--target",
+                    target,
+                ],
+                &[("SHIPGATE_ID_FILE", id_file.to_str().unwrap())],
+            )
+            .await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let out = app
+        .cli(&["deploy", "get", &id, "--output", "json"], &[])
+        .await;
+    let d: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(d["status"], "succeeded");
+    assert_eq!(d["deployer"], "octocat");
+    assert_eq!(d["correlation_id"], "github:acme/checkout/991/1");
+    assert_eq!(d["labels"]["team"], "payments");
+    assert_eq!(d["events"].as_array().unwrap().len(), 3);
+    let out = app
+        .cli(
+            &["deploy", "finish", "--status", "failed", "--id", &id],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "a contradiction is a conflict: {}",
+        stderr(&out)
+    );
+    // The id can also travel as an environment variable.
+    let out = app
+        .cli(
+            &[
+                "deploy",
+                "status",
+                "--status",
+                "rolled_back",
+                "--output",
+                "json",
+            ],
+            &[("SHIPGATE_DEPLOYMENT_ID", &id)],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = app.cli(&["running", "--output", "json"], &[]).await;
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        r.as_array().unwrap().len(),
+        0,
+        "the rolled back version no longer runs"
+    );
+    let out = app
+        .cli(&["deploy", "list", "--service", "checkout"], &[])
+        .await;
+    assert!(stdout(&out).contains("1.4.2"));
+    let out = app.cli(&["changes", "--hours", "1"], &[]).await;
+    assert!(stdout(&out).contains("checkout"));
+
+    // Exit codes by error class.
+    let out = app
+        .cli(
+            &[
+                "deploy",
+                "start",
+                "--service",
+                "checkout",
+                "--env",
+                "prod",
+                "--version",
+                "2",
+                "--deployer",
+                "x",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "missing production metadata is a validation error"
+    );
+    assert!(stderr(&out).contains("commit_sha"));
+    let out = app
+        .cli(&["deploy", "get", &uuid::Uuid::now_v7().to_string()], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(5));
+    let out = app
+        .cli(&["whoami"], &[("SHIPGATE_TOKEN", "sg_wrong")])
+        .await;
+    assert_eq!(out.status.code(), Some(4));
+    let out = app
+        .cli(&["deploy", "finish", "--status", "succeeded"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(3), "no id anywhere");
+    let out = run_cli(&["running"], &[("SHIPGATE_URL", "http://127.0.0.1:9")]).await;
+    assert_eq!(out.status.code(), Some(7), "unreachable server");
+    let out = app
+        .cli(
+            &["token", "create", "--subject", "ci", "--role", "deployer"],
+            &[],
+        )
+        .await;
+    assert!(stdout(&out).starts_with("sg_"));
+    app.stop().await;
+}
+
+/// `shipgate audit verify` finds direct edits to the database, online and offline.
+#[tokio::test]
+async fn audit_verify_detects_tampering() {
+    let app = TestApp::spawn().await;
+    for i in 0..3 {
+        let r = app
+            .post(
+                "/api/v1/deployments",
+                prod_body("ledger", &format!("1.{i}"), i),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let out = app.cli(&["audit", "verify"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("intact"));
+    let out = app.cli(&["audit", "log", "--output", "json"], &[]).await;
+    let log: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(log["items"].as_array().unwrap().len() >= 7);
+
+    let raw = sqlx::SqlitePool::connect(&app.db_url).await.unwrap();
+    sqlx::query("UPDATE deployments SET version = '6.6.6' WHERE version = '1.1'")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let out = app.cli(&["audit", "verify"], &[]).await;
+    assert_eq!(out.status.code(), Some(6));
+    assert!(stderr(&out).contains("record_modified"), "{}", stderr(&out));
+    let db_url = app.db_url.clone();
+    let _dir = app.stop().await;
+    // Offline, straight from the database file, as an auditor would.
+    let out = run_cli(
+        &[
+            "audit",
+            "verify",
+            "--database-url",
+            &db_url,
+            "--output",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(6));
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["first_break"]["kind"], "record_modified");
+    sqlx::query("UPDATE deployments SET version = '1.1' WHERE version = '6.6.6'")
+        .execute(&raw)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let out = run_cli(&["audit", "verify", "--database-url", &db_url], &[]).await;
+    assert_eq!(out.status.code(), Some(6));
+    assert!(stderr(&out).contains("entry 2"), "{}", stderr(&out));
+}
+
+/// The README's first command: `shipgate serve --demo` shows real records at once.
+#[tokio::test]
+async fn demo_serves_realistic_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shipgate"))
+        .args(["serve", "--demo"])
+        .env("SHIPGATE_LISTEN", "127.0.0.1:0")
+        .env("SHIPGATE_DATABASE_URL", &db)
+        .env_remove("SHIPGATE_ADMIN_TOKEN")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let (url, token) = tokio::task::spawn_blocking(move || {
+        let mut url = None;
+        for line in BufReader::new(stderr_pipe).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                url = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(t) = line.split("admin token (shown once): ").nth(1) {
+                return (
+                    url.expect("url printed before the token"),
+                    t.trim().to_owned(),
+                );
+            }
+        }
+        panic!("demo server did not print its URL and token");
+    })
+    .await
+    .unwrap();
+    let envs = [
+        ("SHIPGATE_URL", url.as_str()),
+        ("SHIPGATE_TOKEN", token.as_str()),
+    ];
+    let cli = |args: &'static [&'static str]| run_cli(args, &envs);
+    let out = cli(&["deploy", "list", "--limit", "1000", "--output", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert!(
+        items.len() >= 300,
+        "a few hundred deployments, got {}",
+        items.len()
+    );
+    let services: std::collections::BTreeSet<&str> =
+        items.iter().filter_map(|d| d["service"].as_str()).collect();
+    let teams: std::collections::BTreeSet<&str> =
+        items.iter().filter_map(|d| d["team"].as_str()).collect();
+    assert!(services.len() >= 8 && teams.len() >= 4);
+    let oldest = items
+        .iter()
+        .filter_map(|d| d["started_at"].as_str())
+        .min()
+        .unwrap();
+    assert!(
+        oldest
+            < shipgate_domain::time::format(chrono::Utc::now() - chrono::Duration::days(50))
+                .as_str()
+    );
+    let kinds: std::collections::BTreeSet<&str> =
+        items.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert!(
+        kinds.contains("rollback") && kinds.contains("hotfix"),
+        "{kinds:?}"
+    );
+    let out = cli(&["running", "--output", "json"]).await;
+    let running: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(running.as_array().unwrap().len() >= 20);
+    let out = cli(&["audit", "verify"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

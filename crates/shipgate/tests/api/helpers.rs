@@ -1,0 +1,246 @@
+use std::process::Output;
+use std::sync::Arc;
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use shipgate_server::{Application, Settings};
+use shipgate_store::Store;
+
+pub const ADMIN: &str = "sg_test_admin_token_0123456789";
+
+pub struct TestApp {
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub db_url: String,
+    stop: tokio_util_cancel::Token,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A tiny shim so the tests do not depend on tokio-util directly.
+pub mod tokio_util_cancel {
+    pub type Token = Box<dyn Fn() + Send + Sync>;
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+pub fn pg_url() -> String {
+    std::env::var("SHIPGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh PostgreSQL database, or None (loudly) when PostgreSQL is absent outside CI.
+pub async fn fresh_pg() -> Option<String> {
+    let admin = match sqlx::PgPool::connect(&pg_url()).await {
+        Ok(p) => p,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL is required under CI=true: {e}");
+            }
+            eprintln!(
+                "\n*** SKIPPING PostgreSQL test: {} unreachable: {e} ***\n",
+                pg_url()
+            );
+            return None;
+        }
+    };
+    let name = format!("sg_api_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = pg_url();
+    Some(format!("{}/{name}", base.rsplit_once('/').unwrap().0))
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(f: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("shipgate.db").display());
+        Self::spawn_on(db_url, dir, f).await
+    }
+
+    pub async fn spawn_on(
+        db_url: String,
+        dir: tempfile::TempDir,
+        f: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let mut s = Settings {
+            listen: "127.0.0.1:0".into(),
+            database_url: db_url.clone(),
+            admin_token: Some(ADMIN.to_owned().into()),
+            ..Settings::default()
+        };
+        f(&mut s);
+        let (app, _boot) = Application::build(s, None).await.expect("server builds");
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let store = app.store();
+        let token = app.shutdown_token();
+        let handle = tokio::spawn(app.run());
+        TestApp {
+            url,
+            token: ADMIN.into(),
+            http: reqwest::Client::new(),
+            store,
+            db_url,
+            stop: Box::new(move || token.cancel()),
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server gracefully and waits for it; the store's directory lives on in the
+    /// returned handle.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        (self.stop)();
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        self._dir
+    }
+
+    pub async fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut r = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        if let Some(b) = body {
+            r = r.body(b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.req(reqwest::Method::GET, path, Some(&self.token), None, &[])
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.post_as(path, body, &self.token, &[]).await
+    }
+
+    pub async fn post_as(
+        &self,
+        path: &str,
+        body: Value,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        self.req(
+            reqwest::Method::POST,
+            path,
+            Some(token),
+            Some(body.to_string().into()),
+            &h,
+        )
+        .await
+    }
+
+    pub async fn token_for(&self, subject: &str, role: &str, tenant: Option<&str>) -> String {
+        let r = self
+            .post(
+                "/api/v1/tokens",
+                json!({"subject": subject, "role": role, "tenant": tenant}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn count(&self) -> usize {
+        let r = self.get("/api/v1/deployments?limit=1000").await;
+        r.body["items"].as_array().unwrap().len()
+    }
+
+    pub async fn verify_ok(&self) {
+        let r = self.get("/api/v1/audit/verify").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body["ok"], true, "audit chain broken: {}", r.body);
+    }
+
+    /// Runs the CLI binary against this server (async: the server shares this runtime).
+    pub async fn cli(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipgate"));
+        c.args(args)
+            .env("SHIPGATE_URL", &self.url)
+            .env("SHIPGATE_TOKEN", &self.token);
+        for v in [
+            "SHIPGATE_DEPLOYMENT_ID",
+            "SHIPGATE_ID_FILE",
+            "GITHUB_RUN_ID",
+            "CI_PIPELINE_ID",
+            "BUILD_TAG",
+        ] {
+            c.env_remove(v);
+        }
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().await.unwrap()
+    }
+}
+
+pub fn sha(n: u32) -> String {
+    format!("{n:040x}")
+}
+
+pub fn digest(n: u32) -> String {
+    format!("sha256:{n:064x}")
+}
+
+/// A valid production deployment body.
+pub fn prod_body(service: &str, version: &str, n: u32) -> Value {
+    json!({"service": service, "environment": "prod-eu-west-1", "version": version,
+           "commit_sha": sha(n), "artifact": format!("registry/{service}@{}", digest(n)), "deployer": "alice"})
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_owned()
+}
+
+/// Runs the CLI binary with only the given environment.
+pub async fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipgate"));
+    c.args(args)
+        .env_remove("SHIPGATE_URL")
+        .env_remove("SHIPGATE_TOKEN");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().await.unwrap()
+}

@@ -1,0 +1,11 @@
+//! Integration tests: every test starts the real server on 127.0.0.1:0 over a real store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod deployments;
+mod import;
+mod ops;
