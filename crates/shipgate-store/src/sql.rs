@@ -27,10 +27,10 @@ const CHUNK: usize = 500;
 const DEPLOYMENT_COLUMNS: &str = "id, tenant, correlation_id, service, team, environment, environment_raw, env_tier, region, version, commit_sha, git_ref, repository, artifact_name, artifact_digest, deployer, deployer_type, kind, trigger_type, change_ref, labels, targets, corrects, schema_version, started_at, ingested_at, backfilled, initial_status, initial_finished_at, recorded_by, status, finished_at, last_event_at, target_status";
 /// What runs where, computed from the deployments themselves: the latest succeeded deployment
 /// of each service in each environment. The `running` table is this, kept up to date.
-const RUNNING_FROM_DEPLOYMENTS: &str = "SELECT d.tenant, d.service, d.environment, d.id AS deployment_id, d.finished_at \
-     FROM deployments d WHERE d.status = 'succeeded' AND d.id = (SELECT p.id FROM deployments p WHERE p.tenant = d.tenant \
-     AND p.service = d.service AND p.environment = d.environment AND p.status = 'succeeded' \
-     ORDER BY p.finished_at DESC, p.id DESC LIMIT 1)";
+const RUNNING_FROM_DEPLOYMENTS: &str = "SELECT tenant, service, environment, deployment_id, finished_at FROM (\
+     SELECT tenant, service, environment, id AS deployment_id, finished_at, ROW_NUMBER() OVER (\
+     PARTITION BY tenant, service, environment ORDER BY finished_at DESC, id DESC) AS rn \
+     FROM deployments WHERE status = 'succeeded') ranked WHERE rn = 1";
 const EVENT_COLUMNS: &str = "id, deployment_id, tenant, target, status, message, occurred_at, ingested_at, late, recorded_by";
 const AUDIT_COLUMNS: &str =
     "seq, format, at, tenant, actor, action, subject, payload_hash, prev_hash, hash, payload";
@@ -1062,14 +1062,11 @@ impl Store for SqlStore {
         service: Option<&str>,
         environment: Option<&str>,
     ) -> StoreResult<Vec<RunningVersion>> {
-        let cols: String = DEPLOYMENT_COLUMNS
-            .split(", ")
-            .map(|c| format!("d.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
-            "SELECT {cols} FROM running r JOIN deployments d ON d.id = r.deployment_id WHERE r.tenant = "
-        ));
+        // Only the columns the answer needs: this is read on every dashboard refresh.
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+            "SELECT d.id, d.service, d.environment, d.env_tier, d.region, d.version, d.commit_sha, d.artifact_digest, \
+             d.deployer, d.started_at, d.finished_at FROM running r JOIN deployments d ON d.id = r.deployment_id WHERE r.tenant = ",
+        );
         qb.push_bind(tenant.to_owned());
         if let Some(s) = service {
             qb.push(" AND r.service = ").push_bind(s.to_owned());
@@ -1081,18 +1078,18 @@ impl Store for SqlStore {
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
-                let d = deployment_from_row(r)?;
                 Ok(RunningVersion {
-                    service: d.record.service,
-                    environment: d.record.environment.name,
-                    env_tier: d.record.environment.tier,
-                    region: d.record.environment.region,
-                    version: d.record.version,
-                    deployment_id: d.record.id,
-                    commit_sha: d.record.commit_sha,
-                    artifact_digest: d.record.artifact_digest,
-                    deployed_at: d.finished_at.unwrap_or(d.record.started_at),
-                    deployer: d.record.deployer,
+                    service: r.try_get("service")?,
+                    environment: r.try_get("environment")?,
+                    env_tier: opt_tier(r, "env_tier")?,
+                    region: r.try_get("region")?,
+                    version: r.try_get("version")?,
+                    deployment_id: uuid_col(r, "id")?,
+                    commit_sha: r.try_get("commit_sha")?,
+                    artifact_digest: r.try_get("artifact_digest")?,
+                    deployed_at: opt_ts(r, "finished_at")?
+                        .map_or_else(|| ts(r, "started_at"), Ok)?,
+                    deployer: r.try_get("deployer")?,
                 })
             })
             .collect()

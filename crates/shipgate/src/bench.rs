@@ -200,6 +200,33 @@ async fn ingest(backend: &str, a: &Args) {
     let t = Instant::now();
     raw_insert(&url, &rows, 1000).await;
     let ceiling = a.requests as f64 / t.elapsed().as_secs_f64();
+    // The store alone: the same rows through the audited group-commit path, 64 per transaction.
+    let url = fresh_url(backend, &dir, "direct").await;
+    let store = shipgate_store::open(&url).await.unwrap();
+    let cmds: Vec<CreateDeployment> = rows
+        .iter()
+        .map(|(d, _, _)| CreateDeployment {
+            deployment: NewDeployment {
+                id: uuid::Uuid::now_v7(),
+                ..d.clone()
+            },
+            idempotency: None,
+        })
+        .collect();
+    let t = Instant::now();
+    for chunk in cmds.chunks(a.concurrency) {
+        store
+            .create_deployments(chunk.to_vec(), now, false)
+            .await
+            .unwrap();
+    }
+    let direct = a.requests as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "ingest[{backend}] store alone (audited group commit, {} per transaction): {:.0}/s | ratio to ceiling {:.1}%",
+        a.concurrency,
+        direct,
+        100.0 * direct / ceiling
+    );
     println!(
         "ingest[{backend}] {} creates over HTTP, {} clients: {:.0}/s acknowledged after commit, p50 {:.2} ms, p99 {:.2} ms | ceiling (raw multi-row inserts, 1000 rows/tx): {:.0}/s | ratio {:.1}%",
         a.requests,

@@ -43,8 +43,8 @@ CREATE INDEX deployments_service_env_time ON deployments (tenant, service, envir
 CREATE INDEX deployments_current ON deployments (tenant, service, environment, status, finished_at);
 CREATE INDEX deployments_commit ON deployments (tenant, commit_sha);
 CREATE INDEX deployments_digest ON deployments (tenant, artifact_digest);
-CREATE INDEX deployments_correlation ON deployments (tenant, correlation_id);
-CREATE INDEX deployments_corrects ON deployments (corrects);
+CREATE INDEX deployments_correlation ON deployments (tenant, correlation_id) WHERE correlation_id IS NOT NULL;
+CREATE INDEX deployments_corrects ON deployments (corrects) WHERE corrects IS NOT NULL;
 
 CREATE TABLE deployment_events (
     id TEXT PRIMARY KEY,
