@@ -5,6 +5,12 @@
 //! `prev_hash` is the previous entry's hash (64 zeros for the first). The payload is the
 //! canonical JSON of the facts written, so a verifier can recompute it from the stored records
 //! and detect edits, deletions and insertions made behind shipgate's back.
+//!
+//! Deployments and status events are themselves immutable records, so their entries do not
+//! copy them: the payload lists each record's fingerprint (the SHA-256 of the record's
+//! canonical JSON), `{"deployment": H, "events": [[event id, H], ...]}`, in the order the
+//! events were applied. The subject is the deployment id, so one deployment's entries are
+//! found together.
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -202,13 +208,46 @@ pub fn event_payload(e: &StatusEvent) -> Value {
     })
 }
 
+/// The fingerprint of a record: SHA-256 of its canonical JSON.
+pub fn fingerprint(payload: &Value) -> String {
+    sha256_hex(canonical_json(payload).as_bytes())
+}
+
+/// The payload of a `deployment.created` entry: the deployment's fingerprint and those of the
+/// status events recorded with it.
+pub fn created_entry_payload(d: &NewDeployment, events: &[StatusEvent]) -> Value {
+    json!({
+        "deployment": fingerprint(&deployment_payload(d)),
+        "events": events_fingerprints(events),
+    })
+}
+
+/// The payload of a `deployment.status_changed` entry.
+pub fn events_entry_payload(events: &[StatusEvent]) -> Value {
+    json!({ "events": events_fingerprints(events) })
+}
+
+fn events_fingerprints(events: &[StatusEvent]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| json!([e.id, fingerprint(&event_payload(e))]))
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct RecordsPayload {
+    deployment: Option<String>,
+    #[serde(default)]
+    events: Vec<(Uuid, String)>,
+}
+
 /// Where the chain or the records disagree with what was recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Break {
     /// The audit entry at fault, when there is one.
     pub seq: Option<i64>,
-    /// `chain_gap`, `chain_link`, `entry_hash`, `payload_hash`, `record_modified`,
-    /// `record_missing`, `record_unaudited`.
+    /// `chain_gap`, `chain_link`, `entry_hash`, `payload_hash`, `payload_format`,
+    /// `record_modified`, `record_missing`, `record_unaudited`, `projection_modified`.
     pub kind: String,
     pub subject: Option<String>,
     pub message: String,
@@ -236,8 +275,9 @@ pub struct Verifier {
     entries: u64,
     records: u64,
     problems: Vec<Break>,
-    /// subject id -> (seq, payload hash) of entries that commit to a stored record.
-    committed: HashMap<Uuid, (i64, [u8; 32])>,
+    /// record id -> (seq, position in the entry, fingerprint) of the entries that commit to a
+    /// stored record.
+    committed: HashMap<Uuid, (i64, u32, [u8; 32])>,
 }
 
 impl Default for Verifier {
@@ -319,20 +359,42 @@ impl Verifier {
                 format!("entry {}'s payload was altered", e.seq),
             );
         }
-        if (e.action == ACTION_DEPLOYMENT_CREATED || e.action == ACTION_DEPLOYMENT_EVENT)
-            && let Ok(id) = Uuid::parse_str(&e.subject)
-        {
-            self.committed
-                .insert(id, (e.seq, hash_bytes(&e.payload_hash)));
+        if e.action == ACTION_DEPLOYMENT_CREATED || e.action == ACTION_DEPLOYMENT_EVENT {
+            match (
+                Uuid::parse_str(&e.subject),
+                serde_json::from_str::<RecordsPayload>(&e.payload),
+            ) {
+                (Ok(id), Ok(p)) => {
+                    if let Some(h) = p.deployment {
+                        self.committed.insert(id, (e.seq, 0, hash_bytes(&h)));
+                    }
+                    for (i, (event_id, h)) in p.events.iter().enumerate() {
+                        self.committed
+                            .insert(*event_id, (e.seq, i as u32 + 1, hash_bytes(h)));
+                    }
+                }
+                _ => self.problem(
+                    Some(e.seq),
+                    "payload_format",
+                    Some(e.subject.clone()),
+                    format!("entry {} does not list the records it wrote", e.seq),
+                ),
+            }
         }
         self.expected_seq = e.seq + 1;
         self.prev_hash = e.hash.clone();
     }
 
+    /// Where the chain recorded a record: (entry seq, position in the entry). Status events
+    /// are applied in this order.
+    pub fn position(&self, id: &Uuid) -> Option<(i64, u32)> {
+        self.committed.get(id).map(|(s, p, _)| (*s, *p))
+    }
+
     /// Checks one stored record (a deployment or a status event) against its audit entry.
     pub fn record(&mut self, what: &str, id: Uuid, payload: &Value) {
         self.records += 1;
-        let actual = hash_bytes(&sha256_hex(canonical_json(payload).as_bytes()));
+        let actual = hash_bytes(&fingerprint(payload));
         match self.committed.remove(&id) {
             None => self.problem(
                 None,
@@ -340,7 +402,7 @@ impl Verifier {
                 Some(id.to_string()),
                 format!("{what} {id} has no audit entry: it was written outside shipgate"),
             ),
-            Some((seq, h)) if h != actual => self.problem(
+            Some((seq, _, h)) if h != actual => self.problem(
                 Some(seq),
                 "record_modified",
                 Some(id.to_string()),
@@ -359,8 +421,11 @@ impl Verifier {
     }
 
     pub fn finish(mut self, stored_head: Option<ChainHead>) -> VerifyReport {
-        let leftovers: Vec<(Uuid, i64)> =
-            self.committed.iter().map(|(k, (s, _))| (*k, *s)).collect();
+        let leftovers: Vec<(Uuid, i64)> = self
+            .committed
+            .iter()
+            .map(|(k, (s, _, _))| (*k, *s))
+            .collect();
         for (id, seq) in leftovers {
             self.problem(
                 Some(seq),

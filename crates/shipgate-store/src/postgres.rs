@@ -26,6 +26,6 @@ impl PgStore {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self::new(pool))
+        Ok(Self::new(pool.clone(), pool))
     }
 }

@@ -36,7 +36,12 @@ const AUDIT_COLUMNS: &str =
     "seq, format, at, tenant, actor, action, subject, payload_hash, prev_hash, hash, payload";
 
 pub struct SqlStore {
+    /// Reads.
     pool: Pool<Db>,
+    /// Writes. For SQLite this is one dedicated connection: SQLite has one writer anyway, and a
+    /// connection that only writes keeps its page cache warm (a connection's cache is dropped
+    /// whenever another connection has written).
+    writer: Pool<Db>,
     /// Serialises writers in this process; the head-row lock serialises them across processes.
     write_lock: tokio::sync::Mutex<()>,
 }
@@ -359,9 +364,10 @@ fn push_filter(qb: &mut QueryBuilder<'_, Db>, f: &DeploymentFilter, prefix: &str
 }
 
 impl SqlStore {
-    pub(super) fn new(pool: Pool<Db>) -> Self {
+    pub(super) fn new(pool: Pool<Db>, writer: Pool<Db>) -> Self {
         SqlStore {
             pool,
+            writer,
             write_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -380,7 +386,7 @@ impl SqlStore {
         per_tx: usize,
     ) -> StoreResult<()> {
         for tx_rows in rows.chunks(per_tx.max(1)) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             let dr: Vec<DeploymentRow<'_>> = tx_rows
                 .iter()
                 .map(|(d, status, fin)| DeploymentRow {
@@ -399,7 +405,7 @@ impl SqlStore {
 
     /// Recomputes the `running` projection from scratch (after a bulk load).
     pub async fn rebuild_running(&self) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM running").execute(&mut *tx).await?;
         sqlx::query(&format!(
             "INSERT INTO running (tenant, service, environment, deployment_id, deployed_at) \
@@ -441,7 +447,7 @@ impl Store for SqlStore {
         atomic: bool,
     ) -> StoreResult<Vec<StoreResult<Created>>> {
         let _writer = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let head = lock_head(&mut tx).await?;
 
         // What is already recorded that the batch could collide with.
@@ -631,17 +637,8 @@ impl Store for SqlStore {
                 &d.recorded_by,
                 ACTION_DEPLOYMENT_CREATED,
                 &d.id.to_string(),
-                &audit::deployment_payload(d),
+                &audit::created_entry_payload(d, &evs),
             ));
-            for e in &evs {
-                pending.push(PendingEntry::new(
-                    &d.tenant,
-                    &d.recorded_by,
-                    ACTION_DEPLOYMENT_EVENT,
-                    &e.id.to_string(),
-                    &audit::event_payload(e),
-                ));
-            }
             services.insert((d.tenant.clone(), d.service.clone(), d.team.clone()));
             environments.insert(
                 (d.tenant.clone(), d.environment.name.clone()),
@@ -804,7 +801,7 @@ impl Store for SqlStore {
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Appended> {
         let _writer = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let head = lock_head(&mut tx).await?;
         let key = idempotency
             .as_ref()
@@ -948,8 +945,8 @@ impl Store for SqlStore {
             tenant,
             actor,
             ACTION_DEPLOYMENT_EVENT,
-            &event.id.to_string(),
-            &audit::event_payload(&event),
+            &deployment_id.to_string(),
+            &audit::events_entry_payload(std::slice::from_ref(&event)),
         );
         append_audit(&mut tx, &head, now, vec![entry]).await?;
         tx.commit().await?;
@@ -1104,7 +1101,7 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> StoreResult<Service> {
         let _writer = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let head = lock_head(&mut tx).await?;
         sqlx::query(
             "INSERT INTO services (tenant, name, team, declared, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -1156,7 +1153,7 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> StoreResult<Environment> {
         let _writer = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let head = lock_head(&mut tx).await?;
         sqlx::query(
             "INSERT INTO environments (tenant, name, tier, region, declared, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -1268,7 +1265,7 @@ impl Store for SqlStore {
 
     async fn create_token(&self, token: &ApiToken, actor: &str) -> StoreResult<()> {
         let _writer = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let head = lock_head(&mut tx).await?;
         sqlx::query("INSERT INTO api_tokens (id, tenant, subject, role, root, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(token.id.to_string())
@@ -1401,25 +1398,23 @@ impl Store for SqlStore {
                 .iter()
                 .map(deployment_from_row)
                 .collect::<StoreResult<_>>()?;
-            // This page's events, in the order they were applied (their audit sequence).
+            // This page's events, in the order they were applied: where the chain recorded them.
             let mut events: HashMap<Uuid, Vec<StatusEvent>> = HashMap::new();
             if !page.is_empty() {
-                let cols: String = EVENT_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("e.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
                 let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
-                    "SELECT {cols} FROM deployment_events e LEFT JOIN audit_log a ON a.subject = e.id WHERE e.deployment_id IN ("
+                    "SELECT {EVENT_COLUMNS} FROM deployment_events WHERE deployment_id IN ("
                 ));
                 let mut sep = qb.separated(", ");
                 for d in &page {
                     sep.push_bind(d.record.id.to_string());
                 }
-                sep.push_unseparated(") ORDER BY e.deployment_id, a.seq");
+                sep.push_unseparated(")");
                 for r in qb.build().fetch_all(&mut *tx).await? {
                     let e = event_from_row(&r)?;
                     events.entry(e.deployment_id).or_default().push(e);
+                }
+                for evs in events.values_mut() {
+                    evs.sort_by_key(|e| (v.position(&e.id).unwrap_or((i64::MAX, 0)), e.id));
                 }
             }
             for d in &page {

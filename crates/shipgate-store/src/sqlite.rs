@@ -33,13 +33,22 @@ impl SqliteStore {
             // Checkpoint the WAL every ~40 MiB rather than every 4 MiB: small group commits
             // then share checkpoints (each rewrites and fsyncs the database file).
             .pragma("wal_autocheckpoint", "10000");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            // Readers map the file instead of copying pages through read(2).
+            .connect_with(opts.pragma("mmap_size", "1073741824"))
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self::new(pool))
+        Ok(Self::new(pool, writer))
     }
 }

@@ -40,7 +40,8 @@ CREATE INDEX deployments_tenant_time ON deployments (tenant, started_at DESC, id
 CREATE INDEX deployments_service_time ON deployments (tenant, service, started_at DESC, id DESC);
 CREATE INDEX deployments_env_time ON deployments (tenant, environment, started_at DESC, id DESC);
 CREATE INDEX deployments_service_env_time ON deployments (tenant, service, environment, started_at DESC, id DESC);
-CREATE INDEX deployments_current ON deployments (tenant, service, environment, status, finished_at);
+-- The latest succeeded deployment per service and environment (what runs where).
+CREATE INDEX deployments_succeeded ON deployments (tenant, service, environment, finished_at DESC, id DESC) WHERE status = 'succeeded';
 CREATE INDEX deployments_commit ON deployments (tenant, commit_sha);
 CREATE INDEX deployments_digest ON deployments (tenant, artifact_digest);
 CREATE INDEX deployments_correlation ON deployments (tenant, correlation_id) WHERE correlation_id IS NOT NULL;

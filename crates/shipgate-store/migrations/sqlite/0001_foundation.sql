@@ -40,7 +40,8 @@ CREATE INDEX deployments_tenant_time ON deployments (tenant, started_at DESC, id
 CREATE INDEX deployments_service_time ON deployments (tenant, service, started_at DESC, id DESC);
 CREATE INDEX deployments_env_time ON deployments (tenant, environment, started_at DESC, id DESC);
 CREATE INDEX deployments_service_env_time ON deployments (tenant, service, environment, started_at DESC, id DESC);
-CREATE INDEX deployments_current ON deployments (tenant, service, environment, status, finished_at);
+-- The latest succeeded deployment per service and environment (what runs where).
+CREATE INDEX deployments_succeeded ON deployments (tenant, service, environment, finished_at DESC, id DESC) WHERE status = 'succeeded';
 CREATE INDEX deployments_commit ON deployments (tenant, commit_sha);
 CREATE INDEX deployments_digest ON deployments (tenant, artifact_digest);
 CREATE INDEX deployments_correlation ON deployments (tenant, correlation_id) WHERE correlation_id IS NOT NULL;
@@ -57,7 +58,7 @@ CREATE TABLE deployment_events (
     ingested_at BIGINT NOT NULL,
     late BOOLEAN NOT NULL,
     recorded_by TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX deployment_events_deployment ON deployment_events (deployment_id, ingested_at);
 
 CREATE TABLE running (
@@ -96,14 +97,14 @@ CREATE TABLE releases (
     artifact_digest TEXT,
     first_seen_at BIGINT NOT NULL,
     PRIMARY KEY (tenant, service, version)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE idempotency_keys (
     scoped_key TEXT PRIMARY KEY,
     request_hash TEXT NOT NULL,
     result_id TEXT NOT NULL,
     created_at BIGINT NOT NULL
-);
+) WITHOUT ROWID;
 
 CREATE TABLE api_tokens (
     id TEXT PRIMARY KEY,
@@ -117,7 +118,8 @@ CREATE TABLE api_tokens (
 );
 
 CREATE TABLE audit_log (
-    seq BIGINT PRIMARY KEY,
+    -- INTEGER PRIMARY KEY: the sequence number is the rowid, so the chain is one B-tree.
+    seq INTEGER PRIMARY KEY,
     format BIGINT NOT NULL,
     at BIGINT NOT NULL,
     tenant TEXT NOT NULL,

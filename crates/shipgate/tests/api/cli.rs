@@ -181,7 +181,17 @@ async fn audit_verify_detects_tampering() {
     assert!(stdout(&out).contains("intact"));
     let out = app.cli(&["audit", "log", "--output", "json"], &[]).await;
     let log: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert!(log["items"].as_array().unwrap().len() >= 7);
+    // One entry per deployment: it fingerprints the deployment and its first status event.
+    let created: Vec<&Value> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "deployment.created")
+        .collect();
+    assert_eq!(created.len(), 3);
+    let payload: Value = serde_json::from_str(created[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["deployment"].as_str().unwrap().len(), 64);
+    assert_eq!(payload["events"].as_array().unwrap().len(), 1);
 
     let raw = sqlx::SqlitePool::connect(&app.db_url).await.unwrap();
     sqlx::query("UPDATE deployments SET version = '6.6.6' WHERE version = '1.1'")
