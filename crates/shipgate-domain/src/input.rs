@@ -171,6 +171,24 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An RFC 3339 timestamp that may lie in the future (planned windows).
+    pub fn timestamp_any(&mut self, key: &'static str) -> Option<Timestamp> {
+        let s = self.opt_str(key, 64)?;
+        match parse_rfc3339(&s) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                let p = self.path(key);
+                self.errors.add(p, "invalid_format", m);
+                None
+            }
+        }
+    }
+
+    /// Marks a key as read by the caller itself.
+    pub fn mark(&mut self, key: &'static str) {
+        self.used.insert(key);
+    }
+
     pub fn enumeration<T>(
         &mut self,
         key: &'static str,

@@ -5,13 +5,17 @@
 //! head are passed in by the caller.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+pub mod model;
+pub mod approval;
 pub mod audit;
+pub mod change;
 pub mod environment;
 pub mod error;
 pub mod import;
 pub mod input;
 pub mod lifecycle;
-pub mod model;
+pub mod policy;
 pub mod requirements;
 pub mod time;
 

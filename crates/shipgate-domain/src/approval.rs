@@ -1,0 +1,1395 @@
+//! Approval rules and the gate decision, free of IO: who may approve what (separation of
+//! duties, one person counts once, backups), what a decision does to a change, and what the
+//! gate answers for an environment right now.
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Duration as Span;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::change::{
+    ChangeRequest, ChangeSpec, ChangeStatus, ChangeType, Decision, DecisionKind, spec_field_present,
+};
+use crate::policy::{Policy, Requirements};
+use crate::time::Timestamp;
+
+/// An approver group: members, backups (who count only when too few members are able to
+/// approve), and the boundaries it has authority within.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Group {
+    pub name: String,
+    pub description: Option<String>,
+    pub members: Vec<String>,
+    pub backups: Vec<String>,
+    /// Authority boundaries; empty means unrestricted.
+    pub department: Option<String>,
+    pub regions: Vec<String>,
+    pub compliance: Vec<String>,
+}
+
+impl Group {
+    /// Whether the group has authority over a change to `region`.
+    fn in_scope(&self, spec: &ChangeSpec, region: Option<&str>) -> bool {
+        let region_ok =
+            self.regions.is_empty() || region.is_some_and(|r| self.regions.iter().any(|x| x == r));
+        let dept_ok = match (&self.department, &spec.team) {
+            (Some(d), Some(t)) => d == t,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        let compliance_ok = self.compliance.is_empty()
+            || spec.compliance.is_empty()
+            || spec.compliance.iter().any(|c| self.compliance.contains(c));
+        region_ok && dept_ok && compliance_ok
+    }
+}
+
+str_enum!(
+    /// The gate's answer. `error` is distinct: an unknown state never reads as pending.
+    GateState {
+        Allowed => "allowed",
+        Pending => "pending",
+        Denied => "denied",
+        Expired => "expired",
+        Error => "error",
+    }
+);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Reason {
+    /// Stable code: `missing_approvals`, `rejected`, `changes_requested`, `withdrawn`,
+    /// `approval_expired`, `digest_changed`, `not_yet_valid`, `missing_evidence`,
+    /// `missing_fields`, `no_policy_rule`, `no_policy`, `environment_not_in_change`,
+    /// `awaiting_acknowledgement`, `policy_changed`, `deployer_only_approval`, `unavailable`,
+    /// `internal`.
+    pub code: String,
+    pub message: String,
+}
+
+fn reason(code: &str, message: impl Into<String>) -> Reason {
+    Reason {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// One required group's progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupProgress {
+    pub group: String,
+    pub quorum: u32,
+    /// Approvers counted for this group (each person counts once, in one group).
+    pub approved_by: Vec<String>,
+    /// Who could still approve for this group.
+    pub eligible: Vec<String>,
+    /// Backups are eligible because too few members can approve.
+    pub using_backups: bool,
+}
+
+/// What the gate answers, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GateDecision {
+    pub state: GateState,
+    pub reasons: Vec<Reason>,
+    pub change: String,
+    pub change_id: Option<Uuid>,
+    pub environment: String,
+    pub revision: i32,
+    pub policy_hash: Option<String>,
+    pub rules: Vec<String>,
+    pub approvals: Vec<GroupProgress>,
+    pub missing_evidence: Vec<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub not_before: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+}
+
+impl GateDecision {
+    /// The gate's answer when it cannot decide: fail closed, with the reason.
+    pub fn error(change: &str, environment: &str, code: &str, message: String) -> Self {
+        GateDecision {
+            state: GateState::Error,
+            reasons: vec![reason(code, message)],
+            change: change.into(),
+            change_id: None,
+            environment: environment.into(),
+            revision: 0,
+            policy_hash: None,
+            rules: vec![],
+            approvals: vec![],
+            missing_evidence: vec![],
+            not_before: None,
+            expires_at: None,
+        }
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.state == GateState::Allowed
+    }
+}
+
+/// The policy in force, with its identity.
+#[derive(Debug, Clone)]
+pub struct PolicyVersion {
+    pub version: i64,
+    pub hash: String,
+    pub policy: Policy,
+}
+
+fn span(d: std::time::Duration) -> Span {
+    Span::from_std(d).unwrap_or(Span::MAX)
+}
+
+/// Who is excluded from approving a change, and why.
+pub fn exclusion(change: &ChangeRequest, policy: &Policy, person: &str) -> Option<&'static str> {
+    if change.requester == person {
+        return Some("self_approval");
+    }
+    if policy.separation.authors_cannot_approve && change.spec.authors.iter().any(|a| a == person) {
+        return Some("author_approval");
+    }
+    None
+}
+
+/// Counts approvals against the required groups: each person fills at most one slot (a
+/// maximum bipartite matching, so that overlapping groups never strand an approval), and only
+/// people eligible for a group count for it.
+fn count(
+    change: &ChangeRequest,
+    req: &Requirements,
+    groups: &BTreeMap<String, Group>,
+    policy: &Policy,
+    approvals: &[&Decision],
+) -> Vec<GroupProgress> {
+    let region = change
+        .covers_environment(&req.environment)
+        .and_then(|e| e.region.clone());
+    // Eligible people per group.
+    let mut eligible: Vec<(BTreeSet<String>, bool)> = Vec::new();
+    for g in &req.approvals {
+        let Some(group) = groups.get(&g.group) else {
+            eligible.push((BTreeSet::new(), false));
+            continue;
+        };
+        if !group.in_scope(&change.spec, region.as_deref()) {
+            eligible.push((BTreeSet::new(), false));
+            continue;
+        }
+        // Under small-team mode the requester's own approval counts (after cooling off).
+        let ok = |p: &String| {
+            exclusion(change, policy, p)
+                .is_none_or(|why| why == "self_approval" && req.small_team.is_some())
+        };
+        let mut set: BTreeSet<String> = group.members.iter().filter(|p| ok(p)).cloned().collect();
+        let using_backups = (set.len() as u32) < g.quorum;
+        if using_backups {
+            set.extend(group.backups.iter().filter(|p| ok(p)).cloned());
+        }
+        eligible.push((set, using_backups));
+    }
+    // Slots: one per unit of quorum.
+    let slots: Vec<usize> = req
+        .approvals
+        .iter()
+        .enumerate()
+        .flat_map(|(i, g)| std::iter::repeat_n(i, g.quorum as usize))
+        .collect();
+    let approvers: Vec<&Decision> = {
+        let mut seen = BTreeSet::new();
+        approvals
+            .iter()
+            .copied()
+            .filter(|d| seen.insert(d.actor.clone()))
+            .collect()
+    };
+    let can = |a: &Decision, slot: usize| -> bool {
+        let gi = slots[slot];
+        let gname = &req.approvals[gi].group;
+        eligible[gi].0.contains(&a.actor) && a.group.as_ref().is_none_or(|g| g == gname)
+    };
+    let mut slot_owner: Vec<Option<usize>> = vec![None; slots.len()];
+    fn augment(
+        a: usize,
+        seen: &mut [bool],
+        slot_owner: &mut [Option<usize>],
+        can: &dyn Fn(usize, usize) -> bool,
+    ) -> bool {
+        for s in 0..slot_owner.len() {
+            if seen[s] || !can(a, s) {
+                continue;
+            }
+            seen[s] = true;
+            if slot_owner[s].is_none_or(|o| augment(o, seen, slot_owner, can)) {
+                slot_owner[s] = Some(a);
+                return true;
+            }
+        }
+        false
+    }
+    let can_idx = |a: usize, s: usize| can(approvers[a], s);
+    for a in 0..approvers.len() {
+        let mut seen = vec![false; slots.len()];
+        augment(a, &mut seen, &mut slot_owner, &can_idx);
+    }
+    req.approvals
+        .iter()
+        .enumerate()
+        .map(|(gi, g)| {
+            let approved_by: Vec<String> = slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s == gi)
+                .filter_map(|(si, _)| slot_owner[si].map(|a| approvers[a].actor.clone()))
+                .collect();
+            let counted: BTreeSet<&String> = approvals.iter().map(|d| &d.actor).collect();
+            GroupProgress {
+                group: g.group.clone(),
+                quorum: g.quorum,
+                eligible: eligible[gi]
+                    .0
+                    .iter()
+                    .filter(|p| !counted.contains(p))
+                    .cloned()
+                    .collect(),
+                using_backups: eligible[gi].1,
+                approved_by,
+            }
+        })
+        .collect()
+}
+
+/// What the gate answers for deployments of `change` to `env` at `now`.
+#[allow(clippy::too_many_arguments)]
+pub fn decide(
+    change: &ChangeRequest,
+    policy: Option<&PolicyVersion>,
+    groups: &BTreeMap<String, Group>,
+    env: &str,
+    digest: Option<&str>,
+    deployer: Option<&str>,
+    now: Timestamp,
+) -> GateDecision {
+    let mut d = GateDecision {
+        state: GateState::Pending,
+        reasons: vec![],
+        change: change.key.clone(),
+        change_id: Some(change.id),
+        environment: env.to_owned(),
+        revision: change.revision,
+        policy_hash: policy.map(|p| p.hash.clone()),
+        rules: vec![],
+        approvals: vec![],
+        missing_evidence: vec![],
+        not_before: None,
+        expires_at: None,
+    };
+    let deny = |mut d: GateDecision, state: GateState, r: Reason| {
+        d.state = state;
+        d.reasons.push(r);
+        d
+    };
+    let Some(resolved) = change.covers_environment(env) else {
+        let names: Vec<&str> = change
+            .spec
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        return deny(
+            d,
+            GateState::Denied,
+            reason(
+                "environment_not_in_change",
+                format!("{} covers {}, not '{env}'", change.key, names.join(", ")),
+            ),
+        );
+    };
+    d.environment = resolved.name.clone();
+    if let Some(dg) = digest
+        && !change.spec.artifact_digests.iter().any(|x| x == dg)
+    {
+        return deny(
+            d,
+            GateState::Expired,
+            reason(
+                "digest_changed",
+                format!(
+                    "{dg} is not an artifact {} was approved for; resubmit the change to revalidate",
+                    change.key
+                ),
+            ),
+        );
+    }
+    match change.status {
+        ChangeStatus::Rejected => {
+            return deny(
+                d,
+                GateState::Denied,
+                reason(
+                    "rejected",
+                    format!(
+                        "{} was rejected; it stays rejected until resubmitted",
+                        change.key
+                    ),
+                ),
+            );
+        }
+        ChangeStatus::ChangesRequested => {
+            return deny(
+                d,
+                GateState::Denied,
+                reason(
+                    "changes_requested",
+                    format!(
+                        "an approver asked for changes to {}; resubmit it",
+                        change.key
+                    ),
+                ),
+            );
+        }
+        ChangeStatus::Withdrawn => {
+            return deny(
+                d,
+                GateState::Denied,
+                reason("withdrawn", format!("{} was withdrawn", change.key)),
+            );
+        }
+        _ => {}
+    }
+    let Some(pv) = policy else {
+        return deny(
+            d,
+            GateState::Denied,
+            reason(
+                "no_policy",
+                "no approval policy has been pushed for this tenant",
+            ),
+        );
+    };
+    if change.spec.change_type == ChangeType::Emergency {
+        return decide_emergency(d, change, &pv.policy, now);
+    }
+    let req = pv.policy.requirements(&change.spec, resolved);
+    d.rules = req.rules.clone();
+    if req.rules.is_empty() {
+        return deny(
+            d,
+            GateState::Denied,
+            reason(
+                "no_policy_rule",
+                format!(
+                    "no rule of policy version {} covers this change to {}; the gate stays closed",
+                    pv.version, resolved.name
+                ),
+            ),
+        );
+    }
+    let missing_fields: Vec<&String> = req
+        .required_fields
+        .iter()
+        .filter(|f| spec_field_present(&change.spec, f) == Some(false))
+        .collect();
+    if !missing_fields.is_empty() {
+        d.reasons.push(reason(
+            "missing_fields",
+            format!(
+                "the policy requires: {}",
+                missing_fields
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    d.missing_evidence = req
+        .evidence
+        .iter()
+        .filter(|k| !change.evidence.iter().any(|e| &e.kind == *k))
+        .cloned()
+        .collect();
+    if !d.missing_evidence.is_empty() {
+        d.reasons.push(reason(
+            "missing_evidence",
+            format!("evidence still missing: {}", d.missing_evidence.join(", ")),
+        ));
+    }
+
+    // Approvals that count: this revision, under this policy version.
+    let current: Vec<&Decision> = change
+        .current_decisions()
+        .filter(|x| x.kind == DecisionKind::Approve)
+        .collect();
+    let counted: Vec<&Decision> = current
+        .iter()
+        .copied()
+        .filter(|x| x.policy_hash == pv.hash)
+        .collect();
+    if counted.len() < current.len() {
+        d.reasons.push(reason(
+            "policy_changed",
+            format!(
+                "{} approval(s) were given under an earlier policy version and no longer count",
+                current.len() - counted.len()
+            ),
+        ));
+    }
+
+    let satisfied_at: Option<Timestamp>;
+    if req.auto_approve || req.approvals.is_empty() {
+        satisfied_at = Some(change.decided_at.unwrap_or(change.created_at));
+    } else {
+        // Walk the approvals in order: the grant starts when the last needed one arrived.
+        let progress = count(change, &req, groups, &pv.policy, &counted);
+        let full = progress
+            .iter()
+            .all(|g| g.approved_by.len() as u32 >= g.quorum);
+        d.approvals = progress;
+        if full {
+            let mut at = None;
+            for n in 1..=counted.len() {
+                let prefix = &counted[..n];
+                let p = count(change, &req, groups, &pv.policy, prefix);
+                if p.iter().all(|g| g.approved_by.len() as u32 >= g.quorum) {
+                    at = Some(prefix[n - 1].at);
+                    break;
+                }
+            }
+            satisfied_at = at;
+        } else {
+            satisfied_at = None;
+            let missing: Vec<String> = d
+                .approvals
+                .iter()
+                .filter(|g| (g.approved_by.len() as u32) < g.quorum)
+                .map(|g| format!("{} ({} of {})", g.group, g.approved_by.len(), g.quorum))
+                .collect();
+            if !missing.is_empty() {
+                d.reasons.push(reason(
+                    "missing_approvals",
+                    format!("waiting for approvals from: {}", missing.join(", ")),
+                ));
+            }
+        }
+        // The deployer is never the only approval.
+        if let Some(dep) = deployer {
+            let people: BTreeSet<&String> = d
+                .approvals
+                .iter()
+                .flat_map(|g| g.approved_by.iter())
+                .collect();
+            if people.len() == 1 && people.contains(&dep.to_owned()) {
+                d.reasons.push(reason(
+                    "deployer_only_approval",
+                    format!("{dep} deploys this change and is its only approver; another person must approve"),
+                ));
+            }
+        }
+    }
+
+    if let Some(at) = satisfied_at {
+        let expires = at + span(req.validity);
+        d.expires_at = Some(expires);
+        // Small-team self-approval: valid only after the cooling-off delay.
+        if let Some(st) = &req.small_team
+            && let Some(selfie) = counted.iter().find(|x| x.self_approval)
+        {
+            let nb = selfie.at + span(st.cooling_off);
+            d.not_before = Some(nb);
+            if now < nb {
+                d.reasons.push(reason(
+                    "not_yet_valid",
+                    format!(
+                        "self-approval under small-team mode: cooling off until {}",
+                        crate::time::format(nb)
+                    ),
+                ));
+            }
+        }
+        if now >= expires {
+            d.state = GateState::Expired;
+            d.reasons.insert(
+                0,
+                reason(
+                    "approval_expired",
+                    format!(
+                        "the approval expired at {}; revalidate the change",
+                        crate::time::format(expires)
+                    ),
+                ),
+            );
+            return d;
+        }
+    }
+    d.state = if satisfied_at.is_some() && d.reasons.iter().all(|r| r.code == "policy_changed") {
+        GateState::Allowed
+    } else {
+        GateState::Pending
+    };
+    d
+}
+
+fn decide_emergency(
+    mut d: GateDecision,
+    change: &ChangeRequest,
+    policy: &Policy,
+    now: Timestamp,
+) -> GateDecision {
+    let Some(ep) = &policy.emergency else {
+        d.state = GateState::Denied;
+        d.reasons.push(reason(
+            "no_policy_rule",
+            "the policy has no [emergency] section: emergency changes cannot pass",
+        ));
+        return d;
+    };
+    d.rules = vec!["emergency".into()];
+    if change.status == ChangeStatus::Bypassed {
+        let at = change.decided_at.unwrap_or(change.updated_at);
+        let expires = at + span(ep.validity);
+        d.expires_at = Some(expires);
+        if now >= expires {
+            d.state = GateState::Expired;
+            d.reasons.push(reason(
+                "approval_expired",
+                format!(
+                    "the emergency bypass expired at {}",
+                    crate::time::format(expires)
+                ),
+            ));
+        } else {
+            d.state = GateState::Allowed;
+        }
+        return d;
+    }
+    let acks = emergency_acks(change);
+    let mut missing = Vec::new();
+    if acks.0.is_none() {
+        missing.push(format!("incident commander ({})", ep.incident_commanders));
+    }
+    if acks.1.is_none() {
+        missing.push(format!("system owner ({})", ep.system_owners));
+    }
+    d.reasons.push(reason(
+        "awaiting_acknowledgement",
+        format!(
+            "the emergency bypass needs acknowledgements from: {}",
+            missing.join(", ")
+        ),
+    ));
+    d.state = GateState::Pending;
+    d
+}
+
+/// The incident commander's and the system owner's acknowledgements of this revision.
+fn emergency_acks(change: &ChangeRequest) -> (Option<&Decision>, Option<&Decision>) {
+    let ic = change
+        .current_decisions()
+        .find(|x| x.kind == DecisionKind::AckIncidentCommander);
+    let so = change
+        .current_decisions()
+        .find(|x| x.kind == DecisionKind::AckSystemOwner);
+    (ic, so)
+}
+
+/// Why a decision was refused. `code` is stable; refusals are themselves audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+    /// Refusals a reviewer should see in the audit (self-approval, bypass attempts).
+    pub audited: bool,
+}
+
+fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+        audited: false,
+    }
+}
+
+/// A request to decide on a change.
+#[derive(Debug, Clone)]
+pub struct DecisionRequest {
+    pub kind: DecisionKind,
+    pub actor: String,
+    pub group: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// What a decision does: the new state of the change and what to audit.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub change: ChangeRequest,
+    pub decision: Decision,
+    /// Audit actions besides the decision itself (`change.approved`, `change.bypassed`).
+    pub transitions: Vec<&'static str>,
+}
+
+/// Applies a decision to a change, enforcing separation of duties. Pure: the store runs it
+/// inside the write transaction, so racing decisions see each other.
+pub fn apply_decision(
+    change: &ChangeRequest,
+    pv: &PolicyVersion,
+    groups: &BTreeMap<String, Group>,
+    req: DecisionRequest,
+    now: Timestamp,
+) -> Result<Outcome, Refusal> {
+    let policy = &pv.policy;
+    let is_final = matches!(
+        change.status,
+        ChangeStatus::Rejected | ChangeStatus::ChangesRequested | ChangeStatus::Withdrawn
+    );
+    let already = change
+        .current_decisions()
+        .any(|x| x.actor == req.actor && x.kind == req.kind);
+    let mut decision = Decision {
+        id: Uuid::now_v7(),
+        revision: change.revision,
+        kind: req.kind,
+        actor: req.actor.clone(),
+        on_behalf_of: None,
+        group: req.group.clone(),
+        comment: req.comment.clone(),
+        self_approval: false,
+        policy_hash: pv.hash.clone(),
+        at: now,
+    };
+    let mut next = change.clone();
+    next.updated_at = now;
+    let mut transitions = Vec::new();
+    match req.kind {
+        DecisionKind::Approve | DecisionKind::Reject | DecisionKind::RequestChanges => {
+            if change.spec.change_type == ChangeType::Emergency && req.kind == DecisionKind::Approve
+            {
+                return Err(refuse(
+                    "wrong_path",
+                    "an emergency change is released by the incident commander's and the system owner's acknowledgements, not by approvals",
+                ));
+            }
+            if is_final {
+                return Err(refuse(
+                    "change_closed",
+                    format!(
+                        "{} is {}; resubmit it before deciding again",
+                        change.key, change.status
+                    ),
+                ));
+            }
+            if already {
+                return Err(refuse(
+                    "already_decided",
+                    format!(
+                        "{} already recorded '{}' on {} revision {}",
+                        req.actor, req.kind, change.key, change.revision
+                    ),
+                ));
+            }
+            // Eligibility: the approver must be able to count for some required group in
+            // some environment of the change.
+            let reqs: Vec<Requirements> = change
+                .spec
+                .environments
+                .iter()
+                .map(|e| policy.requirements(&change.spec, e))
+                .collect();
+            if let Some(why) = exclusion(change, policy, &req.actor) {
+                let small_team = reqs.iter().any(|r| r.small_team.is_some());
+                if why == "self_approval" && small_team && req.kind == DecisionKind::Approve {
+                    decision.self_approval = true;
+                    let st = reqs.iter().filter_map(|r| r.small_team.as_ref()).next();
+                    if let Some(st) = st {
+                        next.review_due_at =
+                            Some(now + span(st.cooling_off) + span(st.review_within));
+                    }
+                } else {
+                    let msg = if why == "self_approval" {
+                        format!(
+                            "{} requested {} and cannot approve it: separation of duties",
+                            req.actor, change.key
+                        )
+                    } else {
+                        format!(
+                            "{} authored commits in {} and cannot approve it (policy: authors_cannot_approve)",
+                            req.actor, change.key
+                        )
+                    };
+                    return Err(Refusal {
+                        code: why,
+                        message: msg,
+                        audited: true,
+                    });
+                }
+            }
+            let in_group = |g: &str| {
+                groups.get(g).is_some_and(|grp| {
+                    grp.members.contains(&req.actor) || grp.backups.contains(&req.actor)
+                })
+            };
+            let relevant: BTreeSet<&str> = reqs
+                .iter()
+                .flat_map(|r| r.approvals.iter().map(|g| g.group.as_str()))
+                .filter(|g| in_group(g))
+                .collect();
+            if let Some(g) = &req.group
+                && !relevant.contains(g.as_str())
+            {
+                return Err(refuse(
+                    "not_an_approver",
+                    format!(
+                        "{} is not a member of '{g}', or '{g}' is not required for {}",
+                        req.actor, change.key
+                    ),
+                ));
+            }
+            if relevant.is_empty() {
+                return Err(refuse(
+                    "not_an_approver",
+                    format!(
+                        "{} is in none of the approver groups {} needs",
+                        req.actor, change.key
+                    ),
+                ));
+            }
+            match req.kind {
+                DecisionKind::Reject => {
+                    next.status = ChangeStatus::Rejected;
+                    next.rework_count += 1;
+                    transitions.push("change.rejected");
+                }
+                DecisionKind::RequestChanges => {
+                    next.status = ChangeStatus::ChangesRequested;
+                    next.rework_count += 1;
+                    transitions.push("change.changes_requested");
+                }
+                _ => {}
+            }
+        }
+        DecisionKind::AckIncidentCommander | DecisionKind::AckSystemOwner => {
+            if change.spec.change_type != ChangeType::Emergency {
+                return Err(refuse(
+                    "wrong_path",
+                    format!("{} is not an emergency change", change.key),
+                ));
+            }
+            let Some(ep) = &policy.emergency else {
+                return Err(refuse(
+                    "no_emergency_policy",
+                    "the policy has no [emergency] section",
+                ));
+            };
+            if is_final || change.status == ChangeStatus::Bypassed {
+                return Err(refuse(
+                    "change_closed",
+                    format!("{} is already {}", change.key, change.status),
+                ));
+            }
+            let group = if req.kind == DecisionKind::AckIncidentCommander {
+                &ep.incident_commanders
+            } else {
+                &ep.system_owners
+            };
+            if !groups
+                .get(group)
+                .is_some_and(|g| g.members.contains(&req.actor))
+            {
+                return Err(Refusal {
+                    code: "not_an_approver",
+                    message: format!(
+                        "{} is not in '{group}' and cannot give this acknowledgement",
+                        req.actor
+                    ),
+                    audited: true,
+                });
+            }
+            let (ic, so) = emergency_acks(change);
+            let other = if req.kind == DecisionKind::AckIncidentCommander {
+                so
+            } else {
+                ic
+            };
+            if (req.kind == DecisionKind::AckIncidentCommander && ic.is_some())
+                || (req.kind == DecisionKind::AckSystemOwner && so.is_some())
+            {
+                return Err(refuse(
+                    "already_decided",
+                    "this acknowledgement is already recorded",
+                ));
+            }
+            if other.is_some_and(|o| o.actor == req.actor) {
+                return Err(Refusal {
+                    code: "dual_acknowledgement",
+                    message: "the two acknowledgements must come from two different people".into(),
+                    audited: true,
+                });
+            }
+            decision.group = Some(group.clone());
+            if other.is_some() {
+                next.status = ChangeStatus::Bypassed;
+                next.decided_at = Some(now);
+                next.review_due_at = Some(now + span(ep.review_within));
+                transitions.push("change.bypassed");
+            }
+        }
+        DecisionKind::Review => {
+            if change.review_due_at.is_none() {
+                return Err(refuse(
+                    "no_review_due",
+                    format!("{} has no post-deployment review due", change.key),
+                ));
+            }
+            if change.reviewed_at.is_some() {
+                return Err(refuse(
+                    "already_decided",
+                    format!("{} was already reviewed", change.key),
+                ));
+            }
+            if change.requester == req.actor {
+                return Err(Refusal {
+                    code: "self_approval",
+                    message: "the requester cannot review their own change".into(),
+                    audited: true,
+                });
+            }
+            if req.comment.is_none() {
+                return Err(refuse("comment_required", "a review needs a comment"));
+            }
+            next.reviewed_at = Some(now);
+            transitions.push("change.reviewed");
+        }
+    }
+    next.decisions.push(decision.clone());
+    // Did this approval complete the change for every environment?
+    if req.kind == DecisionKind::Approve && next.status == ChangeStatus::Pending {
+        let all = next.spec.environments.iter().all(|e| {
+            let g = decide(&next, Some(pv), groups, &e.name, None, None, now);
+            g.approvals
+                .iter()
+                .all(|p| p.approved_by.len() as u32 >= p.quorum)
+                && !g.rules.is_empty()
+        });
+        if all {
+            next.status = ChangeStatus::Approved;
+            next.decided_at = Some(now);
+            transitions.push("change.approved");
+        }
+    }
+    Ok(Outcome {
+        change: next,
+        decision,
+        transitions,
+    })
+}
+
+/// Builds a new change request (revision 1), checking the fields the policy makes mandatory
+/// and the emergency criteria. Standard changes the policy pre-approves start approved.
+#[allow(clippy::too_many_arguments)]
+pub fn open_change(
+    id: Uuid,
+    key: String,
+    tenant: &str,
+    requester: &str,
+    spec: ChangeSpec,
+    pv: &PolicyVersion,
+    groups: &BTreeMap<String, Group>,
+    now: Timestamp,
+) -> Result<ChangeRequest, crate::FieldErrors> {
+    let mut errors = crate::FieldErrors::default();
+    check_against_policy(&spec, requester, pv, groups, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let auto = needs_no_review(&spec, &pv.policy);
+    Ok(ChangeRequest {
+        id,
+        key,
+        tenant: tenant.to_owned(),
+        spec,
+        requester: requester.to_owned(),
+        status: if auto {
+            ChangeStatus::Approved
+        } else {
+            ChangeStatus::Pending
+        },
+        revision: 1,
+        rework_count: 0,
+        policy_hash: pv.hash.clone(),
+        policy_version: pv.version,
+        created_at: now,
+        updated_at: now,
+        decided_at: auto.then_some(now),
+        review_due_at: None,
+        reviewed_at: None,
+        review_escalated_at: None,
+        decisions: vec![],
+        evidence: vec![],
+    })
+}
+
+/// Resubmits a change after a rejection or a request for changes: a new revision whose
+/// earlier decisions no longer count.
+pub fn resubmit(
+    change: &ChangeRequest,
+    spec: ChangeSpec,
+    actor: &str,
+    pv: &PolicyVersion,
+    groups: &BTreeMap<String, Group>,
+    now: Timestamp,
+) -> Result<ChangeRequest, crate::FieldErrors> {
+    let mut errors = crate::FieldErrors::default();
+    if actor != change.requester {
+        errors.add(
+            "requester",
+            "not_requester",
+            format!("only {} can resubmit {}", change.requester, change.key),
+        );
+        return Err(errors);
+    }
+    check_against_policy(&spec, actor, pv, groups, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let auto = needs_no_review(&spec, &pv.policy);
+    let mut next = change.clone();
+    next.spec = spec;
+    next.revision += 1;
+    next.status = if auto {
+        ChangeStatus::Approved
+    } else {
+        ChangeStatus::Pending
+    };
+    next.decided_at = auto.then_some(now);
+    next.policy_hash = pv.hash.clone();
+    next.policy_version = pv.version;
+    next.updated_at = now;
+    next.review_due_at = None;
+    next.reviewed_at = None;
+    next.review_escalated_at = None;
+    Ok(next)
+}
+
+fn auto_approved(spec: &ChangeSpec, policy: &Policy) -> bool {
+    spec.change_type == ChangeType::Standard
+        && spec
+            .environments
+            .iter()
+            .all(|e| policy.requirements(spec, e).auto_approve)
+}
+
+/// Pre-approved, or covered only by rules that ask for no review (sandboxes).
+fn needs_no_review(spec: &ChangeSpec, policy: &Policy) -> bool {
+    spec.change_type != ChangeType::Emergency
+        && spec.environments.iter().all(|e| {
+            let r = policy.requirements(spec, e);
+            !r.rules.is_empty() && (r.auto_approve || r.approvals.is_empty())
+        })
+}
+
+fn check_against_policy(
+    spec: &ChangeSpec,
+    requester: &str,
+    pv: &PolicyVersion,
+    groups: &BTreeMap<String, Group>,
+    errors: &mut crate::FieldErrors,
+) {
+    let policy = &pv.policy;
+    let mut fields = BTreeSet::new();
+    for e in &spec.environments {
+        let r = policy.requirements(spec, e);
+        fields.extend(r.required_fields);
+    }
+    for f in fields {
+        if spec_field_present(spec, &f) == Some(false) {
+            errors.add(
+                f.clone(),
+                "required",
+                "is required by the approval policy for this change",
+            );
+        }
+    }
+    if spec.change_type == ChangeType::Standard && !auto_approved(spec, policy) {
+        errors.add(
+            "type",
+            "not_pre_approved",
+            "no rule of the policy pre-approves this change; submit it as a normal change",
+        );
+    }
+    if spec.change_type == ChangeType::Emergency {
+        match &policy.emergency {
+            None => errors.add(
+                "type",
+                "no_emergency_policy",
+                "the policy has no [emergency] section",
+            ),
+            Some(ep) => {
+                if !groups
+                    .get(&ep.group)
+                    .is_some_and(|g| g.members.iter().any(|m| m == requester))
+                {
+                    errors.add(
+                        "type",
+                        "not_emergency_privileged",
+                        format!("only members of '{}' may open emergency changes", ep.group),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Explains, for each environment of a change, what the policy requires and where it stands.
+pub fn explain(
+    change: &ChangeRequest,
+    pv: Option<&PolicyVersion>,
+    groups: &BTreeMap<String, Group>,
+    now: Timestamp,
+) -> Vec<(Option<Requirements>, GateDecision)> {
+    change
+        .spec
+        .environments
+        .iter()
+        .map(|e| {
+            let req = pv.map(|p| p.policy.requirements(&change.spec, e));
+            (req, decide(change, pv, groups, &e.name, None, None, now))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::RiskLevel;
+    use crate::model::{EnvTier, ResolvedEnvironment};
+    use crate::time::from_micros;
+
+    const POLICY: &str = r#"
+[[rule]]
+name = "production"
+approvals = [{ group = "cab", quorum = 2 }, { group = "owners" }]
+validity = "1h"
+[rule.match]
+env_tier = ["production"]
+
+[[rule]]
+name = "sandbox"
+[rule.match]
+env_tier = ["development"]
+
+[[rule]]
+name = "standard"
+auto_approve = true
+[rule.match]
+change_type = ["standard"]
+env_tier = ["staging"]
+
+[[small_team]]
+env_tier = ["staging"]
+cooling_off = "30m"
+
+[[rule]]
+name = "staging"
+approvals = [{ group = "owners" }]
+[rule.match]
+env_tier = ["staging"]
+change_type = ["normal"]
+
+[emergency]
+group = "oncall"
+incident_commanders = "ic"
+system_owners = "owners"
+"#;
+
+    fn pv() -> PolicyVersion {
+        PolicyVersion {
+            version: 1,
+            hash: "h1".into(),
+            policy: Policy::parse(POLICY).unwrap(),
+        }
+    }
+
+    fn group(name: &str, members: &[&str], backups: &[&str]) -> (String, Group) {
+        (
+            name.into(),
+            Group {
+                name: name.into(),
+                description: None,
+                members: members.iter().map(|s| s.to_string()).collect(),
+                backups: backups.iter().map(|s| s.to_string()).collect(),
+                department: None,
+                regions: vec![],
+                compliance: vec![],
+            },
+        )
+    }
+
+    fn groups() -> BTreeMap<String, Group> {
+        [
+            group("cab", &["carol", "dave", "erin"], &[]),
+            group("owners", &["olga", "carol"], &["bob"]),
+            group("ic", &["ivan"], &[]),
+            group("oncall", &["alice"], &[]),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn t(s: i64) -> Timestamp {
+        from_micros(1_800_000_000_000_000 + s * 1_000_000)
+    }
+
+    fn change(ct: ChangeType, tier: EnvTier) -> ChangeRequest {
+        let spec = ChangeSpec {
+            change_type: ct,
+            title: "x".into(),
+            justification: None,
+            impact: None,
+            rollback_plan: None,
+            window_start: None,
+            window_end: None,
+            services: vec!["checkout".into()],
+            environments: vec![ResolvedEnvironment {
+                name: "env".into(),
+                raw: "env".into(),
+                tier: Some(tier),
+                region: None,
+            }],
+            artifact_digests: vec![format!("sha256:{}", "a".repeat(64))],
+            ticket: None,
+            risk: RiskLevel::Medium,
+            criticality: None,
+            compliance: vec![],
+            artifact_flags: vec![],
+            authors: vec![],
+            team: None,
+            incident_id: Some("INC-1".into()),
+            exploit_ref: None,
+        };
+        open_change(
+            Uuid::now_v7(),
+            "CR-1".into(),
+            "t",
+            "alice",
+            spec,
+            &pv(),
+            &groups(),
+            t(0),
+        )
+        .unwrap()
+    }
+
+    fn act(
+        c: &ChangeRequest,
+        who: &str,
+        kind: DecisionKind,
+        at: i64,
+    ) -> Result<ChangeRequest, Refusal> {
+        apply_decision(
+            c,
+            &pv(),
+            &groups(),
+            DecisionRequest {
+                kind,
+                actor: who.into(),
+                group: None,
+                comment: Some("ok".into()),
+            },
+            t(at),
+        )
+        .map(|o| o.change)
+    }
+
+    #[test]
+    fn two_groups_one_person_counts_once_then_expiry() {
+        let c = change(ChangeType::Normal, EnvTier::Production);
+        let e = act(&c, "alice", DecisionKind::Approve, 1).unwrap_err();
+        assert_eq!(e.code, "self_approval");
+        assert!(e.audited);
+        // carol sits in cab and owners: she fills one slot only.
+        let c = act(&c, "carol", DecisionKind::Approve, 2).unwrap();
+        assert_eq!(
+            act(&c, "carol", DecisionKind::Approve, 3).unwrap_err().code,
+            "already_decided"
+        );
+        let c = act(&c, "dave", DecisionKind::Approve, 4).unwrap();
+        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(5));
+        assert_eq!(g.state, GateState::Pending, "{g:?}");
+        // olga completes owners; matching moves carol to cab.
+        let c = act(&c, "olga", DecisionKind::Approve, 6).unwrap();
+        assert_eq!(c.status, ChangeStatus::Approved);
+        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(7));
+        assert_eq!(g.state, GateState::Allowed, "{g:?}");
+        assert_eq!(g.expires_at, Some(t(6) + Span::hours(1)));
+        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(6 + 3600));
+        assert_eq!(g.state, GateState::Expired);
+        let other = format!("sha256:{}", "b".repeat(64));
+        let g = decide(&c, Some(&pv()), &groups(), "env", Some(&other), None, t(7));
+        assert_eq!(g.state, GateState::Expired);
+        assert_eq!(g.reasons[0].code, "digest_changed");
+        // A new policy version voids the approvals.
+        let mut p2 = pv();
+        p2.hash = "h2".into();
+        let g = decide(&c, Some(&p2), &groups(), "env", None, None, t(7));
+        assert_eq!(g.state, GateState::Pending);
+    }
+
+    #[test]
+    fn rejection_is_final_until_resubmitted() {
+        let c = change(ChangeType::Normal, EnvTier::Production);
+        let c = act(&c, "dave", DecisionKind::Reject, 1).unwrap();
+        assert_eq!(c.rework_count, 1);
+        assert_eq!(
+            act(&c, "erin", DecisionKind::Approve, 2).unwrap_err().code,
+            "change_closed"
+        );
+        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(3));
+        assert_eq!(g.state, GateState::Denied);
+        let c2 = resubmit(&c, c.spec.clone(), "alice", &pv(), &groups(), t(4)).unwrap();
+        assert_eq!(c2.revision, 2);
+        assert_eq!(c2.status, ChangeStatus::Pending);
+        assert!(act(&c2, "dave", DecisionKind::Approve, 5).is_ok());
+    }
+
+    #[test]
+    fn backups_count_only_when_members_cannot() {
+        // owners = olga, carol (+ backup bob). With carol as the requester... use a change by olga.
+        let mut c = change(ChangeType::Normal, EnvTier::Staging);
+        c.requester = "olga".into();
+        // carol can still approve; bob is not needed.
+        let p = decide(&c, Some(&pv()), &groups(), "env", None, None, t(1));
+        assert!(!p.approvals[0].using_backups);
+        assert!(
+            act(&c, "bob", DecisionKind::Approve, 2).is_ok(),
+            "bob is in the group as a backup"
+        );
+        let c2 = act(&c, "bob", DecisionKind::Approve, 2).unwrap();
+        let g = decide(&c2, Some(&pv()), &groups(), "env", None, None, t(3));
+        assert_eq!(
+            g.state,
+            GateState::Pending,
+            "a backup does not count while members can approve"
+        );
+    }
+
+    #[test]
+    fn small_team_self_approval_cools_off_and_needs_review() {
+        let c = change(ChangeType::Normal, EnvTier::Staging);
+        let mut gs = groups();
+        gs.get_mut("owners").unwrap().members.push("alice".into());
+        let o = apply_decision(
+            &c,
+            &pv(),
+            &gs,
+            DecisionRequest {
+                kind: DecisionKind::Approve,
+                actor: "alice".into(),
+                group: None,
+                comment: None,
+            },
+            t(0),
+        )
+        .unwrap();
+        assert!(o.decision.self_approval);
+        assert!(o.change.review_due_at.is_some());
+        // The self-approval counts under small-team mode, after the cooling-off.
+        let g = decide(&o.change, Some(&pv()), &gs, "env", None, None, t(60));
+        assert_eq!(g.state, GateState::Pending, "{g:?}");
+        assert!(g.reasons.iter().any(|r| r.code == "not_yet_valid"));
+        let g = decide(&o.change, Some(&pv()), &gs, "env", None, None, t(31 * 60));
+        assert_eq!(g.state, GateState::Allowed, "{g:?}");
+        // Outside small-team environments the same approval is refused.
+        let p = change(ChangeType::Normal, EnvTier::Production);
+        let mut gs3 = groups();
+        gs3.get_mut("cab").unwrap().members.push("alice".into());
+        let e = apply_decision(
+            &p,
+            &pv(),
+            &gs3,
+            DecisionRequest {
+                kind: DecisionKind::Approve,
+                actor: "alice".into(),
+                group: None,
+                comment: None,
+            },
+            t(0),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "self_approval");
+    }
+
+    #[test]
+    fn standard_and_sandbox_and_uncovered() {
+        let c = change(ChangeType::Standard, EnvTier::Staging);
+        assert_eq!(c.status, ChangeStatus::Approved);
+        assert!(decide(&c, Some(&pv()), &groups(), "env", None, None, t(1)).allowed());
+        let c = change(ChangeType::Normal, EnvTier::Development);
+        assert!(
+            decide(&c, Some(&pv()), &groups(), "env", None, None, t(1)).allowed(),
+            "sandbox passes without review"
+        );
+        let c = change(ChangeType::Normal, EnvTier::Test);
+        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(1));
+        assert_eq!(g.state, GateState::Denied);
+        assert_eq!(g.reasons[0].code, "no_policy_rule");
+        let g = decide(&c, None, &groups(), "env", None, None, t(1));
+        assert_eq!(g.reasons[0].code, "no_policy");
+    }
+
+    #[test]
+    fn emergency_needs_two_distinct_acknowledgements() {
+        let c = change(ChangeType::Emergency, EnvTier::Production);
+        assert_eq!(
+            act(&c, "dave", DecisionKind::Approve, 1).unwrap_err().code,
+            "wrong_path"
+        );
+        assert_eq!(
+            act(&c, "dave", DecisionKind::AckIncidentCommander, 1)
+                .unwrap_err()
+                .code,
+            "not_an_approver"
+        );
+        let c = act(&c, "ivan", DecisionKind::AckIncidentCommander, 1).unwrap();
+        assert_eq!(
+            decide(&c, Some(&pv()), &groups(), "env", None, None, t(2)).state,
+            GateState::Pending
+        );
+        let c = act(&c, "olga", DecisionKind::AckSystemOwner, 3).unwrap();
+        assert_eq!(c.status, ChangeStatus::Bypassed);
+        assert!(c.review_due_at.is_some());
+        assert!(decide(&c, Some(&pv()), &groups(), "env", None, None, t(4)).allowed());
+        assert_eq!(
+            act(&c, "alice", DecisionKind::Review, 5).unwrap_err().code,
+            "self_approval"
+        );
+        let c = act(&c, "dave", DecisionKind::Review, 5).unwrap();
+        assert!(c.reviewed_at.is_some());
+        // Only the emergency group may open one.
+        let mut spec = c.spec.clone();
+        spec.change_type = ChangeType::Emergency;
+        let e = open_change(
+            Uuid::now_v7(),
+            "CR-2".into(),
+            "t",
+            "dave",
+            spec,
+            &pv(),
+            &groups(),
+            t(0),
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].code, "not_emergency_privileged");
+    }
+
+    #[test]
+    fn deployer_is_never_the_only_approval() {
+        let mut c = change(ChangeType::Normal, EnvTier::Staging);
+        c.requester = "zed".into();
+        let c = act(&c, "olga", DecisionKind::Approve, 1).unwrap();
+        assert!(decide(&c, Some(&pv()), &groups(), "env", None, Some("carol"), t(2)).allowed());
+        let g = decide(&c, Some(&pv()), &groups(), "env", None, Some("olga"), t(2));
+        assert_eq!(g.state, GateState::Pending);
+        assert!(g.reasons.iter().any(|r| r.code == "deployer_only_approval"));
+    }
+}
