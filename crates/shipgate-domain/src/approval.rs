@@ -1393,3 +1393,59 @@ system_owners = "owners"
         assert!(g.reasons.iter().any(|r| r.code == "deployer_only_approval"));
     }
 }
+
+/// A person who can be an approver: the subject of their tokens (and, later, their SSO id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Person {
+    pub subject: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// A pushed policy version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyRecord {
+    pub version: i64,
+    /// SHA-256 of the text: what every decision records.
+    pub hash: String,
+    pub text: String,
+    pub pushed_by: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub pushed_at: Timestamp,
+}
+
+/// One call to the gate and what it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GateCall {
+    pub id: Uuid,
+    pub tenant: String,
+    pub change_id: Option<Uuid>,
+    pub change: String,
+    pub environment: String,
+    pub digest: Option<String>,
+    pub deployer: Option<String>,
+    /// Who asked (token subject).
+    pub caller: String,
+    pub state: GateState,
+    pub reasons: Vec<Reason>,
+    pub policy_hash: Option<String>,
+    /// How long the call waited for a decision (long-poll).
+    pub waited_ms: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+}
+
+/// A root-cause review opened because a team exceeded its monthly emergency threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RootCauseReview {
+    pub id: Uuid,
+    pub team: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The emergency changes that triggered it.
+    pub changes: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub opened_at: Timestamp,
+}

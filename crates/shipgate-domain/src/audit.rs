@@ -158,7 +158,7 @@ pub fn seal(
 
 /// The facts of a deployment that its audit entry commits to.
 pub fn deployment_payload(d: &NewDeployment) -> Value {
-    json!({
+    let mut v = json!({
         "schema_version": d.schema_version,
         "id": d.id,
         "tenant": d.tenant,
@@ -189,7 +189,12 @@ pub fn deployment_payload(d: &NewDeployment) -> Value {
         "initial_status": d.initial_status.as_str(),
         "initial_finished_at": d.initial_finished_at.map(format),
         "recorded_by": d.recorded_by,
-    })
+    });
+    // Added with the approvals capability; absent on records that never carried it.
+    if let (Some(a), Some(m)) = (&d.approval, v.as_object_mut()) {
+        m.insert("approval".into(), json!(a));
+    }
+    v
 }
 
 /// The facts of a status event that its audit entry commits to.

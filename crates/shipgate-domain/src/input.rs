@@ -13,7 +13,7 @@ use crate::model::*;
 use crate::requirements::Requirements;
 use crate::time::{Timestamp, parse_rfc3339};
 
-static NAME: LazyLock<Regex> =
+pub static NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$").expect("static regex"));
 static LABEL_KEY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$").expect("static regex"));
@@ -525,6 +525,7 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
             None
         },
         recorded_by: ctx.recorded_by.to_owned(),
+        approval: None,
     };
     ctx.requirements.check(&deployment, &mut errors);
     errors.into_result(CreateDeployment {

@@ -170,6 +170,22 @@ pub struct NewDeployment {
     pub initial_finished_at: Option<Timestamp>,
     /// Subject of the token that recorded it.
     pub recorded_by: String,
+    /// Whether the deployment had a valid approval when it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalCheck>,
+}
+
+/// What the gate said about a deployment when it was recorded: a deployment to production
+/// without a valid grant is flagged here (the record is kept either way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalCheck {
+    /// The change request it referenced, if any.
+    pub change: Option<String>,
+    /// `allowed`, `pending`, `denied`, `expired`, `error`, or `no_change` (none referenced).
+    pub state: String,
+    /// True when the deployment went ahead without a valid approval.
+    pub flagged: bool,
+    pub reasons: Vec<String>,
 }
 
 /// The initial events that come with a new deployment (the first status, and for a backfilled
@@ -298,6 +314,7 @@ pub struct DeploymentFilter {
     pub artifact_digest: Option<String>,
     pub deployer: Option<String>,
     pub correlation_id: Option<String>,
+    pub change_ref: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
 }

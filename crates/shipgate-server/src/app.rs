@@ -29,6 +29,7 @@ pub struct Application {
     port: u16,
     writer: JoinHandle<()>,
     shutdown: CancellationToken,
+    background: Vec<tokio::task::JoinHandle<()>>,
     store: Arc<dyn Store>,
 }
 
@@ -87,6 +88,11 @@ impl Application {
         );
         let listener = TcpListener::bind(&settings.listen).await?;
         let port = listener.local_addr()?.port();
+        let shutdown = CancellationToken::new();
+        let hub = crate::governance::Hub::default();
+        let (gate_log, gate_log_task) = crate::governance::GateLog::spawn(store.clone());
+        let forwarder = hub.forward_store(store.clone(), shutdown.clone());
+        let sweep = Duration::from_secs(settings.review_sweep_secs.max(1));
         let state = AppState::new(Inner {
             store: store.clone(),
             settings,
@@ -95,7 +101,12 @@ impl Application {
             tokens: TokenCache::default(),
             metrics: crate::telemetry::metrics_handle(),
             declared_envs: Default::default(),
+            hub,
+            gate_log,
+            governance: Default::default(),
+            shutdown: shutdown.clone(),
         });
+        let sweeper = crate::governance::spawn_review_sweeper(state.clone(), sweep);
         let router = crate::routes::router(state);
         Ok((
             Application {
@@ -103,7 +114,8 @@ impl Application {
                 router,
                 port,
                 writer,
-                shutdown: CancellationToken::new(),
+                background: vec![gate_log_task, forwarder, sweeper],
+                shutdown,
                 store,
             },
             boot,
@@ -129,7 +141,12 @@ impl Application {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
-        // Every request handle is gone: the writer drains its queue and stops.
+        // Every request handle is gone: the writers drain their queues and stop.
+        for t in self.background {
+            if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
+                tracing::error!("a background task did not stop within 10s");
+            }
+        }
         if tokio::time::timeout(Duration::from_secs(30), self.writer)
             .await
             .is_err()

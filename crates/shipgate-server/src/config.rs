@@ -27,6 +27,10 @@ pub struct Settings {
     pub environments: Taxonomy,
     /// Fields each environment tier requires, e.g. `production = ["commit_sha", "artifact_digest", "deployer", "change_ref"]`.
     pub requirements: Requirements,
+    /// How often overdue post-deployment reviews are looked for and escalated, in seconds.
+    pub review_sweep_secs: u64,
+    /// Longest a gate call may wait (`?wait=`), in seconds.
+    pub max_gate_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +64,8 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             environments: Taxonomy::default(),
             requirements: Requirements::default(),
+            review_sweep_secs: 30,
+            max_gate_wait_secs: 300,
         }
     }
 }

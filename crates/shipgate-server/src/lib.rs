@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod governance;
 pub mod ingest;
 pub mod routes;
 pub mod state;

@@ -27,6 +27,11 @@ pub struct Inner {
     pub tokens: TokenCache,
     pub metrics: PrometheusHandle,
     pub declared_envs: DeclaredEnvCache,
+    pub hub: crate::governance::Hub,
+    pub gate_log: crate::governance::GateLog,
+    pub governance: crate::governance::GovernanceCache,
+    /// Cancelled when the server shuts down: long-polls return early.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 type EnvMap = Arc<HashMap<String, EnvironmentAlias>>;

@@ -12,6 +12,8 @@ use serde::Serialize;
 use shipgate_domain::audit::{AuditEntry, ChainHead, VerifyReport};
 use shipgate_domain::input::StatusChange;
 use shipgate_domain::time::Timestamp;
+use shipgate_domain::approval::{GateCall, Group, Person, PolicyRecord, RootCauseReview};
+use shipgate_domain::change::{ChangeRequest, ChangeStatus, Decision, Evidence};
 use shipgate_domain::*;
 use uuid::Uuid;
 
@@ -53,6 +55,98 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What to write for one decision on a change, computed by the domain from the change as it
+/// stands inside the write transaction.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeMutation {
+    /// The change's new state; `None` leaves it as it is.
+    pub change: Option<ChangeRequest>,
+    pub decision: Option<Decision>,
+    pub evidence: Option<Evidence>,
+    /// Audit entries: (action, payload).
+    pub audit: Vec<(String, serde_json::Value)>,
+    /// Commit the audit entries, then answer with this error (audited refusals).
+    pub refused: Option<(&'static str, String)>,
+}
+
+pub type ChangeUpdate =
+    Box<dyn FnOnce(&ChangeRequest) -> StoreResult<ChangeMutation> + Send + 'static>;
+pub type ChangeBuild =
+    Box<dyn FnOnce(i64) -> StoreResult<ChangeRequest> + Send + 'static>;
+
+/// Approvals and gates: people, groups, policies, change requests, gate calls.
+#[async_trait]
+pub trait ChangeStore: Send + Sync {
+    async fn put_person(&self, tenant: &str, person: &Person, actor: &str) -> StoreResult<()>;
+    async fn list_people(&self, tenant: &str) -> StoreResult<Vec<Person>>;
+    /// Creates or replaces a group (audited).
+    async fn put_group(&self, tenant: &str, group: &Group, actor: &str, now: Timestamp)
+    -> StoreResult<()>;
+    async fn list_groups(&self, tenant: &str) -> StoreResult<Vec<Group>>;
+    /// Pushes a policy text; the same text as the current version pushes nothing.
+    async fn push_policy(
+        &self,
+        tenant: &str,
+        text: &str,
+        hash: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<(PolicyRecord, bool)>;
+    async fn current_policy(&self, tenant: &str) -> StoreResult<Option<PolicyRecord>>;
+    async fn policy_history(&self, tenant: &str) -> StoreResult<Vec<PolicyRecord>>;
+    /// Creates a change: `build` gets the tenant's next change number.
+    async fn create_change(
+        &self,
+        tenant: &str,
+        actor: &str,
+        build: ChangeBuild,
+        now: Timestamp,
+    ) -> StoreResult<ChangeRequest>;
+    /// A change by key (`CR-12`) or id.
+    async fn get_change(&self, tenant: &str, key: &str) -> StoreResult<Option<ChangeRequest>>;
+    async fn list_changes(
+        &self,
+        tenant: &str,
+        status: Option<ChangeStatus>,
+        limit: u32,
+    ) -> StoreResult<Vec<ChangeRequest>>;
+    /// Applies `update` to the change as it stands, under the write lock, and writes the result
+    /// with its audit entries in one transaction.
+    async fn update_change(
+        &self,
+        tenant: &str,
+        key: &str,
+        actor: &str,
+        update: ChangeUpdate,
+        now: Timestamp,
+    ) -> StoreResult<ChangeRequest>;
+    /// Changes whose post-deployment review is overdue and not yet escalated (all tenants).
+    async fn overdue_reviews(&self, now: Timestamp) -> StoreResult<Vec<(String, String)>>;
+    async fn log_gate_calls(&self, calls: &[GateCall]) -> StoreResult<()>;
+    async fn gate_calls(&self, tenant: &str, change_key: &str) -> StoreResult<Vec<GateCall>>;
+    /// Emergency changes of a team since `since`, oldest first (keys).
+    async fn emergency_changes(
+        &self,
+        tenant: &str,
+        team: &str,
+        since: Timestamp,
+    ) -> StoreResult<Vec<String>>;
+    /// Opens the team's root-cause review for the month, unless one is open (audited).
+    async fn open_root_cause_review(
+        &self,
+        tenant: &str,
+        review: &RootCauseReview,
+    ) -> StoreResult<bool>;
+    async fn root_cause_reviews(&self, tenant: &str) -> StoreResult<Vec<RootCauseReview>>;
+    /// Audit entries about one subject, in chain order.
+    async fn audit_for_subject(&self, tenant: &str, subject: &str) -> StoreResult<Vec<AuditEntry>>;
+    /// Waits for change notifications from other instances (PostgreSQL LISTEN). `None` when
+    /// the store has no cross-process channel (SQLite: one process).
+    async fn listen_changes(
+        &self,
+    ) -> StoreResult<Option<futures::stream::BoxStream<'static, Uuid>>>;
+}
+
 /// What recording a deployment did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Created {
@@ -85,7 +179,7 @@ pub struct Change {
 
 /// The storage port.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ChangeStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     async fn ping(&self) -> StoreResult<()>;

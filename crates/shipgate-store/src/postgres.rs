@@ -17,6 +17,30 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[path = "sql.rs"]
 mod sql;
 pub use sql::SqlStore as PgStore;
+#[allow(clippy::duplicate_mod)]
+#[path = "governance.rs"]
+mod governance;
+
+/// Delivered on commit to every instance listening: a gate waiting on instance A is released
+/// when the approval lands on instance B.
+const NOTIFY_CHANGE: Option<&str> = Some("SELECT pg_notify('shipgate_change', $1)");
+
+async fn listen(
+    pool: &sqlx::Pool<Db>,
+) -> StoreResult<Option<futures::stream::BoxStream<'static, uuid::Uuid>>> {
+    use futures::StreamExt;
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen("shipgate_change").await?;
+    Ok(Some(
+        listener
+            .into_stream()
+            .filter_map(|n| async move {
+                n.ok()
+                    .and_then(|n| uuid::Uuid::parse_str(n.payload()).ok())
+            })
+            .boxed(),
+    ))
+}
 
 impl PgStore {
     pub async fn open(url: &str) -> StoreResult<Self> {

@@ -18,13 +18,13 @@ use uuid::Uuid;
 use super::{BACKEND, Db, LOCK_HEAD};
 use crate::{Appended, Change, Created, Page, Store, StoreError, StoreResult};
 
-type DbRow = <Db as sqlx::Database>::Row;
-type Conn = <Db as sqlx::Database>::Connection;
+pub(super) type DbRow = <Db as sqlx::Database>::Row;
+pub(super) type Conn = <Db as sqlx::Database>::Connection;
 
 /// Rows per multi-row INSERT statement (keeps under SQLite's bind-parameter limit).
 const CHUNK: usize = 500;
 
-const DEPLOYMENT_COLUMNS: &str = "id, tenant, correlation_id, service, team, environment, environment_raw, env_tier, region, version, commit_sha, git_ref, repository, artifact_name, artifact_digest, deployer, deployer_type, kind, trigger_type, change_ref, labels, targets, corrects, schema_version, started_at, ingested_at, backfilled, initial_status, initial_finished_at, recorded_by, status, finished_at, last_event_at, target_status";
+const DEPLOYMENT_COLUMNS: &str = "id, tenant, correlation_id, service, team, environment, environment_raw, env_tier, region, version, commit_sha, git_ref, repository, artifact_name, artifact_digest, deployer, deployer_type, kind, trigger_type, change_ref, labels, targets, corrects, schema_version, started_at, ingested_at, backfilled, initial_status, initial_finished_at, recorded_by, status, finished_at, last_event_at, target_status, approval";
 /// What runs where, computed from the deployments themselves: the latest succeeded deployment
 /// of each service in each environment. The `running` table is this, kept up to date.
 const RUNNING_FROM_DEPLOYMENTS: &str = "SELECT tenant, service, environment, deployment_id, finished_at FROM (\
@@ -32,30 +32,30 @@ const RUNNING_FROM_DEPLOYMENTS: &str = "SELECT tenant, service, environment, dep
      PARTITION BY tenant, service, environment ORDER BY finished_at DESC, id DESC) AS rn \
      FROM deployments WHERE status = 'succeeded') ranked WHERE rn = 1";
 const EVENT_COLUMNS: &str = "id, deployment_id, tenant, target, status, message, occurred_at, ingested_at, late, recorded_by";
-const AUDIT_COLUMNS: &str =
+pub(super) const AUDIT_COLUMNS: &str =
     "seq, format, at, tenant, actor, action, subject, payload_hash, prev_hash, hash, payload";
 
 pub struct SqlStore {
     /// Reads.
-    pool: Pool<Db>,
+    pub(super) pool: Pool<Db>,
     /// Writes. For SQLite this is one dedicated connection: SQLite has one writer anyway, and a
     /// connection that only writes keeps its page cache warm (a connection's cache is dropped
     /// whenever another connection has written).
-    writer: Pool<Db>,
+    pub(super) writer: Pool<Db>,
     /// Serialises writers in this process; the head-row lock serialises them across processes.
-    write_lock: tokio::sync::Mutex<()>,
+    pub(super) write_lock: tokio::sync::Mutex<()>,
 }
 
-fn internal(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
-fn uuid_col(r: &DbRow, col: &str) -> StoreResult<Uuid> {
+pub(super) fn uuid_col(r: &DbRow, col: &str) -> StoreResult<Uuid> {
     let s: String = r.try_get(col)?;
     Uuid::parse_str(&s).map_err(internal)
 }
 
-fn opt_uuid_col(r: &DbRow, col: &str) -> StoreResult<Option<Uuid>> {
+pub(super) fn opt_uuid_col(r: &DbRow, col: &str) -> StoreResult<Option<Uuid>> {
     let s: Option<String> = r.try_get(col)?;
     s.map(|s| Uuid::parse_str(&s).map_err(internal)).transpose()
 }
@@ -70,15 +70,15 @@ fn opt_tier(r: &DbRow, col: &str) -> StoreResult<Option<EnvTier>> {
     Ok(s.and_then(|s| EnvTier::parse(&s)))
 }
 
-fn ts(r: &DbRow, col: &str) -> StoreResult<Timestamp> {
+pub(super) fn ts(r: &DbRow, col: &str) -> StoreResult<Timestamp> {
     Ok(from_micros(r.try_get::<i64, _>(col)?))
 }
 
-fn opt_ts(r: &DbRow, col: &str) -> StoreResult<Option<Timestamp>> {
+pub(super) fn opt_ts(r: &DbRow, col: &str) -> StoreResult<Option<Timestamp>> {
     Ok(r.try_get::<Option<i64>, _>(col)?.map(from_micros))
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(r: &DbRow, col: &str) -> StoreResult<T> {
+pub(super) fn json_col<T: serde::de::DeserializeOwned>(r: &DbRow, col: &str) -> StoreResult<T> {
     let s: String = r.try_get(col)?;
     serde_json::from_str(&s).map_err(internal)
 }
@@ -117,6 +117,10 @@ fn deployment_from_row(r: &DbRow) -> StoreResult<Deployment> {
         initial_status: enum_col(r, "initial_status", DeploymentStatus::parse)?,
         initial_finished_at: opt_ts(r, "initial_finished_at")?,
         recorded_by: r.try_get("recorded_by")?,
+        approval: {
+            let a: Option<String> = r.try_get("approval")?;
+            a.map(|s| serde_json::from_str(&s)).transpose().map_err(internal)?
+        },
     };
     Ok(Deployment {
         record,
@@ -143,7 +147,7 @@ fn event_from_row(r: &DbRow) -> StoreResult<StatusEvent> {
     })
 }
 
-fn audit_from_row(r: &DbRow) -> StoreResult<AuditEntry> {
+pub(super) fn audit_from_row(r: &DbRow) -> StoreResult<AuditEntry> {
     Ok(AuditEntry {
         seq: r.try_get("seq")?,
         format: r.try_get::<i64, _>("format")? as i32,
@@ -163,7 +167,7 @@ fn scoped_key(tenant: &str, key: &str) -> String {
     format!("{tenant}\n{key}")
 }
 
-fn json_text<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
@@ -215,7 +219,8 @@ async fn insert_deployments(conn: &mut Conn, rows: &[DeploymentRow<'_>]) -> Stor
                 .push_bind(r.status.as_str().to_owned())
                 .push_bind(r.finished_at.map(to_micros))
                 .push_bind(to_micros(r.last_event_at))
-                .push_bind(json_text(&r.target_status));
+                .push_bind(json_text(&r.target_status))
+                .push_bind(d.approval.as_ref().map(json_text));
         });
         qb.build().execute(&mut *conn).await?;
     }
@@ -243,7 +248,7 @@ async fn insert_events(conn: &mut Conn, events: &[StatusEvent]) -> StoreResult<(
     Ok(())
 }
 
-async fn lock_head(conn: &mut Conn) -> StoreResult<ChainHead> {
+pub(super) async fn lock_head(conn: &mut Conn) -> StoreResult<ChainHead> {
     let r = sqlx::query(LOCK_HEAD).fetch_one(&mut *conn).await?;
     Ok(ChainHead {
         seq: r.try_get("seq")?,
@@ -253,7 +258,7 @@ async fn lock_head(conn: &mut Conn) -> StoreResult<ChainHead> {
 
 /// Seals pending entries onto the chain, writes them and moves the head, in the caller's
 /// transaction.
-async fn append_audit(
+pub(super) async fn append_audit(
     conn: &mut Conn,
     head: &ChainHead,
     now: Timestamp,
@@ -353,6 +358,7 @@ fn push_filter(qb: &mut QueryBuilder<'_, Db>, f: &DeploymentFilter, prefix: &str
     eq(qb, "artifact_digest", &f.artifact_digest);
     eq(qb, "deployer", &f.deployer);
     eq(qb, "correlation_id", &f.correlation_id);
+    eq(qb, "change_ref", &f.change_ref);
     if let Some(t) = f.since {
         qb.push(format!(" AND {prefix}started_at >= "))
             .push_bind(to_micros(t));

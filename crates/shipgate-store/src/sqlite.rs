@@ -17,6 +17,18 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[path = "sql.rs"]
 mod sql;
 pub use sql::SqlStore as SqliteStore;
+#[allow(clippy::duplicate_mod)]
+#[path = "governance.rs"]
+mod governance;
+
+/// One process: waiters are woken in-process, there is nothing to notify across processes.
+const NOTIFY_CHANGE: Option<&str> = None;
+
+async fn listen(
+    _pool: &sqlx::Pool<Db>,
+) -> StoreResult<Option<futures::stream::BoxStream<'static, uuid::Uuid>>> {
+    Ok(None)
+}
 
 impl SqliteStore {
     pub async fn open(url: &str) -> StoreResult<Self> {

@@ -84,6 +84,8 @@ enum Command {
     Openapi,
     /// Show who the token belongs to.
     Whoami,
+    #[command(flatten)]
+    Approvals(crate::approvals_cli::ApprovalCommand),
 }
 
 #[derive(Args)]
@@ -312,11 +314,11 @@ pub async fn run() -> i32 {
     }
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn s(v: &Value, k: &str) -> String {
+pub(crate) fn s(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
@@ -324,7 +326,7 @@ fn s(v: &Value, k: &str) -> String {
     }
 }
 
-fn short(x: &str, n: usize) -> String {
+pub(crate) fn short(x: &str, n: usize) -> String {
     x.strip_prefix("sha256:")
         .unwrap_or(x)
         .chars()
@@ -332,7 +334,7 @@ fn short(x: &str, n: usize) -> String {
         .collect()
 }
 
-fn table(headers: &[&str]) -> Table {
+pub(crate) fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY)
         .set_header(headers.to_vec());
@@ -821,6 +823,7 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
             simple_output(&v, out, &["tenant", "subject", "role", "root"]);
             Ok(())
         }
+        Command::Approvals(cmd) => crate::approvals_cli::run(cmd, &c, out == Output::Json).await,
         Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),
     }
 }

@@ -111,6 +111,7 @@ async fn create_deployment(
     let value = parse_json(&bytes)?;
     let mut cmd = validate(&state, &caller, &value, false).await?;
     cmd.idempotency = idempotency(&headers, &value, "deployment-id")?;
+    cmd.deployment.approval = crate::governance::check_deployment(&state, &cmd.deployment).await;
     let created = state.ingest.submit(cmd).await?;
     let id = created.deployment.record.id;
     if created.created {

@@ -21,6 +21,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub mod admin;
+pub mod approvals;
 pub mod deployments;
 pub mod inventory;
 pub mod ops;
@@ -39,6 +40,7 @@ pub mod ops;
         (name = "deployments", description = "Recording deployments and their status"),
         (name = "inventory", description = "What runs where, what changed, services, environments, releases"),
         (name = "admin", description = "Tokens and the audit trail"),
+        (name = "approvals", description = "Change requests, approval policy, approver groups and the deployment gate"),
         (name = "ops", description = "Health, readiness and metrics")
     )
 )]
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(deployments::routes())
         .merge(inventory::routes())
         .merge(admin::routes())
+        .merge(approvals::routes())
         .merge(ops::routes())
         .split_for_parts();
     let api_json = api.to_pretty_json().unwrap_or_else(|_| "{}".into());
@@ -93,6 +96,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .merge(deployments::routes())
         .merge(inventory::routes())
         .merge(admin::routes())
+        .merge(approvals::routes())
         .merge(ops::routes())
         .split_for_parts();
     api

@@ -1,0 +1,452 @@
+//! The gate service: loads what a decision needs (change, policy, groups), asks the domain,
+//! logs every gate call, and wakes waiting gates the moment a change moves, in this process
+//! (a broadcast) and across processes (PostgreSQL LISTEN/NOTIFY).
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use shipgate_domain::approval::{
+    GateCall, GateDecision, GateState, Group, PolicyVersion, RootCauseReview, decide,
+};
+use shipgate_domain::change::{ChangeRequest, ChangeType};
+use shipgate_domain::policy::Policy;
+use shipgate_domain::time::Timestamp;
+use shipgate_store::{ChangeMutation, Store, StoreResult};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Change notifications inside this process.
+#[derive(Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<Uuid>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            tx: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl Hub {
+    pub fn notify(&self, id: Uuid) {
+        let _ = self.tx.send(id);
+    }
+    pub fn subscribe(&self) -> broadcast::Receiver<Uuid> {
+        self.tx.subscribe()
+    }
+
+    /// Forwards the store's cross-process notifications (PostgreSQL) into this hub, and
+    /// reconnects when the listening connection drops.
+    pub fn forward_store(&self, store: Arc<dyn Store>, stop: CancellationToken) -> JoinHandle<()> {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            loop {
+                match store.listen_changes().await {
+                    Ok(None) => return,
+                    Ok(Some(mut s)) => loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            n = s.next() => match n {
+                                Some(id) => hub.notify(id),
+                                None => break,
+                            },
+                        }
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot listen for change notifications; retrying"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        })
+    }
+}
+
+struct LogJob {
+    call: GateCall,
+    reply: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Group commit for gate calls: every answered call is logged before it is answered.
+#[derive(Clone)]
+pub struct GateLog {
+    tx: mpsc::Sender<LogJob>,
+}
+
+impl GateLog {
+    pub fn spawn(store: Arc<dyn Store>) -> (GateLog, JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<LogJob>(8192);
+        let h = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < 512 {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                let calls: Vec<GateCall> = jobs.iter().map(|j| j.call.clone()).collect();
+                let r = store.log_gate_calls(&calls).await;
+                for j in jobs {
+                    let _ = j.reply.send(match &r {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(shipgate_store::StoreError::Unavailable(e.to_string())),
+                    });
+                }
+            }
+        });
+        (GateLog { tx }, h)
+    }
+
+    pub async fn log(&self, call: GateCall) -> StoreResult<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(LogJob { call, reply })
+            .await
+            .map_err(|_| shipgate_store::StoreError::Unavailable("gate log stopped".into()))?;
+        rx.await
+            .map_err(|_| shipgate_store::StoreError::Unavailable("gate log stopped".into()))?
+    }
+}
+
+/// Parsed policies and groups per tenant, for a couple of seconds; writes here forget them.
+#[derive(Default)]
+pub struct GovernanceCache {
+    policies: RwLock<HashMap<String, (Instant, Option<Arc<PolicyVersion>>)>>,
+    groups: RwLock<HashMap<String, (Instant, Arc<BTreeMap<String, Group>>)>>,
+}
+
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+impl GovernanceCache {
+    pub fn forget(&self, tenant: &str) {
+        if let Ok(mut m) = self.policies.write() {
+            m.remove(tenant);
+        }
+        if let Ok(mut m) = self.groups.write() {
+            m.remove(tenant);
+        }
+    }
+}
+
+pub async fn policy(state: &AppState, tenant: &str) -> ApiResult<Option<Arc<PolicyVersion>>> {
+    if let Ok(m) = state.governance.policies.read()
+        && let Some((at, p)) = m.get(tenant)
+        && at.elapsed() < CACHE_TTL
+    {
+        return Ok(p.clone());
+    }
+    let rec = state.store.current_policy(tenant).await?;
+    let pv = match rec {
+        None => None,
+        Some(r) => {
+            let policy = Policy::parse(&r.text).map_err(|e| {
+                ApiError::Internal(format!("stored policy version {} does not parse: {e}", r.version))
+            })?;
+            Some(Arc::new(PolicyVersion {
+                version: r.version,
+                hash: r.hash,
+                policy,
+            }))
+        }
+    };
+    if let Ok(mut m) = state.governance.policies.write() {
+        m.insert(tenant.to_owned(), (Instant::now(), pv.clone()));
+    }
+    Ok(pv)
+}
+
+pub async fn groups(state: &AppState, tenant: &str) -> ApiResult<Arc<BTreeMap<String, Group>>> {
+    if let Ok(m) = state.governance.groups.read()
+        && let Some((at, g)) = m.get(tenant)
+        && at.elapsed() < CACHE_TTL
+    {
+        return Ok(g.clone());
+    }
+    let g: BTreeMap<String, Group> = state
+        .store
+        .list_groups(tenant)
+        .await?
+        .into_iter()
+        .map(|g| (g.name.clone(), g))
+        .collect();
+    let g = Arc::new(g);
+    if let Ok(mut m) = state.governance.groups.write() {
+        m.insert(tenant.to_owned(), (Instant::now(), g.clone()));
+    }
+    Ok(g)
+}
+
+/// A gate question.
+#[derive(Debug, Clone)]
+pub struct GateQuery {
+    pub tenant: String,
+    pub caller: String,
+    pub change: String,
+    pub environment: String,
+    pub digest: Option<String>,
+    pub deployer: Option<String>,
+}
+
+/// Decides once. Never fails: what cannot be decided is an `error` decision (fail closed).
+pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<ChangeRequest>) {
+    let now = state.clock.now();
+    let loaded = async {
+        let change = state.store.get_change(&q.tenant, &q.change).await?;
+        let pv = policy(state, &q.tenant).await?;
+        let groups = groups(state, &q.tenant).await?;
+        Ok::<_, ApiError>((change, pv, groups))
+    }
+    .await;
+    match loaded {
+        Ok((None, _, _)) => (
+            GateDecision {
+                state: GateState::Denied,
+                reasons: vec![shipgate_domain::approval::Reason {
+                    code: "unknown_change".into(),
+                    message: format!("there is no change {} in this tenant", q.change),
+                }],
+                ..GateDecision::error(&q.change, &q.environment, "unknown_change", String::new())
+            },
+            None,
+        ),
+        Ok((Some(c), pv, groups)) => (
+            decide(
+                &c,
+                pv.as_deref(),
+                &groups,
+                &q.environment,
+                q.digest.as_deref(),
+                q.deployer.as_deref(),
+                now,
+            ),
+            Some(c),
+        ),
+        Err(e) => {
+            let (code, msg) = match &e {
+                ApiError::Unavailable(m) => ("unavailable", format!("the store cannot be reached: {m}")),
+                other => ("internal", format!("the gate could not decide: {other:?}")),
+            };
+            (GateDecision::error(&q.change, &q.environment, code, msg), None)
+        }
+    }
+}
+
+fn terminal(s: GateState) -> bool {
+    !matches!(s, GateState::Pending)
+}
+
+/// Answers a gate call, waiting up to `wait` for a pending decision to settle. Wakes on change
+/// notifications and at the decision's own time boundaries (cooling-off end, expiry). Every
+/// answer is logged before it is returned; if it cannot be logged, the answer is `error`.
+pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecision {
+    let started = Instant::now();
+    let deadline = started + wait;
+    let mut rx = state.hub.subscribe();
+    let (mut d, mut change_id) = {
+        let (d, c) = evaluate(state, &q).await;
+        (d, c.map(|c| c.id))
+    };
+    while !terminal(d.state) && Instant::now() < deadline && !state.shutdown.is_cancelled() {
+        let mut until = deadline;
+        for t in [d.not_before, d.expires_at].into_iter().flatten() {
+            let now = state.clock.now();
+            if t > now {
+                let dt = (t - now).to_std().unwrap_or_default() + Duration::from_millis(5);
+                until = until.min(Instant::now() + dt);
+            }
+        }
+        let woke = tokio::select! {
+            _ = tokio::time::sleep_until(until.into()) => true,
+            _ = state.shutdown.cancelled() => true,
+            r = rx.recv() => match r {
+                Ok(id) => id.is_nil() || change_id.is_none_or(|c| c == id),
+                Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Err(broadcast::error::RecvError::Closed) => true,
+            },
+        };
+        if woke {
+            let (nd, c) = evaluate(state, &q).await;
+            d = nd;
+            change_id = c.map(|c| c.id).or(change_id);
+        }
+    }
+    let call = GateCall {
+        id: Uuid::now_v7(),
+        tenant: q.tenant.clone(),
+        change_id: d.change_id,
+        change: d.change.clone(),
+        environment: d.environment.clone(),
+        digest: q.digest.clone(),
+        deployer: q.deployer.clone(),
+        caller: q.caller.clone(),
+        state: d.state,
+        reasons: d.reasons.clone(),
+        policy_hash: d.policy_hash.clone(),
+        waited_ms: started.elapsed().as_millis() as i64,
+        at: state.clock.now(),
+    };
+    metrics::counter!("shipgate_gate_decisions_total", "state" => d.state.as_str()).increment(1);
+    if let Err(e) = state.gate_log.log(call).await {
+        tracing::error!(error = %e, "gate call could not be logged; answering error");
+        return GateDecision::error(
+            &q.change,
+            &q.environment,
+            "unavailable",
+            format!("the gate call could not be logged, so it is not answered: {e}"),
+        );
+    }
+    d
+}
+
+/// What the gate says about a deployment being recorded: the deployment is kept either way,
+/// but one that goes to production (or names a change) without a valid approval is flagged.
+pub async fn check_deployment(
+    state: &AppState,
+    d: &shipgate_domain::NewDeployment,
+) -> Option<shipgate_domain::ApprovalCheck> {
+    use shipgate_domain::{ApprovalCheck, EnvTier};
+    let production = d.environment.tier == Some(EnvTier::Production);
+    match &d.change_ref {
+        None if production => Some(ApprovalCheck {
+            change: None,
+            state: "no_change".into(),
+            flagged: true,
+            reasons: vec!["recorded against production without a change request".into()],
+        }),
+        None => None,
+        Some(cr) => {
+            let q = GateQuery {
+                tenant: d.tenant.clone(),
+                caller: d.recorded_by.clone(),
+                change: cr.clone(),
+                environment: d.environment.name.clone(),
+                digest: d.artifact_digest.clone(),
+                deployer: d.deployer.clone(),
+            };
+            let (dec, _) = evaluate(state, &q).await;
+            Some(ApprovalCheck {
+                change: Some(cr.clone()),
+                state: dec.state.as_str().to_owned(),
+                flagged: !dec.allowed() && (production || dec.change_id.is_some()),
+                reasons: dec.reasons.iter().map(|r| r.code.clone()).collect(),
+            })
+        }
+    }
+}
+
+/// Applies a write to a change and wakes the gates waiting on it.
+pub async fn update_change(
+    state: &AppState,
+    tenant: &str,
+    key: &str,
+    actor: &str,
+    f: impl FnOnce(&ChangeRequest) -> StoreResult<ChangeMutation> + Send + 'static,
+) -> ApiResult<ChangeRequest> {
+    let now = state.clock.now();
+    let r = state
+        .store
+        .update_change(tenant, key, actor, Box::new(f), now)
+        .await;
+    if let Ok(c) = &r {
+        state.hub.notify(c.id);
+    }
+    Ok(r?)
+}
+
+/// After an emergency change opens: a team over its monthly threshold gets a root-cause review.
+pub async fn check_emergency_threshold(state: &AppState, c: &ChangeRequest) -> ApiResult<()> {
+    if c.spec.change_type != ChangeType::Emergency {
+        return Ok(());
+    }
+    let Some(pv) = policy(state, &c.tenant).await? else {
+        return Ok(());
+    };
+    let Some(ep) = &pv.policy.emergency else {
+        return Ok(());
+    };
+    let team = c.spec.team.clone().unwrap_or_else(|| "unassigned".into());
+    let now = state.clock.now();
+    let month_start = month_start(now);
+    let keys = state
+        .store
+        .emergency_changes(&c.tenant, &team, month_start)
+        .await?;
+    if keys.len() as u32 > ep.monthly_threshold {
+        let review = RootCauseReview {
+            id: Uuid::now_v7(),
+            team,
+            month: now.format("%Y-%m").to_string(),
+            changes: keys,
+            opened_at: now,
+        };
+        if state.store.open_root_cause_review(&c.tenant, &review).await? {
+            tracing::warn!(team = %review.team, month = %review.month, "emergency threshold exceeded: root-cause review opened");
+            metrics::counter!("shipgate_root_cause_reviews_opened_total").increment(1);
+        }
+    }
+    Ok(())
+}
+
+fn month_start(now: Timestamp) -> Timestamp {
+    use chrono::{Datelike, TimeZone};
+    chrono::Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now)
+}
+
+/// Escalates overdue post-deployment reviews, once each: an audit entry, a log line at error
+/// level and a metric that alerting watches.
+pub fn spawn_review_sweeper(state: AppState, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let now = state.clock.now();
+            let due = match state.store.overdue_reviews(now).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "review sweep failed");
+                    continue;
+                }
+            };
+            for (tenant, key) in due {
+                let r = update_change(&state, &tenant, &key, "shipgate", move |c| {
+                    if c.reviewed_at.is_some() || c.review_escalated_at.is_some() {
+                        return Ok(ChangeMutation::default());
+                    }
+                    let mut next = c.clone();
+                    next.review_escalated_at = Some(now);
+                    Ok(ChangeMutation {
+                        audit: vec![(
+                            "change.review_overdue".into(),
+                            serde_json::json!({"key": c.key, "due": c.review_due_at, "requester": c.requester, "incident_id": c.spec.incident_id}),
+                        )],
+                        change: Some(next),
+                        ..Default::default()
+                    })
+                })
+                .await;
+                match r {
+                    Ok(_) => {
+                        tracing::error!(tenant = %tenant, change = %key, "post-deployment review overdue: escalated");
+                        metrics::counter!("shipgate_reviews_overdue_total").increment(1);
+                    }
+                    Err(e) => tracing::warn!(error = ?e, change = %key, "could not escalate"),
+                }
+            }
+        }
+    })
+}
