@@ -1059,6 +1059,7 @@ pub fn explain(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::change::RiskLevel;

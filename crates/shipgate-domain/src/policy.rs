@@ -544,6 +544,7 @@ pub struct Requirements {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -143,7 +143,10 @@ impl Application {
             .await?;
         // Every request handle is gone: the writers drain their queues and stop.
         for t in self.background {
-            if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .is_err()
+            {
                 tracing::error!("a background task did not stop within 10s");
             }
         }

@@ -60,7 +60,9 @@ impl Hub {
                             },
                         }
                     },
-                    Err(e) => tracing::warn!(error = %e, "cannot listen for change notifications; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for change notifications; retrying")
+                    }
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -118,11 +120,14 @@ impl GateLog {
     }
 }
 
+type Cached<T> = (Instant, T);
+type GroupMap = BTreeMap<String, Group>;
+
 /// Parsed policies and groups per tenant, for a couple of seconds; writes here forget them.
 #[derive(Default)]
 pub struct GovernanceCache {
-    policies: RwLock<HashMap<String, (Instant, Option<Arc<PolicyVersion>>)>>,
-    groups: RwLock<HashMap<String, (Instant, Arc<BTreeMap<String, Group>>)>>,
+    policies: RwLock<HashMap<String, Cached<Option<Arc<PolicyVersion>>>>>,
+    groups: RwLock<HashMap<String, Cached<Arc<GroupMap>>>>,
 }
 
 const CACHE_TTL: Duration = Duration::from_secs(2);
@@ -150,7 +155,10 @@ pub async fn policy(state: &AppState, tenant: &str) -> ApiResult<Option<Arc<Poli
         None => None,
         Some(r) => {
             let policy = Policy::parse(&r.text).map_err(|e| {
-                ApiError::Internal(format!("stored policy version {} does not parse: {e}", r.version))
+                ApiError::Internal(format!(
+                    "stored policy version {} does not parse: {e}",
+                    r.version
+                ))
             })?;
             Some(Arc::new(PolicyVersion {
                 version: r.version,
@@ -233,10 +241,15 @@ pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<
         ),
         Err(e) => {
             let (code, msg) = match &e {
-                ApiError::Unavailable(m) => ("unavailable", format!("the store cannot be reached: {m}")),
+                ApiError::Unavailable(m) => {
+                    ("unavailable", format!("the store cannot be reached: {m}"))
+                }
                 other => ("internal", format!("the gate could not decide: {other:?}")),
             };
-            (GateDecision::error(&q.change, &q.environment, code, msg), None)
+            (
+                GateDecision::error(&q.change, &q.environment, code, msg),
+                None,
+            )
         }
     }
 }
@@ -389,7 +402,11 @@ pub async fn check_emergency_threshold(state: &AppState, c: &ChangeRequest) -> A
             changes: keys,
             opened_at: now,
         };
-        if state.store.open_root_cause_review(&c.tenant, &review).await? {
+        if state
+            .store
+            .open_root_cause_review(&c.tenant, &review)
+            .await?
+        {
             tracing::warn!(team = %review.team, month = %review.month, "emergency threshold exceeded: root-cause review opened");
             metrics::counter!("shipgate_root_cause_reviews_opened_total").increment(1);
         }

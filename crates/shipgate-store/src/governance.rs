@@ -117,7 +117,12 @@ fn policy_from_row(r: &DbRow) -> StoreResult<PolicyRecord> {
 }
 
 /// Writes the change's current state (insert or full update of the projection row).
-async fn write_change(conn: &mut Conn, c: &ChangeRequest, number: i64, insert: bool) -> StoreResult<()> {
+async fn write_change(
+    conn: &mut Conn,
+    c: &ChangeRequest,
+    number: i64,
+    insert: bool,
+) -> StoreResult<()> {
     let sql = if insert {
         format!(
             "INSERT INTO changes ({CHANGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
@@ -150,11 +155,7 @@ async fn write_change(conn: &mut Conn, c: &ChangeRequest, number: i64, insert: b
     Ok(())
 }
 
-async fn audit(
-    conn: &mut Conn,
-    now: Timestamp,
-    entries: Vec<PendingEntry>,
-) -> StoreResult<()> {
+async fn audit(conn: &mut Conn, now: Timestamp, entries: Vec<PendingEntry>) -> StoreResult<()> {
     let head = lock_head(conn).await?;
     append_audit(conn, &head, now, entries).await?;
     Ok(())
@@ -162,39 +163,66 @@ async fn audit(
 
 async fn notify(conn: &mut Conn, id: Uuid) -> StoreResult<()> {
     if let Some(sql) = NOTIFY_CHANGE {
-        sqlx::query(sql).bind(id.to_string()).execute(&mut *conn).await?;
+        sqlx::query(sql)
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
 
 impl SqlStore {
-    async fn load_change_rows(&self, conn: &mut Conn, mut c: ChangeRequest) -> StoreResult<ChangeRequest> {
+    async fn load_change_rows(
+        &self,
+        conn: &mut Conn,
+        mut c: ChangeRequest,
+    ) -> StoreResult<ChangeRequest> {
         let rows = sqlx::query(&format!(
             "SELECT {DECISION_COLUMNS} FROM change_decisions WHERE change_id = $1 ORDER BY at, id"
         ))
         .bind(c.id.to_string())
         .fetch_all(&mut *conn)
         .await?;
-        c.decisions = rows.iter().map(decision_from_row).collect::<StoreResult<_>>()?;
+        c.decisions = rows
+            .iter()
+            .map(decision_from_row)
+            .collect::<StoreResult<_>>()?;
         let rows = sqlx::query(&format!(
             "SELECT {EVIDENCE_COLUMNS} FROM change_evidence WHERE change_id = $1 ORDER BY added_at, id"
         ))
         .bind(c.id.to_string())
         .fetch_all(&mut *conn)
         .await?;
-        c.evidence = rows.iter().map(evidence_from_row).collect::<StoreResult<_>>()?;
+        c.evidence = rows
+            .iter()
+            .map(evidence_from_row)
+            .collect::<StoreResult<_>>()?;
         Ok(c)
     }
 
-    async fn find_change(&self, conn: &mut Conn, tenant: &str, key: &str) -> StoreResult<Option<(ChangeRequest, i64)>> {
+    async fn find_change(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
+        key: &str,
+    ) -> StoreResult<Option<(ChangeRequest, i64)>> {
         let by_id = Uuid::parse_str(key).is_ok();
         let sql = if by_id {
             format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE tenant = $1 AND id = $2")
         } else {
             format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE tenant = $1 AND change_key = $2")
         };
-        let key = if by_id { key.to_ascii_lowercase() } else { key.to_ascii_uppercase() };
-        let Some(r) = sqlx::query(&sql).bind(tenant).bind(key).fetch_optional(&mut *conn).await? else {
+        let key = if by_id {
+            key.to_ascii_lowercase()
+        } else {
+            key.to_ascii_uppercase()
+        };
+        let Some(r) = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
             return Ok(None);
         };
         let number: i64 = r.try_get("number")?;
@@ -222,7 +250,13 @@ impl ChangeStore for SqlStore {
         audit(
             &mut tx,
             p.created_at,
-            vec![PendingEntry::new(tenant, actor, "person.saved", &p.subject, &json!(p))],
+            vec![PendingEntry::new(
+                tenant,
+                actor,
+                "person.saved",
+                &p.subject,
+                &json!(p),
+            )],
         )
         .await?;
         tx.commit().await?;
@@ -246,7 +280,13 @@ impl ChangeStore for SqlStore {
             .collect()
     }
 
-    async fn put_group(&self, tenant: &str, g: &Group, actor: &str, now: Timestamp) -> StoreResult<()> {
+    async fn put_group(
+        &self,
+        tenant: &str,
+        g: &Group,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let _w = self.write_lock.lock().await;
         let mut tx = self.writer.begin().await?;
         sqlx::query(
@@ -262,7 +302,13 @@ impl ChangeStore for SqlStore {
         audit(
             &mut tx,
             now,
-            vec![PendingEntry::new(tenant, actor, "group.saved", &format!("group:{}", g.name), &json!(g))],
+            vec![PendingEntry::new(
+                tenant,
+                actor,
+                "group.saved",
+                &format!("group:{}", g.name),
+                &json!(g),
+            )],
         )
         .await?;
         tx.commit().await?;
@@ -390,7 +436,10 @@ impl ChangeStore for SqlStore {
 
     async fn get_change(&self, tenant: &str, key: &str) -> StoreResult<Option<ChangeRequest>> {
         let mut conn = self.pool.acquire().await?;
-        Ok(self.find_change(&mut conn, tenant, key).await?.map(|(c, _)| c))
+        Ok(self
+            .find_change(&mut conn, tenant, key)
+            .await?
+            .map(|(c, _)| c))
     }
 
     async fn list_changes(
@@ -409,15 +458,20 @@ impl ChangeStore for SqlStore {
         qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit.clamp(1, 1000)));
         let rows = qb.build().fetch_all(&self.pool).await?;
-        let mut changes: Vec<ChangeRequest> =
-            rows.iter().map(change_from_row).collect::<StoreResult<_>>()?;
+        let mut changes: Vec<ChangeRequest> = rows
+            .iter()
+            .map(change_from_row)
+            .collect::<StoreResult<_>>()?;
         if changes.is_empty() {
             return Ok(changes);
         }
         // Decisions and evidence of the whole page in two queries.
         let mut decisions: HashMap<Uuid, Vec<Decision>> = HashMap::new();
         let mut evidence: HashMap<Uuid, Vec<Evidence>> = HashMap::new();
-        for (table, cols) in [("change_decisions", DECISION_COLUMNS), ("change_evidence", EVIDENCE_COLUMNS)] {
+        for (table, cols) in [
+            ("change_decisions", DECISION_COLUMNS),
+            ("change_evidence", EVIDENCE_COLUMNS),
+        ] {
             let mut qb: QueryBuilder<Db> =
                 QueryBuilder::new(format!("SELECT {cols} FROM {table} WHERE change_id IN ("));
             let mut sep = qb.separated(", ");
@@ -428,9 +482,15 @@ impl ChangeStore for SqlStore {
             for r in qb.build().fetch_all(&self.pool).await? {
                 let cid = uuid_col(&r, "change_id")?;
                 if table == "change_decisions" {
-                    decisions.entry(cid).or_default().push(decision_from_row(&r)?);
+                    decisions
+                        .entry(cid)
+                        .or_default()
+                        .push(decision_from_row(&r)?);
                 } else {
-                    evidence.entry(cid).or_default().push(evidence_from_row(&r)?);
+                    evidence
+                        .entry(cid)
+                        .or_default()
+                        .push(evidence_from_row(&r)?);
                 }
             }
         }
@@ -502,7 +562,9 @@ impl ChangeStore for SqlStore {
         let entries: Vec<PendingEntry> = m
             .audit
             .iter()
-            .map(|(action, payload)| PendingEntry::new(tenant, actor, action, &current.id.to_string(), payload))
+            .map(|(action, payload)| {
+                PendingEntry::new(tenant, actor, action, &current.id.to_string(), payload)
+            })
             .collect();
         append_audit(&mut tx, &head, now, entries).await?;
         if m.change.is_some() || m.decision.is_some() || m.evidence.is_some() {
@@ -593,12 +655,14 @@ impl ChangeStore for SqlStore {
     async fn open_root_cause_review(&self, tenant: &str, r: &RootCauseReview) -> StoreResult<bool> {
         let _w = self.write_lock.lock().await;
         let mut tx = self.writer.begin().await?;
-        let exists = sqlx::query("SELECT id FROM root_cause_reviews WHERE tenant = $1 AND team = $2 AND month = $3")
-            .bind(tenant)
-            .bind(&r.team)
-            .bind(&r.month)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists = sqlx::query(
+            "SELECT id FROM root_cause_reviews WHERE tenant = $1 AND team = $2 AND month = $3",
+        )
+        .bind(tenant)
+        .bind(&r.team)
+        .bind(&r.month)
+        .fetch_optional(&mut *tx)
+        .await?;
         if exists.is_some() {
             tx.rollback().await?;
             return Ok(false);
@@ -615,7 +679,13 @@ impl ChangeStore for SqlStore {
         audit(
             &mut tx,
             r.opened_at,
-            vec![PendingEntry::new(tenant, "shipgate", "review.root_cause_opened", &r.id.to_string(), &json!(r))],
+            vec![PendingEntry::new(
+                tenant,
+                "shipgate",
+                "review.root_cause_opened",
+                &r.id.to_string(),
+                &json!(r),
+            )],
         )
         .await?;
         tx.commit().await?;

@@ -9,11 +9,11 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
+use shipgate_domain::approval::{GateCall, Group, Person, PolicyRecord, RootCauseReview};
 use shipgate_domain::audit::{AuditEntry, ChainHead, VerifyReport};
+use shipgate_domain::change::{ChangeRequest, ChangeStatus, Decision, Evidence};
 use shipgate_domain::input::StatusChange;
 use shipgate_domain::time::Timestamp;
-use shipgate_domain::approval::{GateCall, Group, Person, PolicyRecord, RootCauseReview};
-use shipgate_domain::change::{ChangeRequest, ChangeStatus, Decision, Evidence};
 use shipgate_domain::*;
 use uuid::Uuid;
 
@@ -71,8 +71,7 @@ pub struct ChangeMutation {
 
 pub type ChangeUpdate =
     Box<dyn FnOnce(&ChangeRequest) -> StoreResult<ChangeMutation> + Send + 'static>;
-pub type ChangeBuild =
-    Box<dyn FnOnce(i64) -> StoreResult<ChangeRequest> + Send + 'static>;
+pub type ChangeBuild = Box<dyn FnOnce(i64) -> StoreResult<ChangeRequest> + Send + 'static>;
 
 /// Approvals and gates: people, groups, policies, change requests, gate calls.
 #[async_trait]
@@ -80,8 +79,13 @@ pub trait ChangeStore: Send + Sync {
     async fn put_person(&self, tenant: &str, person: &Person, actor: &str) -> StoreResult<()>;
     async fn list_people(&self, tenant: &str) -> StoreResult<Vec<Person>>;
     /// Creates or replaces a group (audited).
-    async fn put_group(&self, tenant: &str, group: &Group, actor: &str, now: Timestamp)
-    -> StoreResult<()>;
+    async fn put_group(
+        &self,
+        tenant: &str,
+        group: &Group,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     async fn list_groups(&self, tenant: &str) -> StoreResult<Vec<Group>>;
     /// Pushes a policy text; the same text as the current version pushes nothing.
     async fn push_policy(

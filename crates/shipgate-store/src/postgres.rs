@@ -34,10 +34,9 @@ async fn listen(
     Ok(Some(
         listener
             .into_stream()
-            .filter_map(|n| async move {
-                n.ok()
-                    .and_then(|n| uuid::Uuid::parse_str(n.payload()).ok())
-            })
+            .filter_map(
+                |n| async move { n.ok().and_then(|n| uuid::Uuid::parse_str(n.payload()).ok()) },
+            )
             .boxed(),
     ))
 }

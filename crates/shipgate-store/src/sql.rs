@@ -119,7 +119,9 @@ fn deployment_from_row(r: &DbRow) -> StoreResult<Deployment> {
         recorded_by: r.try_get("recorded_by")?,
         approval: {
             let a: Option<String> = r.try_get("approval")?;
-            a.map(|s| serde_json::from_str(&s)).transpose().map_err(internal)?
+            a.map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(internal)?
         },
     };
     Ok(Deployment {

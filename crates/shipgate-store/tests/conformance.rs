@@ -866,7 +866,8 @@ async fn seed(s: &dyn Store) -> Vec<Deployment> {
     }
     let r = s.verify_audit().await.unwrap();
     assert!(r.ok, "{r:?}");
-    assert_eq!((r.entries_checked, r.records_checked), (9, 9));
+    // One entry per create (deployment and its first event) and one per status change.
+    assert_eq!((r.entries_checked, r.records_checked), (6, 9));
     out
 }
 
@@ -911,7 +912,8 @@ async fn tamper_audit_edit_reorder_truncate(db: &TestDb) {
         .await;
     let r = db.store.verify_audit().await.unwrap();
     assert_eq!(r.first_break.unwrap().seq, Some(4));
-    db.exec("UPDATE audit_log SET actor = 'pipeline-bot' WHERE seq = 4")
+    // Entry 4 is the status change of the second deployment, recorded by "bot".
+    db.exec("UPDATE audit_log SET actor = 'bot' WHERE seq = 4")
         .await;
     assert!(
         db.store.verify_audit().await.unwrap().ok,
@@ -928,10 +930,10 @@ async fn tamper_audit_edit_reorder_truncate(db: &TestDb) {
     db.exec("UPDATE audit_log SET seq = 3 WHERE seq = -1").await;
     assert!(db.store.verify_audit().await.unwrap().ok);
     // Truncate the tail.
-    db.exec("DELETE FROM audit_log WHERE seq = 9").await;
+    db.exec("DELETE FROM audit_log WHERE seq = 6").await;
     let r = db.store.verify_audit().await.unwrap();
     assert!(!r.ok);
-    assert_eq!(r.first_break.unwrap().seq, Some(9));
+    assert_eq!(r.first_break.unwrap().seq, Some(6));
 }
 
 async fn tamper_projections(db: &TestDb) {
@@ -970,6 +972,297 @@ async fn tamper_projections(db: &TestDb) {
     );
 }
 
+fn group(name: &str, members: &[&str]) -> shipgate_domain::approval::Group {
+    shipgate_domain::approval::Group {
+        name: name.into(),
+        description: None,
+        members: members.iter().map(|m| m.to_string()).collect(),
+        backups: vec![],
+        department: None,
+        regions: vec![],
+        compliance: vec![],
+    }
+}
+
+fn spec() -> shipgate_domain::change::ChangeSpec {
+    shipgate_domain::change::parse_change_spec(
+        &json!({"type": "normal", "title": "t", "services": ["pay"], "environments": ["prod"],
+                "artifact_digests": [digest(1)], "team": "payments"}),
+        &|l| {
+            Taxonomy::default()
+                .resolve(l, |_| None)
+                .map_err(|_| "unknown".to_owned())
+        },
+    )
+    .unwrap()
+}
+
+/// Policy versions, groups, change numbering, decisions under the write lock, audited
+/// refusals that leave the change as it was, the gate-call log and root-cause reviews.
+async fn change_requests(db: &TestDb) {
+    use shipgate_domain::approval::{
+        self, DecisionRequest, GateCall, GateState, PolicyVersion, RootCauseReview,
+    };
+    use shipgate_domain::change::{ChangeStatus, DecisionKind};
+    use shipgate_domain::policy::Policy;
+    use shipgate_store::ChangeMutation;
+    let s = db.store.as_ref();
+    let text = "[[rule]]\nname = \"prod\"\napprovals = [{ group = \"cab\", quorum = 2 }]\n[rule.match]\nenv_tier = [\"production\"]\n";
+    s.put_group("acme", &group("cab", &["carol", "dave"]), "admin", now())
+        .await
+        .unwrap();
+    s.put_group(
+        "acme",
+        &group("cab", &["carol", "dave", "erin"]),
+        "admin",
+        now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.list_groups("acme").await.unwrap()[0].members.len(),
+        3,
+        "replaced"
+    );
+    assert!(
+        s.list_groups("other").await.unwrap().is_empty(),
+        "tenant scoped"
+    );
+    let (v1, changed) = s
+        .push_policy("acme", text, "h1", "admin", now())
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!(v1.version, 1);
+    let (same, changed) = s
+        .push_policy("acme", text, "h1", "admin", now())
+        .await
+        .unwrap();
+    assert!(!changed, "the same text is not a new version");
+    assert_eq!(same.version, 1);
+    s.push_policy("acme", &format!("{text}\n"), "h2", "admin", now())
+        .await
+        .unwrap();
+    assert_eq!(s.policy_history("acme").await.unwrap().len(), 2);
+    assert_eq!(s.current_policy("acme").await.unwrap().unwrap().hash, "h2");
+    assert!(s.current_policy("other").await.unwrap().is_none());
+
+    let pv = PolicyVersion {
+        version: 2,
+        hash: "h2".into(),
+        policy: Policy::parse(text).unwrap(),
+    };
+    let groups: std::collections::BTreeMap<_, _> = s
+        .list_groups("acme")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.name.clone(), g))
+        .collect();
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let (pv, groups) = (pv.clone(), groups.clone());
+        let c = s
+            .create_change(
+                "acme",
+                "alice",
+                Box::new(move |n| {
+                    Ok(approval::open_change(
+                        Uuid::now_v7(),
+                        format!("CR-{n}"),
+                        "acme",
+                        "alice",
+                        spec(),
+                        &pv,
+                        &groups,
+                        now(),
+                    )
+                    .unwrap())
+                }),
+                now(),
+            )
+            .await
+            .unwrap();
+        keys.push(c.key);
+    }
+    assert_eq!(keys, vec!["CR-1", "CR-2"]);
+    let other = s
+        .create_change(
+            "other",
+            "zed",
+            Box::new(|n| {
+                let pv = PolicyVersion {
+                    version: 1,
+                    hash: "x".into(),
+                    policy: Policy::parse("").unwrap(),
+                };
+                Ok(approval::open_change(
+                    Uuid::now_v7(),
+                    format!("CR-{n}"),
+                    "other",
+                    "zed",
+                    spec(),
+                    &pv,
+                    &Default::default(),
+                    now(),
+                )
+                .unwrap())
+            }),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.key, "CR-1", "numbering is per tenant");
+    assert!(s.get_change("other", "CR-2").await.unwrap().is_none());
+    assert!(
+        s.get_change("acme", "cr-1").await.unwrap().is_some(),
+        "keys are case-insensitive"
+    );
+
+    let decide = |who: &'static str| {
+        let (pv, groups) = (pv.clone(), groups.clone());
+        Box::new(move |c: &shipgate_domain::change::ChangeRequest| {
+            let req = DecisionRequest {
+                kind: DecisionKind::Approve,
+                actor: who.into(),
+                group: None,
+                comment: None,
+            };
+            Ok(
+                match approval::apply_decision(c, &pv, &groups, req, now()) {
+                    Ok(o) => ChangeMutation {
+                        audit: vec![("change.approve".into(), json!({"by": who}))],
+                        change: Some(o.change),
+                        decision: Some(o.decision),
+                        ..Default::default()
+                    },
+                    Err(r) => ChangeMutation {
+                        audit: vec![(
+                            "change.decision_refused".into(),
+                            json!({"by": who, "code": r.code}),
+                        )],
+                        refused: Some((r.code, r.message)),
+                        ..Default::default()
+                    },
+                },
+            )
+        }) as shipgate_store::ChangeUpdate
+    };
+    let head = s.audit_head().await.unwrap();
+    let e = s
+        .update_change("acme", "CR-1", "alice", decide("alice"), now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Conflict {
+                code: "self_approval",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        s.audit_head().await.unwrap().seq,
+        head.seq + 1,
+        "the refusal is audited"
+    );
+    assert!(
+        s.get_change("acme", "CR-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .decisions
+            .is_empty(),
+        "nothing else changed"
+    );
+    s.update_change("acme", "CR-1", "carol", decide("carol"), now())
+        .await
+        .unwrap();
+    let c = s
+        .update_change("acme", "CR-1", "dave", decide("dave"), now())
+        .await
+        .unwrap();
+    assert_eq!(c.status, ChangeStatus::Approved);
+    assert_eq!(c.decisions.len(), 2);
+    let listed = s
+        .list_changes("acme", Some(ChangeStatus::Approved), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].decisions.len(), 2);
+    assert!(matches!(
+        s.update_change("acme", "CR-9", "x", decide("carol"), now())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let audit = s
+        .audit_for_subject("acme", &c.id.to_string())
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "change.submitted",
+            "change.decision_refused",
+            "change.approve",
+            "change.approve"
+        ]
+    );
+
+    let call = GateCall {
+        id: Uuid::now_v7(),
+        tenant: "acme".into(),
+        change_id: Some(c.id),
+        change: "CR-1".into(),
+        environment: "production".into(),
+        digest: None,
+        deployer: None,
+        caller: "ci".into(),
+        state: GateState::Allowed,
+        reasons: vec![],
+        policy_hash: Some("h2".into()),
+        waited_ms: 3,
+        at: now(),
+    };
+    s.log_gate_calls(&[
+        call.clone(),
+        GateCall {
+            id: Uuid::now_v7(),
+            ..call.clone()
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.gate_calls("acme", "CR-1").await.unwrap().len(), 2);
+    assert!(s.gate_calls("other", "CR-1").await.unwrap().is_empty());
+
+    let rc = RootCauseReview {
+        id: Uuid::now_v7(),
+        team: "payments".into(),
+        month: "2026-11".into(),
+        changes: keys.clone(),
+        opened_at: now(),
+    };
+    assert!(s.open_root_cause_review("acme", &rc).await.unwrap());
+    assert!(
+        !s.open_root_cause_review(
+            "acme",
+            &RootCauseReview {
+                id: Uuid::now_v7(),
+                ..rc.clone()
+            }
+        )
+        .await
+        .unwrap(),
+        "one per team and month"
+    );
+    assert_eq!(s.root_cause_reviews("acme").await.unwrap().len(), 1);
+    assert!(s.verify_audit().await.unwrap().ok);
+}
+
 macro_rules! conformance {
     ($($story:ident),* $(,)?) => {
         mod sqlite_store {
@@ -1004,4 +1297,5 @@ conformance!(
     tamper_event_delete_and_insert,
     tamper_audit_edit_reorder_truncate,
     tamper_projections,
+    change_requests,
 );

@@ -20,6 +20,7 @@ pub mod gate_exit {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum ApprovalCommand {
     /// People who can approve (admin).
     #[command(subcommand)]
@@ -259,8 +260,9 @@ fn bad(msg: impl Into<String>) -> CliError {
 fn spec_body(a: &SpecArgs, base: Option<Value>) -> CliResult<Value> {
     let mut body = match (&a.file, base) {
         (Some(f), _) => {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| CliError::new(exit::FAILURE, format!("cannot read {}: {e}", f.display())))?;
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                CliError::new(exit::FAILURE, format!("cannot read {}: {e}", f.display()))
+            })?;
             serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", f.display())))?
         }
         (None, Some(b)) => b,
@@ -300,9 +302,24 @@ fn spec_body(a: &SpecArgs, base: Option<Value>) -> CliResult<Value> {
 /// The submission fields of a stored change, for a resubmission that changes a few of them.
 fn spec_of(change: &Value) -> Value {
     let keys = [
-        "type", "title", "justification", "impact", "rollback_plan", "window_start", "window_end",
-        "services", "artifact_digests", "ticket", "risk", "criticality", "compliance",
-        "artifact_flags", "authors", "team", "incident_id", "exploit_ref",
+        "type",
+        "title",
+        "justification",
+        "impact",
+        "rollback_plan",
+        "window_start",
+        "window_end",
+        "services",
+        "artifact_digests",
+        "ticket",
+        "risk",
+        "criticality",
+        "compliance",
+        "artifact_flags",
+        "authors",
+        "team",
+        "incident_id",
+        "exploit_ref",
     ];
     let mut m = serde_json::Map::new();
     for k in keys {
@@ -323,21 +340,43 @@ fn print_change(v: &Value, json_out: bool) {
         print_json(v);
         return;
     }
-    println!("{}  {}  [{}] {}", s(v, "key"), s(v, "type"), s(v, "status"), s(v, "title"));
-    println!("  requester {}  revision {}  rework {}", s(v, "requester"), s(v, "revision"), s(v, "rework_count"));
+    println!(
+        "{}  {}  [{}] {}",
+        s(v, "key"),
+        s(v, "type"),
+        s(v, "status"),
+        s(v, "title")
+    );
+    println!(
+        "  requester {}  revision {}  rework {}",
+        s(v, "requester"),
+        s(v, "revision"),
+        s(v, "rework_count")
+    );
     let envs: Vec<String> = v["environments"]
         .as_array()
         .map(|a| a.iter().map(|e| s(e, "name")).collect())
         .unwrap_or_default();
-    println!("  environments {}  services {}", envs.join(", "), v["services"]);
+    println!(
+        "  environments {}  services {}",
+        envs.join(", "),
+        v["services"]
+    );
     for d in v["decisions"].as_array().cloned().unwrap_or_default() {
         println!(
             "  - {} {} by {}{}{}",
             s(&d, "at").chars().take(19).collect::<String>(),
             s(&d, "kind"),
             s(&d, "actor"),
-            if d["self_approval"] == true { " (self-approval, small-team mode)" } else { "" },
-            d.get("comment").and_then(Value::as_str).map(|c| format!(": {c}")).unwrap_or_default()
+            if d["self_approval"] == true {
+                " (self-approval, small-team mode)"
+            } else {
+                ""
+            },
+            d.get("comment")
+                .and_then(Value::as_str)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
         );
     }
 }
@@ -360,7 +399,11 @@ fn print_decision(d: &Value) {
             s(&g, "quorum"),
             g["approved_by"]
                 .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .map(|a| a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
                 .unwrap_or_default()
         );
     }
@@ -386,7 +429,11 @@ fn gate_result(d: &Value, json_out: bool) -> CliResult<()> {
         .unwrap_or_default();
     Err(CliError::new(
         code,
-        format!("deployment not allowed: {} ({})", s(d, "state"), reasons.join(", ")),
+        format!(
+            "deployment not allowed: {} ({})",
+            s(d, "state"),
+            reasons.join(", ")
+        ),
     ))
 }
 
@@ -405,7 +452,11 @@ fn gate_path(a: &GateArgs, wait: Option<Duration>) -> String {
 
 async fn decide(c: &Client, key: &str, body: Value, json_out: bool) -> CliResult<()> {
     let (_, v) = c
-        .post(&format!("/api/v1/changes/{}/decisions", query_path(key)), body, None)
+        .post(
+            &format!("/api/v1/changes/{}/decisions", query_path(key)),
+            body,
+            None,
+        )
         .await?;
     print_change(&v, json_out);
     Ok(())
@@ -457,8 +508,10 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
                 .send(
                     reqwest::Method::PUT,
                     &format!("/api/v1/groups/{}", query_path(name)),
-                    Some(Body::Json(json!({"members": members, "backups": backups, "description": description,
-                        "department": department, "regions": regions, "compliance": compliance}))),
+                    Some(Body::Json(
+                        json!({"members": members, "backups": backups, "description": description,
+                        "department": department, "regions": regions, "compliance": compliance}),
+                    )),
                     None,
                 )
                 .await?;
@@ -466,11 +519,19 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
         }
         ApprovalCommand::Group(GroupCmd::List) => {
             let v = c.get("/api/v1/groups").await?;
-            list_out(&v, json_out, &["name", "members", "backups", "department", "regions"]);
+            list_out(
+                &v,
+                json_out,
+                &["name", "members", "backups", "department", "regions"],
+            );
         }
         ApprovalCommand::Policy(PolicyCmd::Push { file }) => {
-            let text = std::fs::read(file)
-                .map_err(|e| CliError::new(exit::FAILURE, format!("cannot read {}: {e}", file.display())))?;
+            let text = std::fs::read(file).map_err(|e| {
+                CliError::new(
+                    exit::FAILURE,
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
             let (status, v) = c
                 .send(
                     reqwest::Method::PUT,
@@ -482,14 +543,25 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             if json_out {
                 print_json(&v);
             } else if status.as_u16() == 201 {
-                println!("policy version {} ({})", s(&v, "version"), short(&s(&v, "hash"), 16));
+                println!(
+                    "policy version {} ({})",
+                    s(&v, "version"),
+                    short(&s(&v, "hash"), 16)
+                );
             } else {
-                println!("unchanged: version {} is already this file", s(&v, "version"));
+                println!(
+                    "unchanged: version {} is already this file",
+                    s(&v, "version")
+                );
             }
         }
         ApprovalCommand::Policy(PolicyCmd::Diff { file }) => {
-            let new = std::fs::read_to_string(file)
-                .map_err(|e| CliError::new(exit::FAILURE, format!("cannot read {}: {e}", file.display())))?;
+            let new = std::fs::read_to_string(file).map_err(|e| {
+                CliError::new(
+                    exit::FAILURE,
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
             let old = match c.get("/api/v1/policy").await {
                 Ok(v) => s(&v, "text"),
                 Err(e) if e.code == exit::NOT_FOUND => String::new(),
@@ -515,7 +587,12 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             } else {
                 let mut t = table(&["version", "hash", "pushed_by", "pushed_at"]);
                 for p in v.as_array().cloned().unwrap_or_default() {
-                    t.add_row(vec![s(&p, "version"), short(&s(&p, "hash"), 16), s(&p, "pushed_by"), s(&p, "pushed_at")]);
+                    t.add_row(vec![
+                        s(&p, "version"),
+                        short(&s(&p, "hash"), 16),
+                        s(&p, "pushed_by"),
+                        s(&p, "pushed_at"),
+                    ]);
                 }
                 println!("{t}");
             }
@@ -525,7 +602,12 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             if json_out {
                 print_json(&v);
             } else {
-                println!("# version {} ({}), pushed by {}", s(&v, "version"), s(&v, "hash"), s(&v, "pushed_by"));
+                println!(
+                    "# version {} ({}), pushed by {}",
+                    s(&v, "version"),
+                    s(&v, "hash"),
+                    s(&v, "pushed_by")
+                );
                 print!("{}", s(&v, "text"));
             }
         }
@@ -538,28 +620,46 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             }
         }
         ApprovalCommand::Change(ChangeCmd::Get { key }) => {
-            let v = c.get(&format!("/api/v1/changes/{}", query_path(key))).await?;
+            let v = c
+                .get(&format!("/api/v1/changes/{}", query_path(key)))
+                .await?;
             print_change(&v, json_out);
         }
         ApprovalCommand::Change(ChangeCmd::List { status }) => {
             let v = c
-                .get(&format!("/api/v1/changes{}", query(&[("status", status.clone())])))
+                .get(&format!(
+                    "/api/v1/changes{}",
+                    query(&[("status", status.clone())])
+                ))
                 .await?;
             if json_out {
                 print_json(&v);
             } else {
                 let mut t = table(&["key", "type", "status", "title", "requester", "revision"]);
                 for x in v.as_array().cloned().unwrap_or_default() {
-                    t.add_row(vec![s(&x, "key"), s(&x, "type"), s(&x, "status"), s(&x, "title"), s(&x, "requester"), s(&x, "revision")]);
+                    t.add_row(vec![
+                        s(&x, "key"),
+                        s(&x, "type"),
+                        s(&x, "status"),
+                        s(&x, "title"),
+                        s(&x, "requester"),
+                        s(&x, "revision"),
+                    ]);
                 }
                 println!("{t}");
             }
         }
         ApprovalCommand::Change(ChangeCmd::Resubmit { key, spec }) => {
-            let cur = c.get(&format!("/api/v1/changes/{}", query_path(key))).await?;
+            let cur = c
+                .get(&format!("/api/v1/changes/{}", query_path(key)))
+                .await?;
             let body = spec_body(spec, Some(spec_of(&cur)))?;
             let (_, v) = c
-                .post(&format!("/api/v1/changes/{}/resubmit", query_path(key)), body, None)
+                .post(
+                    &format!("/api/v1/changes/{}/resubmit", query_path(key)),
+                    body,
+                    None,
+                )
                 .await?;
             print_change(&v, json_out);
         }
@@ -573,8 +673,9 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
         }) => {
             let digest = match (file, digest) {
                 (Some(f), _) => {
-                    let bytes = std::fs::read(f)
-                        .map_err(|e| CliError::new(exit::FAILURE, format!("cannot read {}: {e}", f.display())))?;
+                    let bytes = std::fs::read(f).map_err(|e| {
+                        CliError::new(exit::FAILURE, format!("cannot read {}: {e}", f.display()))
+                    })?;
                     format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
                 }
                 (None, Some(d)) => d.clone(),
@@ -599,10 +700,22 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
                 AckRole::IncidentCommander => "ack_incident_commander",
                 AckRole::SystemOwner => "ack_system_owner",
             };
-            decide(c, key, json!({"decision": decision, "comment": comment}), json_out).await?;
+            decide(
+                c,
+                key,
+                json!({"decision": decision, "comment": comment}),
+                json_out,
+            )
+            .await?;
         }
         ApprovalCommand::Change(ChangeCmd::Review { key, comment }) => {
-            decide(c, key, json!({"decision": "review", "comment": comment}), json_out).await?;
+            decide(
+                c,
+                key,
+                json!({"decision": "review", "comment": comment}),
+                json_out,
+            )
+            .await?;
         }
         ApprovalCommand::Change(ChangeCmd::Timeline { key }) => {
             let v = c
@@ -613,14 +726,22 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             } else {
                 let mut t = table(&["at", "source", "what", "actor"]);
                 for i in v.as_array().cloned().unwrap_or_default() {
-                    t.add_row(vec![s(&i, "at").chars().take(23).collect(), s(&i, "source"), s(&i, "what"), s(&i, "actor")]);
+                    t.add_row(vec![
+                        s(&i, "at").chars().take(23).collect(),
+                        s(&i, "source"),
+                        s(&i, "what"),
+                        s(&i, "actor"),
+                    ]);
                 }
                 println!("{t}");
             }
         }
         ApprovalCommand::Approvals { all } => {
             let v = c
-                .get(&format!("/api/v1/approvals{}", query(&[("all", all.then(|| "true".to_owned()))])))
+                .get(&format!(
+                    "/api/v1/approvals{}",
+                    query(&[("all", all.then(|| "true".to_owned()))])
+                ))
                 .await?;
             if json_out {
                 print_json(&v);
@@ -631,7 +752,15 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
                         .as_array()
                         .map(|a| {
                             a.iter()
-                                .map(|b| format!("{}: {} of {} ({})", s(b, "group"), b["approved_by"].as_array().map_or(0, Vec::len), s(b, "quorum"), s(b, "environment")))
+                                .map(|b| {
+                                    format!(
+                                        "{}: {} of {} ({})",
+                                        s(b, "group"),
+                                        b["approved_by"].as_array().map_or(0, Vec::len),
+                                        s(b, "quorum"),
+                                        s(b, "environment")
+                                    )
+                                })
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -641,7 +770,11 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
                         s(&i, "title"),
                         s(&i, "requester"),
                         format!("{}m", waiting / 60),
-                        if i["sla_breached"] == true { "BREACHED".into() } else { format!("{}m", i["sla_secs"].as_u64().unwrap_or(0) / 60) },
+                        if i["sla_breached"] == true {
+                            "BREACHED".into()
+                        } else {
+                            format!("{}m", i["sla_secs"].as_u64().unwrap_or(0) / 60)
+                        },
                         blocking.join("; "),
                     ]);
                 }
@@ -649,14 +782,30 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             }
         }
         ApprovalCommand::Approve(a) => {
-            decide(c, &a.key, json!({"decision": "approve", "comment": a.comment, "group": a.group}), json_out).await?;
+            decide(
+                c,
+                &a.key,
+                json!({"decision": "approve", "comment": a.comment, "group": a.group}),
+                json_out,
+            )
+            .await?;
         }
         ApprovalCommand::Reject {
             args,
             request_changes,
         } => {
-            let decision = if *request_changes { "request_changes" } else { "reject" };
-            decide(c, &args.key, json!({"decision": decision, "comment": args.comment, "group": args.group}), json_out).await?;
+            let decision = if *request_changes {
+                "request_changes"
+            } else {
+                "reject"
+            };
+            decide(
+                c,
+                &args.key,
+                json!({"decision": decision, "comment": args.comment, "group": args.group}),
+                json_out,
+            )
+            .await?;
         }
         ApprovalCommand::Gate(GateCmd::Check { args }) => {
             let d = c.get(&gate_path(args, None)).await?;
@@ -677,7 +826,10 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
                 if !announced {
                     // Progress for people watching the pipeline log.
                     print_decision(&d);
-                    eprintln!("waiting up to {} for a decision...", humantime::format_duration(Duration::from_secs(timeout.as_secs())));
+                    eprintln!(
+                        "waiting up to {} for a decision...",
+                        humantime::format_duration(Duration::from_secs(timeout.as_secs()))
+                    );
                     announced = true;
                 }
             }
@@ -689,16 +841,32 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             if json_out {
                 print_json(&v);
             } else {
-                println!("{} [{}] policy version {}", s(&v, "change"), s(&v, "status"), s(&v, "policy_version"));
+                println!(
+                    "{} [{}] policy version {}",
+                    s(&v, "change"),
+                    s(&v, "status"),
+                    s(&v, "policy_version")
+                );
                 for e in v["environments"].as_array().cloned().unwrap_or_default() {
                     let d = &e["decision"];
                     println!("\n{}: {}", s(d, "environment"), s(d, "state"));
                     println!("  rules: {}", d["rules"]);
                     if let Some(r) = e.get("requirements").filter(|r| !r.is_null()) {
-                        println!("  evidence required: {}  validity {}s  sla {}s", r["evidence"], s(r, "validity"), s(r, "sla"));
+                        println!(
+                            "  evidence required: {}  validity {}s  sla {}s",
+                            r["evidence"],
+                            s(r, "validity"),
+                            s(r, "sla")
+                        );
                     }
                     for g in d["approvals"].as_array().cloned().unwrap_or_default() {
-                        println!("  group {} needs {}: approved by {} ; eligible {}", s(&g, "group"), s(&g, "quorum"), g["approved_by"], g["eligible"]);
+                        println!(
+                            "  group {} needs {}: approved by {} ; eligible {}",
+                            s(&g, "group"),
+                            s(&g, "quorum"),
+                            g["approved_by"],
+                            g["eligible"]
+                        );
                     }
                     for r in d["reasons"].as_array().cloned().unwrap_or_default() {
                         println!("  - {}: {}", s(&r, "code"), s(&r, "message"));
@@ -716,11 +884,26 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             } else {
                 let mut t = table(&["change", "due", "overdue", "escalated", "incident"]);
                 for r in v["pending_reviews"].as_array().cloned().unwrap_or_default() {
-                    t.add_row(vec![s(&r, "change"), s(&r, "due_at"), s(&r, "overdue"), s(&r, "escalated"), s(&r, "incident_id")]);
+                    t.add_row(vec![
+                        s(&r, "change"),
+                        s(&r, "due_at"),
+                        s(&r, "overdue"),
+                        s(&r, "escalated"),
+                        s(&r, "incident_id"),
+                    ]);
                 }
                 println!("{t}");
-                for r in v["root_cause_reviews"].as_array().cloned().unwrap_or_default() {
-                    println!("root-cause review: team {} in {}: {}", s(&r, "team"), s(&r, "month"), r["changes"]);
+                for r in v["root_cause_reviews"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    println!(
+                        "root-cause review: team {} in {}: {}",
+                        s(&r, "team"),
+                        s(&r, "month"),
+                        r["changes"]
+                    );
                 }
             }
         }

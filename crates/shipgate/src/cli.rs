@@ -692,7 +692,7 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
         } => {
             let r = c
                 .get(&format!(
-                    "/api/v1/changes{}",
+                    "/api/v1/recent-changes{}",
                     query(&[
                         ("hours", Some(hours.to_string())),
                         ("service", service.clone()),

@@ -140,7 +140,10 @@ async fn create_person(
 
 #[utoipa::path(get, path = "/api/v1/people", tag = "approvals", description = "People of the tenant.",
     responses((status = 200, body = Vec<Person>)))]
-async fn list_people(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Person>>> {
+async fn list_people(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Person>>> {
     Ok(Json(state.store.list_people(&caller.tenant).await?))
 }
 
@@ -177,7 +180,11 @@ async fn put_group(
     let compliance = f.string_list("compliance");
     let mut errors = f.finish();
     if !shipgate_domain::input::NAME.is_match(&name) {
-        errors.add("name", "invalid_format", "1-128 characters of letters, digits, '.', '_', '/' or '-'");
+        errors.add(
+            "name",
+            "invalid_format",
+            "1-128 characters of letters, digits, '.', '_', '/' or '-'",
+        );
     }
     let people: BTreeSet<String> = state
         .store
@@ -263,8 +270,13 @@ async fn push_policy(
 ) -> ApiResult<(StatusCode, Json<PolicyView>)> {
     caller.require_admin()?;
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ApiError::field("policy", "invalid_encoding", "the policy must be UTF-8 text"))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        ApiError::field(
+            "policy",
+            "invalid_encoding",
+            "the policy must be UTF-8 text",
+        )
+    })?;
     let policy = Policy::parse(text).map_err(|e| {
         let field = match (e.line, e.column) {
             (Some(l), Some(c)) => format!("policy:{l}:{c}"),
@@ -290,17 +302,30 @@ async fn push_policy(
     let hash = sha256_hex(text.as_bytes());
     let (rec, changed) = state
         .store
-        .push_policy(&caller.tenant, text, &hash, &caller.subject, state.clock.now())
+        .push_policy(
+            &caller.tenant,
+            text,
+            &hash,
+            &caller.subject,
+            state.clock.now(),
+        )
         .await?;
     state.governance.forget(&caller.tenant);
     state.hub.notify(Uuid::nil());
-    let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if changed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(view(rec, changed))))
 }
 
 #[utoipa::path(get, path = "/api/v1/policy", tag = "approvals", description = "The policy in force.",
     responses((status = 200, body = PolicyView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn current_policy(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<PolicyView>> {
+async fn current_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<PolicyView>> {
     let r = state
         .store
         .current_policy(&caller.tenant)
@@ -311,7 +336,10 @@ async fn current_policy(State(state): State<AppState>, caller: Caller) -> ApiRes
 
 #[utoipa::path(get, path = "/api/v1/policy/history", tag = "approvals", description = "Every policy version, newest first.",
     responses((status = 200, body = Vec<PolicyRecord>)))]
-async fn policy_history(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<PolicyRecord>>> {
+async fn policy_history(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<PolicyRecord>>> {
     Ok(Json(state.store.policy_history(&caller.tenant).await?))
 }
 
@@ -346,7 +374,11 @@ pub struct ChangeSubmission {
     exploit_ref: Option<String>,
 }
 
-async fn parse_spec(state: &AppState, tenant: &str, v: &Value) -> ApiResult<shipgate_domain::change::ChangeSpec> {
+async fn parse_spec(
+    state: &AppState,
+    tenant: &str,
+    v: &Value,
+) -> ApiResult<shipgate_domain::change::ChangeSpec> {
     // Resolve every label first (async), then validate synchronously.
     let mut resolved = BTreeMap::new();
     if let Some(Value::Array(items)) = v.get("environments") {
@@ -366,11 +398,18 @@ async fn parse_spec(state: &AppState, tenant: &str, v: &Value) -> ApiResult<ship
     })?)
 }
 
-async fn require_policy(state: &AppState, tenant: &str) -> ApiResult<std::sync::Arc<approval::PolicyVersion>> {
-    governance::policy(state, tenant).await?.ok_or_else(|| ApiError::Conflict {
-        code: "no_policy",
-        message: "no approval policy has been pushed for this tenant (`shipgate policy push FILE`)".into(),
-    })
+async fn require_policy(
+    state: &AppState,
+    tenant: &str,
+) -> ApiResult<std::sync::Arc<approval::PolicyVersion>> {
+    governance::policy(state, tenant)
+        .await?
+        .ok_or_else(|| ApiError::Conflict {
+            code: "no_policy",
+            message:
+                "no approval policy has been pushed for this tenant (`shipgate policy push FILE`)"
+                    .into(),
+        })
 }
 
 #[utoipa::path(post, path = "/api/v1/changes", tag = "approvals", request_body = ChangeSubmission,
@@ -394,15 +433,25 @@ async fn create_change(
             &caller.tenant,
             &caller.subject,
             Box::new(move |n| {
-                approval::open_change(Uuid::now_v7(), format!("CR-{n}"), &tenant, &requester, spec, &pv, &groups, now)
-                    .map_err(StoreError::Invalid)
+                approval::open_change(
+                    Uuid::now_v7(),
+                    format!("CR-{n}"),
+                    &tenant,
+                    &requester,
+                    spec,
+                    &pv,
+                    &groups,
+                    now,
+                )
+                .map_err(StoreError::Invalid)
             }),
             now,
         )
         .await?;
     state.hub.notify(c.id);
     governance::check_emergency_threshold(&state, &c).await?;
-    metrics::counter!("shipgate_changes_opened_total", "type" => c.spec.change_type.as_str()).increment(1);
+    metrics::counter!("shipgate_changes_opened_total", "type" => c.spec.change_type.as_str())
+        .increment(1);
     Ok((StatusCode::CREATED, Json(c)))
 }
 
@@ -417,9 +466,12 @@ async fn list_changes(
 ) -> ApiResult<Json<Vec<ChangeRequest>>> {
     let mut p = Params::new(q, &["status", "limit"]);
     let status = p.parse("status", |s| {
-        ChangeStatus::parse(s).ok_or_else(|| format!("'{s}' is not one of: {}", ChangeStatus::expected()))
+        ChangeStatus::parse(s)
+            .ok_or_else(|| format!("'{s}' is not one of: {}", ChangeStatus::expected()))
     });
-    let limit = p.parse("limit", |s| s.parse::<u32>().map_err(|_| "expected a number".to_owned()));
+    let limit = p.parse("limit", |s| {
+        s.parse::<u32>().map_err(|_| "expected a number".to_owned())
+    });
     p.finish()?;
     Ok(Json(
         state
@@ -538,14 +590,20 @@ async fn add_evidence(
         added_at: state.clock.now(),
     };
     let c = governance::update_change(&state, &caller.tenant, &key, &caller.subject, move |c| {
-        if c.evidence.iter().any(|x| x.kind == e.kind && x.digest == e.digest) {
+        if c.evidence
+            .iter()
+            .any(|x| x.kind == e.kind && x.digest == e.digest)
+        {
             return Err(StoreError::Conflict {
                 code: "already_recorded",
                 message: format!("{} evidence {} is already attached", e.kind, e.digest),
             });
         }
         Ok(ChangeMutation {
-            audit: vec![("change.evidence_added".into(), json!({"key": c.key, "evidence": e}))],
+            audit: vec![(
+                "change.evidence_added".into(),
+                json!({"key": c.key, "evidence": e}),
+            )],
             evidence: Some(e),
             ..Default::default()
         })
@@ -582,7 +640,11 @@ async fn decide_change(
     let group = f.opt_str("group", 128);
     let mut errors = f.finish();
     if !kind_given {
-        errors.add("decision", "required", format!("one of: {}", DecisionKind::expected()));
+        errors.add(
+            "decision",
+            "required",
+            format!("one of: {}", DecisionKind::expected()),
+        );
     }
     let Some(kind) = kind else {
         return Err(errors.into());
@@ -774,7 +836,8 @@ fn parse_wait(s: &str) -> Result<Duration, String> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(Duration::from_secs(n));
     }
-    humantime::parse_duration(s).map_err(|_| format!("'{s}': use seconds or a duration like 60s, 5m"))
+    humantime::parse_duration(s)
+        .map_err(|_| format!("'{s}': use seconds or a duration like 60s, 5m"))
 }
 
 #[utoipa::path(get, path = "/api/v1/gate", tag = "approvals",
@@ -799,20 +862,31 @@ async fn gate(
     let deployer = p.get("deployer");
     let wait = p.parse("wait", parse_wait);
     if change.is_none() {
-        p.errors.add("change", "required", "the change request to gate on (CR-<n>)");
+        p.errors.add(
+            "change",
+            "required",
+            "the change request to gate on (CR-<n>)",
+        );
     }
     if environment.is_none() {
-        p.errors.add("environment", "required", "the environment about to be deployed");
+        p.errors.add(
+            "environment",
+            "required",
+            "the environment about to be deployed",
+        );
     }
     let max = Duration::from_secs(state.settings.max_gate_wait_secs);
     if let Some(w) = wait
         && w > max
     {
-        p.errors.add("wait", "too_long", format!("at most {}s", max.as_secs()));
+        p.errors
+            .add("wait", "too_long", format!("at most {}s", max.as_secs()));
     }
     p.finish()?;
     let (Some(change), Some(label)) = (change, environment) else {
-        return Err(ApiError::BadRequest("change and environment are required".into()));
+        return Err(ApiError::BadRequest(
+            "change and environment are required".into(),
+        ));
     };
     // Accept any label the taxonomy knows (`prd` for `production`).
     let environment = resolve_environment(&state, &caller.tenant, &label)
@@ -876,7 +950,9 @@ async fn approval_queue(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> ApiResult<Json<Vec<QueueItem>>> {
     let mut p = Params::new(q, &["all"]);
-    let all = p.parse("all", |s| s.parse::<bool>().map_err(|_| "true or false".to_owned()));
+    let all = p.parse("all", |s| {
+        s.parse::<bool>().map_err(|_| "true or false".to_owned())
+    });
     p.finish()?;
     let all = all.unwrap_or(false);
     let pending = state
@@ -975,6 +1051,7 @@ async fn reviews(State(state): State<AppState>, caller: Caller) -> ApiResult<Jso
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse_wait;
     use std::time::Duration;

@@ -88,7 +88,7 @@ pub struct ChangesQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/changes", tag = "inventory", params(ChangesQuery),
+#[utoipa::path(get, path = "/api/v1/recent-changes", tag = "inventory", params(ChangesQuery),
     description = "What changed in the last N hours, newest first, each with the version it replaced.",
     responses((status = 200, body = ChangesResponse), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn changes(

@@ -219,7 +219,7 @@ async fn deployment_story(app: &TestApp) {
 
     // What changed in the last hours, with the version each replaced.
     let ch = app
-        .get("/api/v1/changes?hours=2&service=checkout")
+        .get("/api/v1/recent-changes?hours=2&service=checkout")
         .await
         .body;
     assert!(ch["items"].as_array().unwrap().len() >= 6);

@@ -244,3 +244,79 @@ pub async fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
     }
     c.output().await.unwrap()
 }
+
+/// A `shipgate serve` process (the real binary), killed when dropped.
+pub struct ServerProcess {
+    pub url: String,
+    db_url: String,
+    _child: tokio::process::Child,
+}
+
+impl ServerProcess {
+    pub async fn start(db_url: &str) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipgate"))
+            .arg("serve")
+            .env("SHIPGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SHIPGATE_DATABASE_URL", db_url)
+            .env("SHIPGATE_ADMIN_TOKEN", ADMIN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{url}/readyz")).send().await
+                && r.status().is_success()
+            {
+                return ServerProcess {
+                    url,
+                    db_url: db_url.to_owned(),
+                    _child: child,
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("shipgate serve did not become ready on {url}");
+    }
+
+    /// A client handle with the same helpers as an in-process `TestApp`.
+    pub fn client(&self) -> TestApp {
+        TestApp::remote(&self.url, &self.db_url)
+    }
+}
+
+impl TestApp {
+    fn remote(url: &str, db_url: &str) -> TestApp {
+        TestApp {
+            url: url.to_owned(),
+            token: ADMIN.into(),
+            http: reqwest::Client::new(),
+            store: futures_store(db_url),
+            db_url: db_url.to_owned(),
+            stop: Box::new(|| {}),
+            handle: None,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+fn futures_store(db_url: &str) -> Arc<dyn Store> {
+    let url = db_url.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(shipgate_store::open(&url))
+            .unwrap()
+    })
+    .join()
+    .unwrap()
+}

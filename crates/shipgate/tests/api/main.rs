@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod approvals;
 mod auth;
 mod bad_input;
 mod cli;

@@ -1,0 +1,766 @@
+//! Approvals and gates end to end, on SQLite and on the real PostgreSQL: policy push, groups,
+//! a normal change that needs two groups, separation of duties, evidence, the gate opening for
+//! a waiting pipeline, expiry, rejection and resubmission, the emergency path, and the gate
+//! released across two server processes.
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const POLICY: &str = r#"
+[defaults]
+validity = "24h"
+sla = "4h"
+
+[[rule]]
+name = "production-peer-review"
+approvals = [{ group = "cab", quorum = 2 }, { group = "owners" }]
+evidence = ["security_scan"]
+required_fields = ["rollback_plan", "impact"]
+validity = "4s"
+[rule.match]
+env_tier = ["production"]
+change_type = ["normal"]
+
+[[rule]]
+name = "sandbox"
+[rule.match]
+env_tier = ["development"]
+
+[[rule]]
+name = "standard-staging"
+auto_approve = true
+[rule.match]
+env_tier = ["staging"]
+change_type = ["standard"]
+
+[emergency]
+group = "oncall"
+incident_commanders = "ic"
+system_owners = "owners"
+review_within = "2s"
+monthly_threshold = 1
+"#;
+
+pub struct People {
+    pub alice: String,
+    pub carol: String,
+    pub dave: String,
+    pub erin: String,
+    pub olga: String,
+    pub ivan: String,
+}
+
+async fn person(app: &TestApp, subject: &str, role: &str) -> String {
+    let r = app
+        .post(
+            "/api/v1/people",
+            json!({"subject": subject, "name": subject, "token_role": role}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["token"].as_str().unwrap().to_owned()
+}
+
+async fn put(app: &TestApp, path: &str, body: Value) -> Resp {
+    app.req(
+        reqwest::Method::PUT,
+        path,
+        Some(&app.token),
+        Some(body.to_string().into()),
+        &[("content-type", "application/json")],
+    )
+    .await
+}
+
+pub async fn push_policy(app: &TestApp, text: &str) -> Resp {
+    app.req(
+        reqwest::Method::PUT,
+        "/api/v1/policy",
+        Some(&app.token),
+        Some(text.to_owned().into()),
+        &[("content-type", "application/toml")],
+    )
+    .await
+}
+
+pub async fn setup(app: &TestApp) -> People {
+    let p = People {
+        alice: person(app, "alice", "deployer").await,
+        carol: person(app, "carol", "viewer").await,
+        dave: person(app, "dave", "viewer").await,
+        erin: person(app, "erin", "viewer").await,
+        olga: person(app, "olga", "viewer").await,
+        ivan: person(app, "ivan", "viewer").await,
+    };
+    for (name, members) in [
+        ("cab", vec!["carol", "dave", "erin"]),
+        ("owners", vec!["olga"]),
+        ("ic", vec!["ivan"]),
+        ("oncall", vec!["alice"]),
+    ] {
+        let r = put(
+            app,
+            &format!("/api/v1/groups/{name}"),
+            json!({"members": members}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = push_policy(app, POLICY).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    p
+}
+
+fn change_body(env: &str) -> Value {
+    json!({
+        "type": "normal", "title": "checkout 1.4.2", "services": ["checkout"], "environments": [env],
+        "artifact_digests": [digest(42)], "justification": "new payment flow",
+        "impact": "checkout only", "rollback_plan": "redeploy 1.4.1", "ticket": "JIRA-7",
+        "risk": "high", "compliance": ["pci"], "team": "payments"
+    })
+}
+
+async fn gate(app: &TestApp, token: &str, change: &str, env: &str, extra: &str) -> Value {
+    let r = app
+        .req(
+            reqwest::Method::GET,
+            &format!("/api/v1/gate?change={change}&environment={env}{extra}"),
+            Some(token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+async fn decide(app: &TestApp, token: &str, change: &str, decision: &str) -> Resp {
+    app.post_as(
+        &format!("/api/v1/changes/{change}/decisions"),
+        json!({"decision": decision, "comment": format!("{decision} from test")}),
+        token,
+        &[],
+    )
+    .await
+}
+
+fn codes(d: &Value) -> Vec<String> {
+    d["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The normal-change scenario of the issue, on any store.
+async fn normal_change_scenario(app: TestApp) {
+    let p = setup(&app).await;
+
+    // A malformed policy is refused with its line and column; the old one stays in force.
+    let r = push_policy(&app, "[[rule]]\nname = \"x\"\napprovals = [{ group = }]\n").await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body["errors"][0]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy:3:"),
+        "{}",
+        r.body
+    );
+    let r = push_policy(
+        &app,
+        "[[rule]]\nname = \"x\"\napprovals = [{ group = \"nobody\" }]\n",
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"][0]["code"], "unknown_group");
+    let cur = app.get("/api/v1/policy").await;
+    assert_eq!(cur.body["version"], 1);
+
+    // Mandatory fields come from the policy: all missing ones in one problem.
+    let mut body = change_body("prod-eu-west-1");
+    body.as_object_mut().unwrap().remove("rollback_plan");
+    body.as_object_mut().unwrap().remove("impact");
+    let r = app.post_as("/api/v1/changes", body, &p.alice, &[]).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["impact", "rollback_plan"]);
+
+    let r = app
+        .post_as(
+            "/api/v1/changes",
+            change_body("prod-eu-west-1"),
+            &p.alice,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    let env = "production-eu-west-1";
+
+    // The requester cannot approve; the refusal is audited.
+    let r = decide(&app, &p.alice, &cr, "approve").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.body["code"], "self_approval");
+    // Not an approver at all.
+    let r = decide(&app, &p.ivan, &cr, "approve").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["code"], "not_an_approver");
+    // Unknown change.
+    assert_eq!(
+        decide(&app, &p.carol, "CR-999", "approve").await.status,
+        404
+    );
+
+    let d = gate(&app, &p.alice, &cr, "prod-eu-west-1", "").await;
+    assert_eq!(d["state"], "pending");
+    assert!(codes(&d).contains(&"missing_approvals".to_owned()));
+    assert!(codes(&d).contains(&"missing_evidence".to_owned()));
+
+    // A pipeline waits on the gate through the CLI.
+    let wait = {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipgate"));
+        c.args([
+            "gate",
+            "wait",
+            "--change",
+            &cr,
+            "--env",
+            "prod-eu-west-1",
+            "--digest",
+            &digest(42),
+            "--timeout",
+            "60s",
+        ])
+        .env("SHIPGATE_URL", &app.url)
+        .env("SHIPGATE_TOKEN", &p.alice);
+        c.spawn().unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(decide(&app, &p.carol, &cr, "approve").await.status, 200);
+    assert_eq!(
+        decide(&app, &p.carol, &cr, "approve").await.body["code"],
+        "already_decided"
+    );
+    // A racing double approval by one person: exactly one lands.
+    let (a, b) = tokio::join!(
+        decide(&app, &p.dave, &cr, "approve"),
+        decide(&app, &p.dave, &cr, "approve")
+    );
+    let mut st = [a.status, b.status];
+    st.sort();
+    assert_eq!(st, [200, 409], "{} {}", a.body, b.body);
+    let r = app
+        .post_as(
+            &format!("/api/v1/changes/{cr}/evidence"),
+            json!({"kind": "security_scan", "digest": digest(7), "name": "trivy.json", "metadata": {"critical": "0"}}),
+            &p.alice,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let d = gate(&app, &p.alice, &cr, "prod-eu-west-1", "").await;
+    assert_eq!(d["state"], "pending", "owners still missing: {d}");
+    let approved_at = Instant::now();
+    let r = decide(&app, &p.olga, &cr, "approve").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "approved");
+    let out = tokio::time::timeout(Duration::from_secs(20), wait.wait_with_output())
+        .await
+        .expect("gate wait returns")
+        .unwrap();
+    let unblocked = approved_at.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        unblocked < Duration::from_secs(3),
+        "unblocked after {unblocked:?}"
+    );
+
+    let d = gate(
+        &app,
+        &p.alice,
+        &cr,
+        "prod-eu-west-1",
+        &format!("&digest={}", digest(42)),
+    )
+    .await;
+    assert_eq!(d["state"], "allowed", "{d}");
+    assert_eq!(d["environment"], env);
+    assert_eq!(
+        d["approvals"][0]["approved_by"].as_array().unwrap().len(),
+        2
+    );
+    // Another digest is not what was approved.
+    let d = gate(
+        &app,
+        &p.alice,
+        &cr,
+        "prod-eu-west-1",
+        &format!("&digest={}", digest(43)),
+    )
+    .await;
+    assert_eq!(d["state"], "expired");
+    assert_eq!(codes(&d), vec!["digest_changed"]);
+    // The deployer is never the only approval: olga deploying is fine (carol and dave approved too).
+    let d = gate(&app, &p.alice, &cr, "prod-eu-west-1", "&deployer=olga").await;
+    assert_eq!(d["state"], "allowed");
+
+    // A deployment recorded against the approved change is not flagged.
+    let dep = app
+        .post_as(
+            "/api/v1/deployments",
+            json!({"service": "checkout", "environment": "prod-eu-west-1", "version": "1.4.2", "commit_sha": sha(1),
+                   "artifact": format!("registry/checkout@{}", digest(42)), "deployer": "alice", "change_ref": cr}),
+            &p.alice,
+            &[],
+        )
+        .await;
+    assert_eq!(dep.status, 201, "{}", dep.body);
+    assert_eq!(dep.body["approval"]["flagged"], false, "{}", dep.body);
+
+    // The approval expires (validity 4s) and the gate closes.
+    tokio::time::sleep(Duration::from_millis(4200).saturating_sub(approved_at.elapsed())).await;
+    let d = gate(&app, &p.alice, &cr, "prod-eu-west-1", "").await;
+    assert_eq!(d["state"], "expired", "{d}");
+    assert_eq!(codes(&d)[0], "approval_expired");
+    let out = app
+        .cli(
+            &["gate", "check", "--change", &cr, "--env", "prod-eu-west-1"],
+            &[("SHIPGATE_TOKEN", &p.alice)],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(9), "expired gate exits 9");
+
+    // Rejection is final until resubmitted, and rework is counted.
+    let r = app
+        .post_as(
+            "/api/v1/changes",
+            change_body("prod-eu-west-1"),
+            &p.alice,
+            &[],
+        )
+        .await;
+    let cr2 = r.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(decide(&app, &p.dave, &cr2, "reject").await.status, 200);
+    assert_eq!(
+        decide(&app, &p.carol, &cr2, "approve").await.body["code"],
+        "change_closed"
+    );
+    let d = gate(&app, &p.alice, &cr2, "prod-eu-west-1", "").await;
+    assert_eq!(d["state"], "denied");
+    assert_eq!(codes(&d), vec!["rejected"]);
+    // A deployment recorded against the rejected change is flagged (and still recorded).
+    let dep = app
+        .post_as(
+            "/api/v1/deployments",
+            json!({"service": "checkout", "environment": "prod-eu-west-1", "version": "1.4.3", "commit_sha": sha(2),
+                   "artifact": format!("registry/checkout@{}", digest(42)), "deployer": "alice", "change_ref": cr2}),
+            &p.alice,
+            &[],
+        )
+        .await;
+    assert_eq!(dep.status, 201);
+    assert_eq!(dep.body["approval"]["flagged"], true);
+    assert_eq!(dep.body["approval"]["state"], "denied");
+    let r = app
+        .post_as(
+            &format!("/api/v1/changes/{cr2}/resubmit"),
+            change_body("prod-eu-west-1"),
+            &p.alice,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["revision"], 2);
+    assert_eq!(r.body["rework_count"], 1);
+    assert_eq!(r.body["status"], "pending");
+    assert_eq!(decide(&app, &p.carol, &cr2, "approve").await.status, 200);
+
+    // Explain and the queue.
+    let e = app.get(&format!("/api/v1/changes/{cr2}/explain")).await;
+    assert_eq!(e.status, 200);
+    assert_eq!(
+        e.body["environments"][0]["decision"]["rules"][0],
+        "production-peer-review"
+    );
+    let q = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/approvals",
+            Some(&p.erin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        q.body.as_array().unwrap().len(),
+        1,
+        "erin can still approve {cr2}: {}",
+        q.body
+    );
+    let q = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/approvals",
+            Some(&p.carol),
+            None,
+            &[],
+        )
+        .await;
+    assert!(
+        q.body.as_array().unwrap().is_empty(),
+        "carol already approved"
+    );
+
+    // The timeline rebuilds the decisions, the refusal and the gate calls.
+    let t = app.get(&format!("/api/v1/changes/{cr}/timeline")).await;
+    let whats: Vec<String> = t
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["source"].as_str().unwrap(),
+                i["what"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "audit:change.submitted",
+        "audit:change.decision_refused",
+        "audit:change.approve",
+        "audit:change.approved",
+        "gate_call:pending",
+        "gate_call:allowed",
+        "gate_call:expired",
+        "deployment:recorded",
+    ] {
+        assert!(
+            whats.contains(&want.to_owned()),
+            "missing {want} in {whats:?}"
+        );
+    }
+
+    // Policy history, and a new version voids the approvals given under the old one.
+    let r = push_policy(
+        &app,
+        &POLICY.replace("validity = \"4s\"", "validity = \"1h\""),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["version"], 2);
+    let h = app.get("/api/v1/policy/history").await;
+    assert_eq!(h.body.as_array().unwrap().len(), 2);
+    app.verify_ok().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn normal_change_on_sqlite() {
+    normal_change_scenario(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn normal_change_on_postgres() {
+    let Some(url) = fresh_pg().await else { return };
+    normal_change_scenario(TestApp::spawn_on(url, tempfile::tempdir().unwrap(), |_| {}).await)
+        .await;
+}
+
+async fn emergency_scenario(app: TestApp) {
+    let p = setup(&app).await;
+    let mut body = change_body("production");
+    body["type"] = json!("emergency");
+    // Objective criteria: an incident id or exploit reference.
+    let r = app
+        .post_as("/api/v1/changes", body.clone(), &p.alice, &[])
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"][0]["field"], "incident_id");
+    body["incident_id"] = json!("INC-4711");
+    // Only the emergency group may use the path.
+    let dave_deployer = app.token_for("dave", "deployer", None).await;
+    let r = app
+        .post_as("/api/v1/changes", body.clone(), &dave_deployer, &[])
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"][0]["code"], "not_emergency_privileged");
+
+    let r = app
+        .post_as("/api/v1/changes", body.clone(), &p.alice, &[])
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    let d = gate(&app, &p.alice, &cr, "production", "").await;
+    assert_eq!(d["state"], "pending");
+    assert_eq!(codes(&d), vec!["awaiting_acknowledgement"]);
+    // Approvals are not the emergency path; one acknowledgement is not enough.
+    assert_eq!(
+        decide(&app, &p.carol, &cr, "approve").await.body["code"],
+        "wrong_path"
+    );
+    assert_eq!(
+        decide(&app, &p.ivan, &cr, "ack_incident_commander")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        decide(&app, &p.ivan, &cr, "ack_system_owner").await.body["code"],
+        "not_an_approver"
+    );
+    assert_eq!(
+        gate(&app, &p.alice, &cr, "production", "").await["state"],
+        "pending"
+    );
+    let r = decide(&app, &p.olga, &cr, "ack_system_owner").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "bypassed");
+    assert!(r.body["review_due_at"].is_string());
+    assert_eq!(
+        gate(&app, &p.alice, &cr, "production", "").await["state"],
+        "allowed"
+    );
+    // The bypass and its audit entry are one: the audit trail has it.
+    let t = app.get(&format!("/api/v1/changes/{cr}/timeline")).await;
+    let bypass = t
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["what"] == "change.bypassed")
+        .expect("bypass audited")
+        .clone();
+    assert_eq!(bypass["source"], "audit");
+    let c = app.get(&format!("/api/v1/changes/{cr}")).await;
+    assert_eq!(c.body["incident_id"], "INC-4711");
+
+    // A second emergency this month exceeds the threshold (1): a root-cause review opens.
+    let r = app
+        .post_as("/api/v1/changes", body.clone(), &p.alice, &[])
+        .await;
+    assert_eq!(r.status, 201);
+    let rv = app.get("/api/v1/reviews").await;
+    let rc = rv.body["root_cause_reviews"].as_array().unwrap();
+    assert_eq!(rc.len(), 1, "{}", rv.body);
+    assert_eq!(rc[0]["team"], "payments");
+    assert_eq!(rc[0]["changes"].as_array().unwrap().len(), 2);
+
+    // The post-deployment review is overdue after 2s and gets escalated by the sweeper.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rv = app.get("/api/v1/reviews").await;
+        let mine = rv.body["pending_reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["change"] == cr.as_str())
+            .cloned()
+            .unwrap();
+        if mine["escalated"] == true {
+            assert_eq!(mine["overdue"], true);
+            break;
+        }
+        assert!(Instant::now() < deadline, "review never escalated: {mine}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The requester cannot review their own emergency; someone else can.
+    assert_eq!(
+        decide(&app, &p.alice, &cr, "review").await.body["code"],
+        "self_approval"
+    );
+    let r = decide(&app, &p.dave, &cr, "review").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["reviewed_at"].is_string());
+    let t = app.get(&format!("/api/v1/changes/{cr}/timeline")).await;
+    assert!(
+        t.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["what"] == "change.review_overdue")
+    );
+    app.verify_ok().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn emergency_path_on_sqlite() {
+    emergency_scenario(TestApp::spawn_with(|s| s.review_sweep_secs = 1).await).await;
+}
+
+#[tokio::test]
+async fn emergency_path_on_postgres() {
+    let Some(url) = fresh_pg().await else { return };
+    emergency_scenario(
+        TestApp::spawn_on(url, tempfile::tempdir().unwrap(), |s| {
+            s.review_sweep_secs = 1
+        })
+        .await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn standard_changes_are_pre_approved_and_sandboxes_pass() {
+    let app = TestApp::spawn().await;
+    let p = setup(&app).await;
+    let mut body = change_body("staging");
+    body["type"] = json!("standard");
+    let r = app.post_as("/api/v1/changes", body, &p.alice, &[]).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["status"], "approved");
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        gate(&app, &p.alice, &cr, "staging", "").await["state"],
+        "allowed"
+    );
+    let t = app.get(&format!("/api/v1/changes/{cr}/timeline")).await;
+    assert!(
+        t.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["what"] == "change.approved" && i["actor"] == "policy"),
+        "pre-approval recorded"
+    );
+    // A standard change the policy does not pre-approve is refused.
+    let mut body = change_body("production");
+    body["type"] = json!("standard");
+    let r = app.post_as("/api/v1/changes", body, &p.alice, &[]).await;
+    assert_eq!(r.body["errors"][0]["code"], "not_pre_approved");
+    // Sandbox: no review.
+    let r = app
+        .post_as("/api/v1/changes", change_body("dev"), &p.alice, &[])
+        .await;
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        gate(&app, &p.alice, &cr, "dev", "").await["state"],
+        "allowed"
+    );
+    // An environment no rule covers: the gate stays closed.
+    let r = app
+        .post_as("/api/v1/changes", change_body("test"), &p.alice, &[])
+        .await;
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    let d = gate(&app, &p.alice, &cr, "test", "").await;
+    assert_eq!(d["state"], "denied");
+    assert_eq!(codes(&d), vec!["no_policy_rule"]);
+    // Unknown change: denied, never pending; bad parameters are named.
+    let d = gate(&app, &p.alice, "CR-404", "test", "").await;
+    assert_eq!(d["state"], "denied");
+    let r = app.get("/api/v1/gate?environment=prod&wait=forever").await;
+    assert_eq!(r.status, 422);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"change") && fields.contains(&"wait"),
+        "{fields:?}"
+    );
+    app.stop().await;
+}
+
+/// A gate fails closed when the store is gone: `error`, never `allowed` or `pending`.
+#[tokio::test]
+async fn gate_fails_closed_when_the_store_is_unreachable() {
+    let Some(url) = fresh_pg().await else { return };
+    let app = TestApp::spawn_on(url.clone(), tempfile::tempdir().unwrap(), |_| {}).await;
+    let p = setup(&app).await;
+    let mut body = change_body("staging");
+    body["type"] = json!("standard");
+    let r = app.post_as("/api/v1/changes", body, &p.alice, &[]).await;
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        gate(&app, &p.alice, &cr, "staging", "").await["state"],
+        "allowed"
+    );
+    // Take the database away under the running server.
+    let db = url.rsplit_once('/').unwrap().1.to_owned();
+    let admin = sqlx::PgPool::connect(&pg_url()).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await; // past the policy cache
+    let d = gate(&app, &p.alice, &cr, "staging", "").await;
+    assert_eq!(d["state"], "error", "{d}");
+    let out = app
+        .cli(
+            &["gate", "check", "--change", &cr, "--env", "staging"],
+            &[("SHIPGATE_TOKEN", &p.alice)],
+        )
+        .await;
+    assert_ne!(out.status.code(), Some(0));
+}
+
+/// With PostgreSQL, a pipeline waiting on instance A is released when the approval lands on
+/// instance B: two server processes.
+#[tokio::test]
+async fn approval_on_one_instance_releases_a_gate_on_another() {
+    let Some(url) = fresh_pg().await else { return };
+    let a = ServerProcess::start(&url).await;
+    let b = ServerProcess::start(&url).await;
+    let app_a = a.client();
+    let p = setup(&app_a).await;
+    let mut body = change_body("staging");
+    body["type"] = json!("normal");
+    // Staging normal changes: no rule yet, so add one needing the owners.
+    let r = push_policy(&app_a, &format!("{POLICY}\n[[rule]]\nname = \"staging\"\napprovals = [{{ group = \"owners\" }}]\n[rule.match]\nenv_tier = [\"staging\"]\nchange_type = [\"normal\"]\n")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app_a.post_as("/api/v1/changes", body, &p.alice, &[]).await;
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    let mut wait = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipgate"));
+    wait.args([
+        "gate",
+        "wait",
+        "--change",
+        &cr,
+        "--env",
+        "staging",
+        "--timeout",
+        "30s",
+    ])
+    .env("SHIPGATE_URL", &a.url)
+    .env("SHIPGATE_TOKEN", &p.alice);
+    let child = wait.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let app_b = b.client();
+    let t = Instant::now();
+    let r = decide(&app_b, &p.olga, &cr, "approve").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("released")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "released after {:?}",
+        t.elapsed()
+    );
+}
