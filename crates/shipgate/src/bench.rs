@@ -1,7 +1,8 @@
 //! `shipgate-bench`: throughput and latency figures, each beside a baseline measured in the
 //! same run on the same machine. Not a test: it prints figures for the issue notes.
 //!
-//!   shipgate-bench [--backend sqlite|postgres|both] [--requests N] [--concurrency C] [--rows N]
+//!   shipgate-bench [--suite all|ingest|queries|gate] [--backend sqlite|postgres|both]
+//!                  [--requests N] [--concurrency C] [--rows N]
 //!
 //! 1. Durable ingest over HTTP on loopback: concurrent clients create deployments, each
 //!    answered only after its group-commit transaction committed. Ceiling: raw multi-row
@@ -35,9 +36,12 @@ use shipgate_store::Store;
 /// A named history query, built for the i-th iteration.
 type FilterCase<'a> = (&'static str, Box<dyn Fn(usize) -> DeploymentFilter + 'a>);
 
-const TOKEN: &str = "sg_bench_token_0123456789abcdef";
+pub(crate) const TOKEN: &str = "sg_bench_token_0123456789abcdef";
+
+mod bench_gate;
 
 struct Args {
+    suite: String,
     backend: String,
     requests: usize,
     concurrency: usize,
@@ -46,6 +50,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        suite: "all".into(),
         backend: "both".into(),
         requests: 40_000,
         concurrency: 64,
@@ -56,6 +61,7 @@ fn args() -> Args {
     while i < v.len() {
         let val = v.get(i + 1).cloned().unwrap_or_default();
         match v[i].as_str() {
+            "--suite" => a.suite = val,
             "--backend" => a.backend = val,
             "--requests" => a.requests = val.parse().expect("--requests N"),
             "--concurrency" => a.concurrency = val.parse().expect("--concurrency N"),
@@ -67,14 +73,14 @@ fn args() -> Args {
     a
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -85,7 +91,7 @@ fn body(i: usize) -> Value {
            "correlation_id": format!("run-{i}"), "labels": {"pipeline": "bench"}})
 }
 
-async fn fresh_url(backend: &str, dir: &tempfile::TempDir, name: &str) -> String {
+pub(crate) async fn fresh_url(backend: &str, dir: &tempfile::TempDir, name: &str) -> String {
     if backend == "sqlite" {
         return format!(
             "sqlite://{}",
@@ -477,10 +483,18 @@ async fn main() {
         "both" => vec!["sqlite", "postgres"],
         b => vec![b],
     };
-    for b in &backends {
-        ingest(b, &a).await;
+    let all = a.suite == "all";
+    if all || a.suite == "gate" {
+        for b in &backends {
+            bench_gate::run(b, 100, 16).await;
+        }
     }
-    if a.rows > 0 {
+    if all || a.suite == "ingest" {
+        for b in &backends {
+            ingest(b, &a).await;
+        }
+    }
+    if (all || a.suite == "queries") && a.rows > 0 {
         for b in &backends {
             queries(b, &a).await;
         }
