@@ -187,6 +187,12 @@ fn count(
         if using_backups {
             set.extend(group.backups.iter().filter(|p| ok(p)).cloned());
         }
+        // Escalated: the resolution authority may approve for the group.
+        if change.escalated_at.is_some()
+            && let Some(esc) = req.escalate_to.as_ref().and_then(|e| groups.get(e))
+        {
+            set.extend(esc.members.iter().filter(|p| ok(p)).cloned());
+        }
         eligible.push((set, using_backups));
     }
     // Slots: one per unit of quorum.
@@ -729,10 +735,15 @@ pub fn apply_decision(
                     grp.members.contains(&req.actor) || grp.backups.contains(&req.actor)
                 })
             };
+            let escalated_member = change.escalated_at.is_some()
+                && reqs
+                    .iter()
+                    .filter_map(|r| r.escalate_to.as_deref())
+                    .any(in_group);
             let relevant: BTreeSet<&str> = reqs
                 .iter()
                 .flat_map(|r| r.approvals.iter().map(|g| g.group.as_str()))
-                .filter(|g| in_group(g))
+                .filter(|g| in_group(g) || escalated_member)
                 .collect();
             if let Some(g) = &req.group
                 && !relevant.contains(g.as_str())
@@ -924,6 +935,7 @@ pub fn open_change(
         review_due_at: None,
         reviewed_at: None,
         review_escalated_at: None,
+        escalated_at: None,
         decisions: vec![],
         evidence: vec![],
     })
@@ -968,6 +980,7 @@ pub fn resubmit(
     next.review_due_at = None;
     next.reviewed_at = None;
     next.review_escalated_at = None;
+    next.escalated_at = None;
     Ok(next)
 }
 
@@ -1038,6 +1051,23 @@ fn check_against_policy(
             }
         }
     }
+}
+
+/// The escalation due for a pending change whose approval SLA has passed: the group to
+/// escalate to, once. `None` when nothing is due.
+pub fn escalation_due(
+    change: &ChangeRequest,
+    pv: &PolicyVersion,
+    now: Timestamp,
+) -> Option<(String, std::time::Duration)> {
+    if change.status != ChangeStatus::Pending || change.escalated_at.is_some() {
+        return None;
+    }
+    change.spec.environments.iter().find_map(|e| {
+        let r = pv.policy.requirements(&change.spec, e);
+        let to = r.escalate_to?;
+        (now >= change.updated_at + span(r.sla)).then_some((to, r.sla))
+    })
 }
 
 /// Explains, for each environment of a change, what the policy requires and where it stands.

@@ -170,6 +170,10 @@ pub struct ChangeRequest {
     /// When an overdue review was escalated.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub review_escalated_at: Option<Timestamp>,
+    /// When the approval SLA passed and the change was escalated to the policy's resolution
+    /// authority (`escalate_to`).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub escalated_at: Option<Timestamp>,
     pub decisions: Vec<Decision>,
     pub evidence: Vec<Evidence>,
 }

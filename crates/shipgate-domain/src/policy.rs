@@ -77,6 +77,9 @@ struct RuleFile {
     /// Pre-approved (standard) changes: approved on submission, and recorded as such.
     #[serde(default)]
     auto_approve: bool,
+    /// Escalation path: when the SLA passes without the approvals, this group's members may
+    /// approve for the groups still short of their quorum.
+    escalate_to: Option<String>,
 }
 
 /// What a rule matches. Each listed dimension must match (any of its values); an empty list
@@ -162,6 +165,7 @@ pub struct Rule {
     #[serde(with = "opt_secs")]
     pub sla: Option<Duration>,
     pub auto_approve: bool,
+    pub escalate_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -371,6 +375,7 @@ impl Policy {
                     .map(|v| duration(text, &format!("{p}.sla"), v))
                     .transpose()?,
                 auto_approve: r.auto_approve,
+                escalate_to: r.escalate_to,
             });
         }
         let emergency = match file.emergency {
@@ -423,6 +428,10 @@ impl Policy {
             for (j, g) in r.approvals.iter().enumerate() {
                 out.entry(g.group.clone())
                     .or_insert_with(|| format!("rule[{i}].approvals[{j}].group"));
+            }
+            if let Some(e) = &r.escalate_to {
+                out.entry(e.clone())
+                    .or_insert_with(|| format!("rule[{i}].escalate_to"));
             }
         }
         if let Some(e) = &self.emergency {
@@ -494,6 +503,7 @@ impl Policy {
             validity,
             sla,
             auto_approve: !matched.is_empty() && matched.iter().all(|r| r.auto_approve),
+            escalate_to: matched.iter().find_map(|r| r.escalate_to.clone()),
             small_team,
         }
     }
@@ -540,6 +550,8 @@ pub struct Requirements {
     #[serde(with = "secs")]
     pub sla: Duration,
     pub auto_approve: bool,
+    /// Who may approve once the SLA has passed (escalation path).
+    pub escalate_to: Option<String>,
     pub small_team: Option<SmallTeam>,
 }
 

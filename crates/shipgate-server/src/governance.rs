@@ -422,8 +422,53 @@ fn month_start(now: Timestamp) -> Timestamp {
         .unwrap_or(now)
 }
 
+/// Escalates stalled approvals past their SLA to the policy's resolution authority, once each.
+async fn escalate_stalled(state: &AppState, now: Timestamp) {
+    let pending = match state.store.pending_unescalated().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "escalation sweep failed");
+            return;
+        }
+    };
+    for (tenant, key) in pending {
+        let Ok(Some(pv)) = policy(state, &tenant).await else {
+            continue;
+        };
+        let Ok(Some(c)) = state.store.get_change(&tenant, &key).await else {
+            continue;
+        };
+        if shipgate_domain::approval::escalation_due(&c, &pv, now).is_none() {
+            continue;
+        }
+        let r = update_change(state, &tenant, &key, "shipgate", move |c| {
+            let Some((to, sla)) = shipgate_domain::approval::escalation_due(c, &pv, now) else {
+                return Ok(ChangeMutation::default());
+            };
+            let mut next = c.clone();
+            next.escalated_at = Some(now);
+            Ok(ChangeMutation {
+                audit: vec![(
+                    "change.escalated".into(),
+                    serde_json::json!({"key": c.key, "to": to, "sla_secs": sla.as_secs(), "waiting_since": c.updated_at}),
+                )],
+                change: Some(next),
+                ..Default::default()
+            })
+        })
+        .await;
+        match r {
+            Ok(_) => {
+                tracing::warn!(tenant = %tenant, change = %key, "approval SLA passed: escalated");
+                metrics::counter!("shipgate_approvals_escalated_total").increment(1);
+            }
+            Err(e) => tracing::warn!(error = ?e, change = %key, "could not escalate"),
+        }
+    }
+}
+
 /// Escalates overdue post-deployment reviews, once each: an audit entry, a log line at error
-/// level and a metric that alerting watches.
+/// level and a metric that alerting watches. Also escalates stalled approvals.
 pub fn spawn_review_sweeper(state: AppState, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -432,6 +477,7 @@ pub fn spawn_review_sweeper(state: AppState, every: Duration) -> JoinHandle<()> 
                 _ = tokio::time::sleep(every) => {}
             }
             let now = state.clock.now();
+            escalate_stalled(&state, now).await;
             let due = match state.store.overdue_reviews(now).await {
                 Ok(d) => d,
                 Err(e) => {

@@ -21,7 +21,7 @@ use super::sql::{
 use super::{Db, NOTIFY_CHANGE};
 use crate::{ChangeBuild, ChangeStore, ChangeUpdate, StoreError, StoreResult};
 
-const CHANGE_COLUMNS: &str = "id, tenant, number, change_key, change_type, status, requester, team, revision, rework_count, policy_hash, policy_version, spec, created_at, updated_at, decided_at, review_due_at, reviewed_at, review_escalated_at";
+const CHANGE_COLUMNS: &str = "id, tenant, number, change_key, change_type, status, requester, team, revision, rework_count, policy_hash, policy_version, spec, created_at, updated_at, decided_at, review_due_at, reviewed_at, review_escalated_at, escalated_at";
 const DECISION_COLUMNS: &str = "id, change_id, tenant, revision, kind, actor, on_behalf_of, group_name, comment, self_approval, policy_hash, at";
 const EVIDENCE_COLUMNS: &str =
     "id, change_id, tenant, kind, name, digest, uri, metadata, added_by, added_at";
@@ -52,6 +52,7 @@ fn change_from_row(r: &DbRow) -> StoreResult<ChangeRequest> {
         review_due_at: opt_ts(r, "review_due_at")?,
         reviewed_at: opt_ts(r, "reviewed_at")?,
         review_escalated_at: opt_ts(r, "review_escalated_at")?,
+        escalated_at: opt_ts(r, "escalated_at")?,
         decisions: Vec::new(),
         evidence: Vec::new(),
     })
@@ -125,10 +126,10 @@ async fn write_change(
 ) -> StoreResult<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO changes ({CHANGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            "INSERT INTO changes ({CHANGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         )
     } else {
-        "UPDATE changes SET tenant = $2, number = $3, change_key = $4, change_type = $5, status = $6, requester = $7, team = $8, revision = $9, rework_count = $10, policy_hash = $11, policy_version = $12, spec = $13, created_at = $14, updated_at = $15, decided_at = $16, review_due_at = $17, reviewed_at = $18, review_escalated_at = $19 WHERE id = $1".to_owned()
+        "UPDATE changes SET tenant = $2, number = $3, change_key = $4, change_type = $5, status = $6, requester = $7, team = $8, revision = $9, rework_count = $10, policy_hash = $11, policy_version = $12, spec = $13, created_at = $14, updated_at = $15, decided_at = $16, review_due_at = $17, reviewed_at = $18, review_escalated_at = $19, escalated_at = $20 WHERE id = $1".to_owned()
     };
     sqlx::query(&sql)
         .bind(c.id.to_string())
@@ -150,6 +151,7 @@ async fn write_change(
         .bind(opt_micros(c.review_due_at))
         .bind(opt_micros(c.reviewed_at))
         .bind(opt_micros(c.review_escalated_at))
+        .bind(opt_micros(c.escalated_at))
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -587,6 +589,17 @@ impl ChangeStore for SqlStore {
              AND review_due_at < $1 AND review_escalated_at IS NULL ORDER BY review_due_at LIMIT 500",
         )
         .bind(to_micros(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("tenant")?, r.try_get("change_key")?)))
+            .collect()
+    }
+
+    async fn pending_unescalated(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT tenant, change_key FROM changes WHERE status = 'pending' AND escalated_at IS NULL ORDER BY updated_at LIMIT 1000",
+        )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -126,6 +126,9 @@ pub trait ChangeStore: Send + Sync {
     ) -> StoreResult<ChangeRequest>;
     /// Changes whose post-deployment review is overdue and not yet escalated (all tenants).
     async fn overdue_reviews(&self, now: Timestamp) -> StoreResult<Vec<(String, String)>>;
+    /// Pending changes not yet escalated (all tenants), oldest first: the escalation sweep
+    /// asks the domain which are past their SLA.
+    async fn pending_unescalated(&self) -> StoreResult<Vec<(String, String)>>;
     async fn log_gate_calls(&self, calls: &[GateCall]) -> StoreResult<()>;
     async fn gate_calls(&self, tenant: &str, change_key: &str) -> StoreResult<Vec<GateCall>>;
     /// Emergency changes of a team since `since`, oldest first (keys).

@@ -57,7 +57,13 @@ impl Server {
     }
 }
 
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Option<Value>) -> Value {
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> Value {
     let mut r = http.request(method, url).bearer_auth(token);
     if let Some(b) = body {
         r = r.json(&b);
@@ -73,10 +79,24 @@ async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, toke
 async fn setup(http: &reqwest::Client, base: &str) -> (String, String) {
     let mut tokens = Vec::new();
     for (who, role) in [("alice", "deployer"), ("olga", "viewer")] {
-        let v = call(http, reqwest::Method::POST, format!("{base}/api/v1/people"), TOKEN, Some(json!({"subject": who, "token_role": role}))).await;
+        let v = call(
+            http,
+            reqwest::Method::POST,
+            format!("{base}/api/v1/people"),
+            TOKEN,
+            Some(json!({"subject": who, "token_role": role})),
+        )
+        .await;
         tokens.push(v["token"].as_str().unwrap().to_owned());
     }
-    call(http, reqwest::Method::PUT, format!("{base}/api/v1/groups/owners"), TOKEN, Some(json!({"members": ["olga"]}))).await;
+    call(
+        http,
+        reqwest::Method::PUT,
+        format!("{base}/api/v1/groups/owners"),
+        TOKEN,
+        Some(json!({"members": ["olga"]})),
+    )
+    .await;
     let r = http
         .put(format!("{base}/api/v1/policy"))
         .bearer_auth(TOKEN)
@@ -107,15 +127,35 @@ fn shipgate_exe() -> std::path::PathBuf {
 }
 
 /// Approval-to-unblock, `n` times: waiter on `wait_base`, approval sent to `approve_base`.
-async fn unblock(http: &reqwest::Client, wait_base: &str, approve_base: &str, alice: &str, olga: &str, n: usize) -> (Vec<Duration>, Vec<Duration>) {
+async fn unblock(
+    http: &reqwest::Client,
+    wait_base: &str,
+    approve_base: &str,
+    alice: &str,
+    olga: &str,
+    n: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
     let exe = shipgate_exe();
-    assert!(exe.exists(), "build the shipgate binary first: {}", exe.display());
+    assert!(
+        exe.exists(),
+        "build the shipgate binary first: {}",
+        exe.display()
+    );
     let mut lat = Vec::new();
     let mut approve_rt = Vec::new();
     for _ in 0..n {
         let cr = open_change(http, wait_base, alice, "normal").await;
         let mut child = tokio::process::Command::new(&exe)
-            .args(["gate", "wait", "--change", &cr, "--env", "staging", "--timeout", "60s"])
+            .args([
+                "gate",
+                "wait",
+                "--change",
+                &cr,
+                "--env",
+                "staging",
+                "--timeout",
+                "60s",
+            ])
             .env("SHIPGATE_URL", wait_base)
             .env("SHIPGATE_TOKEN", alice)
             .stdout(std::process::Stdio::null())
@@ -125,7 +165,14 @@ async fn unblock(http: &reqwest::Client, wait_base: &str, approve_base: &str, al
         // Let the waiter reach the server and park (its first answer is pending).
         tokio::time::sleep(Duration::from_millis(150)).await;
         let t = Instant::now();
-        call(http, reqwest::Method::POST, format!("{approve_base}/api/v1/changes/{cr}/decisions"), olga, Some(json!({"decision": "approve"}))).await;
+        call(
+            http,
+            reqwest::Method::POST,
+            format!("{approve_base}/api/v1/changes/{cr}/decisions"),
+            olga,
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
         approve_rt.push(t.elapsed());
         let status = child.wait().await.unwrap();
         lat.push(t.elapsed());
@@ -136,7 +183,13 @@ async fn unblock(http: &reqwest::Client, wait_base: &str, approve_base: &str, al
     (lat, approve_rt)
 }
 
-async fn hammer(http: &reqwest::Client, url: String, token: String, clients: usize, secs: u64) -> (f64, Vec<Duration>) {
+async fn hammer(
+    http: &reqwest::Client,
+    url: String,
+    token: String,
+    clients: usize,
+    secs: u64,
+) -> (f64, Vec<Duration>) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     let t0 = Instant::now();
@@ -169,20 +222,28 @@ pub async fn run(backend: &str, iterations: usize, clients: usize) {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_url(backend, &dir, "gate").await;
     let a = start(&url).await;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
     let (alice, olga) = setup(&http, &a.base).await;
 
     let (lat, rt) = unblock(&http, &a.base, &a.base, &alice, &olga, iterations).await;
     println!(
         "gate[{backend}] approval-to-unblock, one instance, {iterations} runs of `shipgate gate wait`: p50 {:.1} ms, p99 {:.1} ms (approval request alone: p50 {:.1} ms, p99 {:.1} ms)",
-        ms(pct(&lat, 0.5)), ms(pct(&lat, 0.99)), ms(pct(&rt, 0.5)), ms(pct(&rt, 0.99))
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99)),
+        ms(pct(&rt, 0.5)),
+        ms(pct(&rt, 0.99))
     );
     if backend == "postgres" {
         let b = start(&url).await;
         let (lat, rt) = unblock(&http, &a.base, &b.base, &alice, &olga, iterations).await;
         println!(
             "gate[{backend}] approval-to-unblock across two instances (wait on A, approve on B, LISTEN/NOTIFY): p50 {:.1} ms, p99 {:.1} ms (approval request alone: p99 {:.1} ms)",
-            ms(pct(&lat, 0.5)), ms(pct(&lat, 0.99)), ms(pct(&rt, 0.99))
+            ms(pct(&lat, 0.5)),
+            ms(pct(&lat, 0.99)),
+            ms(pct(&rt, 0.99))
         );
         b.shutdown().await;
     }
@@ -200,7 +261,9 @@ pub async fn run(backend: &str, iterations: usize, clients: usize) {
         let p99 = pct(&gz_lat, 0.99);
         println!(
             "gate[{backend}] gate reads, {c} clients (each decision logged before it is answered): {gz:.0}/s, p50 {:.2} ms, p99 {:.2} ms | /healthz, same clients: {hz:.0}/s | ratio {:.1}%",
-            ms(pct(&gz_lat, 0.5)), ms(p99), 100.0 * gz / hz
+            ms(pct(&gz_lat, 0.5)),
+            ms(p99),
+            100.0 * gz / hz
         );
         if p99 < Duration::from_millis(5) && best.is_none_or(|b| gz > b.1) {
             best = Some((c, gz, p99, hz));
@@ -209,7 +272,8 @@ pub async fn run(backend: &str, iterations: usize, clients: usize) {
     match best {
         Some((c, gz, p99, hz)) => println!(
             "gate[{backend}] => {gz:.0} decisions/s at p99 {:.2} ms ({c} clients); /healthz {hz:.0}/s; ratio {:.1}%",
-            ms(p99), 100.0 * gz / hz
+            ms(p99),
+            100.0 * gz / hz
         ),
         None => println!("gate[{backend}] => no client count kept the gate's p99 under 5 ms"),
     }

@@ -1073,6 +1073,8 @@ async fn serve(args: &ServeArgs) -> CliResult<()> {
             token_line = Some(format!("admin token (demo): {t}"));
         }
         eprintln!("demo data: {seeded}");
+        let approvals = crate::demo::seed_approvals(store.as_ref()).await?;
+        eprintln!("demo approvals: {approvals}");
     }
     eprintln!(
         "shipgate {} listening on {url} (store: {})",

@@ -198,3 +198,201 @@ pub async fn demo_token(store: &dyn Store) -> anyhow::Result<String> {
     store.create_token(&t, "shipgate-demo").await?;
     Ok(token)
 }
+
+/// The example policy shipped in the repository; the demo runs on it.
+pub const EXAMPLE_POLICY: &str = include_str!("../../../examples/policy.toml");
+
+/// People, approver groups, the example policy and change requests in every state: approved,
+/// waiting on the CAB, rejected, an emergency bypass with its review due, a pre-approved standard
+/// change.
+pub async fn seed_approvals(store: &dyn Store) -> anyhow::Result<String> {
+    use std::collections::BTreeMap;
+
+    use shipgate_domain::approval::{self, DecisionRequest, Group, Person, PolicyVersion};
+    use shipgate_domain::change::{DecisionKind, parse_change_spec};
+    use shipgate_domain::policy::Policy;
+    use shipgate_store::ChangeMutation;
+
+    const T: &str = "default";
+    if !store.list_changes(T, None, 1).await?.is_empty() {
+        return Ok("change requests already present".into());
+    }
+    let now = SystemClock.now();
+    let people = [
+        ("alice", "Alice Martin"),
+        ("bob", "Bob Okafor"),
+        ("carol", "Carol Chen"),
+        ("dave", "Dave Rossi"),
+        ("erin", "Erin Walsh"),
+        ("olga", "Olga Petrova"),
+        ("ivan", "Ivan Novak"),
+        ("ines", "Ines Duarte"),
+    ];
+    for (subject, name) in people {
+        let p = Person {
+            subject: subject.into(),
+            name: Some(name.into()),
+            email: Some(format!("{subject}@example.com")),
+            created_at: now,
+        };
+        store.put_person(T, &p, "demo").await?;
+    }
+    let groups = [
+        ("cab", vec!["carol", "dave", "erin"], vec![], vec![]),
+        ("service-owners", vec!["olga", "bob"], vec!["erin"], vec![]),
+        (
+            "cio-eu",
+            vec!["ines"],
+            vec![],
+            vec!["eu-west-1", "eu-central-1"],
+        ),
+        ("incident-commanders", vec!["ivan"], vec!["dave"], vec![]),
+        ("oncall", vec!["alice", "bob"], vec![], vec![]),
+    ];
+    let mut gmap = BTreeMap::new();
+    for (name, members, backups, regions) in groups {
+        let g = Group {
+            name: name.into(),
+            description: None,
+            members: members.iter().map(|s| s.to_string()).collect(),
+            backups: backups.iter().map(|s: &&str| s.to_string()).collect(),
+            department: None,
+            regions: regions.iter().map(|s: &&str| s.to_string()).collect(),
+            compliance: vec![],
+        };
+        store.put_group(T, &g, "demo", now).await?;
+        gmap.insert(g.name.clone(), g);
+    }
+    let hash = shipgate_domain::audit::sha256_hex(EXAMPLE_POLICY.as_bytes());
+    let (rec, _) = store
+        .push_policy(T, EXAMPLE_POLICY, &hash, "demo", now)
+        .await?;
+    let pv = PolicyVersion {
+        version: rec.version,
+        hash: rec.hash,
+        policy: Policy::parse(EXAMPLE_POLICY)
+            .map_err(|e| anyhow::anyhow!("example policy: {e}"))?,
+    };
+    let tax = Taxonomy::default();
+    let resolve = |l: &str| {
+        tax.resolve(l, |_| None)
+            .map_err(|_| format!("'{l}' unknown"))
+    };
+    let digest = |n: u32| format!("sha256:{:064x}", 0xd0d0_0000u64 + u64::from(n));
+    let changes = [
+        (
+            json!({"type": "normal", "title": "checkout 2.4.0: one-click payments", "services": ["checkout"], "environments": ["prod-us-east-1"],
+                "artifact_digests": [digest(1)], "justification": "Q4 conversion goal", "impact": "checkout flow only",
+                "rollback_plan": "redeploy 2.3.9 (digest pinned)", "ticket": "CHG-1042", "risk": "medium", "team": "payments"}),
+            "alice",
+            vec![
+                ("carol", DecisionKind::Approve),
+                ("dave", DecisionKind::Approve),
+                ("olga", DecisionKind::Approve),
+            ],
+        ),
+        (
+            json!({"type": "normal", "title": "ledger 5.0.0: schema migration", "services": ["ledger"], "environments": ["prod-us-east-1"],
+                "artifact_digests": [digest(2)], "justification": "double-entry audit columns", "impact": "ledger writes pause ~30s",
+                "rollback_plan": "down-migration tested in staging", "ticket": "CHG-1043", "risk": "high", "team": "payments"}),
+            "bob",
+            vec![("carol", DecisionKind::Approve)],
+        ),
+        (
+            json!({"type": "normal", "title": "search 3.1.0 with new ranking", "services": ["search"], "environments": ["prod-us-east-1"],
+                "artifact_digests": [digest(3)], "justification": "relevance", "impact": "all search traffic",
+                "rollback_plan": "feature flag off", "ticket": "CHG-1044", "risk": "medium", "team": "discovery"}),
+            "alice",
+            vec![("dave", DecisionKind::Reject)],
+        ),
+        (
+            json!({"type": "emergency", "title": "hotfix: auth token bypass", "services": ["auth"], "environments": ["prod-us-east-1"],
+                "artifact_digests": [digest(4)], "incident_id": "INC-2041", "exploit_ref": "CVE-2026-1234",
+                "rollback_plan": "revert to 4.2.1", "risk": "critical", "team": "identity"}),
+            "alice",
+            vec![
+                ("ivan", DecisionKind::AckIncidentCommander),
+                ("olga", DecisionKind::AckSystemOwner),
+            ],
+        ),
+        (
+            json!({"type": "standard", "title": "rotate TLS certificates (standard change)", "services": ["edge"], "environments": ["staging"],
+                "artifact_digests": [digest(5)], "risk": "low", "team": "platform"}),
+            "bob",
+            vec![],
+        ),
+    ];
+    let n = changes.len();
+    for (body, requester, decisions) in changes {
+        let spec = parse_change_spec(&body, &resolve)
+            .map_err(|e| anyhow::anyhow!("demo change invalid: {e}"))?;
+        let (pvc, gm) = (pv.clone(), gmap.clone());
+        let c = store
+            .create_change(
+                T,
+                requester,
+                Box::new(move |n| {
+                    approval::open_change(
+                        Uuid::now_v7(),
+                        format!("CR-{n}"),
+                        T,
+                        requester,
+                        spec,
+                        &pvc,
+                        &gm,
+                        now,
+                    )
+                    .map_err(shipgate_store::StoreError::Invalid)
+                }),
+                now,
+            )
+            .await?;
+        for (who, kind) in decisions {
+            let (pvc, gm) = (pv.clone(), gmap.clone());
+            store
+                .update_change(
+                    T,
+                    &c.key,
+                    who,
+                    Box::new(move |c| {
+                        let req = DecisionRequest {
+                            kind,
+                            actor: who.into(),
+                            group: None,
+                            comment: Some("demo".into()),
+                        };
+                        let o = approval::apply_decision(c, &pvc, &gm, req, now).map_err(|r| {
+                            shipgate_store::StoreError::Conflict {
+                                code: r.code,
+                                message: r.message,
+                            }
+                        })?;
+                        let mut audit = vec![(
+                            format!("change.{kind}"),
+                            json!({"key": c.key, "decision": o.decision}),
+                        )];
+                        for t in &o.transitions {
+                            audit.push((
+                                (*t).to_owned(),
+                                json!({"key": c.key, "status": o.change.status}),
+                            ));
+                        }
+                        Ok(ChangeMutation {
+                            change: Some(o.change),
+                            decision: Some(o.decision),
+                            audit,
+                            ..Default::default()
+                        })
+                    }),
+                    now,
+                )
+                .await?;
+        }
+    }
+    Ok(format!(
+        "{} people, {} approver groups, policy version {}, {n} change requests",
+        people.len(),
+        gmap.len(),
+        rec.version
+    ))
+}

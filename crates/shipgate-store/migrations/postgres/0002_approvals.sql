@@ -47,6 +47,7 @@ CREATE TABLE changes (
     review_due_at BIGINT,
     reviewed_at BIGINT,
     review_escalated_at BIGINT,
+    escalated_at BIGINT,
     UNIQUE (tenant, change_key)
 );
 CREATE INDEX changes_status ON changes (tenant, status, created_at);

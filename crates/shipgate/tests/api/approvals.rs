@@ -764,3 +764,48 @@ async fn approval_on_one_instance_releases_a_gate_on_another() {
         t.elapsed()
     );
 }
+
+/// A stalled approval escalates to the policy's resolution authority once its SLA passes.
+#[tokio::test]
+async fn stalled_approvals_escalate_after_the_sla() {
+    let app = TestApp::spawn_with(|s| s.review_sweep_secs = 1).await;
+    let p = setup(&app).await;
+    let policy = format!(
+        "{POLICY}\n[[rule]]\nname = \"staging\"\napprovals = [{{ group = \"owners\" }}]\nsla = \"1s\"\nescalate_to = \"cab\"\n[rule.match]\nenv_tier = [\"staging\"]\nchange_type = [\"normal\"]\n"
+    );
+    assert_eq!(push_policy(&app, &policy).await.status, 201);
+    let r = app
+        .post_as("/api/v1/changes", change_body("staging"), &p.alice, &[])
+        .await;
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    // Before the SLA passes, the CAB is not an approver of this change.
+    assert_eq!(
+        decide(&app, &p.carol, &cr, "approve").await.body["code"],
+        "not_an_approver"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = app.get(&format!("/api/v1/changes/{cr}")).await;
+        if c.body["escalated_at"].is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never escalated: {}", c.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = decide(&app, &p.carol, &cr, "approve").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "approved");
+    assert_eq!(
+        gate(&app, &p.alice, &cr, "staging", "").await["state"],
+        "allowed"
+    );
+    let t = app.get(&format!("/api/v1/changes/{cr}/timeline")).await;
+    assert!(
+        t.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["what"] == "change.escalated")
+    );
+    app.stop().await;
+}

@@ -303,6 +303,47 @@ async fn demo_serves_realistic_data() {
     let out = cli(&["running", "--output", "json"]).await;
     let running: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(running.as_array().unwrap().len() >= 20);
+    // Change requests in every state, on the shipped example policy.
+    let out = cli(&["change", "list", "--output", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let changes: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let states: std::collections::BTreeSet<&str> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["status"].as_str())
+        .collect();
+    for s in ["approved", "pending", "rejected", "bypassed"] {
+        assert!(states.contains(s), "{s} missing from {states:?}");
+    }
+    let out = cli(&[
+        "gate",
+        "check",
+        "--change",
+        "CR-1",
+        "--env",
+        "prod-us-east-1",
+    ])
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "CR-1 is approved: {}",
+        stderr(&out)
+    );
+    let out = cli(&[
+        "gate",
+        "check",
+        "--change",
+        "CR-2",
+        "--env",
+        "prod-us-east-1",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(8), "CR-2 waits on the CAB");
+    let out = cli(&["approvals", "--all", "--output", "json"]).await;
+    let queue: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(!queue.as_array().unwrap().is_empty());
     let out = cli(&["audit", "verify"]).await;
     assert_eq!(
         out.status.code(),
