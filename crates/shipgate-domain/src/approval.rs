@@ -377,6 +377,23 @@ pub fn decide(
     if change.spec.change_type == ChangeType::Emergency {
         return decide_emergency(d, change, &pv.policy, now);
     }
+    // The planned window: after its end the change must be resubmitted with a new one.
+    if let Some(end) = change.spec.window_end
+        && now >= end
+    {
+        return deny(
+            d,
+            GateState::Expired,
+            reason(
+                "outside_window",
+                format!(
+                    "the planned window of {} ended at {}; resubmit it with a new window",
+                    change.key,
+                    crate::time::format(end)
+                ),
+            ),
+        );
+    }
     let req = pv.policy.requirements(&change.spec, resolved);
     d.rules = req.rules.clone();
     if req.rules.is_empty() {
@@ -528,6 +545,15 @@ pub fn decide(
             );
             return d;
         }
+    }
+    if let Some(ws) = change.spec.window_start
+        && now < ws
+    {
+        d.not_before = Some(d.not_before.map_or(ws, |nb| nb.max(ws)));
+        d.reasons.push(reason(
+            "before_window",
+            format!("the planned window opens at {}", crate::time::format(ws)),
+        ));
     }
     d.state = if satisfied_at.is_some() && d.reasons.iter().all(|r| r.code == "policy_changed") {
         GateState::Allowed
@@ -684,6 +710,27 @@ pub fn apply_decision(
                         change.key, change.status
                     ),
                 ));
+            }
+            if req.kind == DecisionKind::Approve && change.status == ChangeStatus::Approved {
+                // The grant exists; once it has expired, only a resubmission revalidates it.
+                let expired = change.spec.environments.iter().any(|e| {
+                    decide(change, Some(pv), groups, &e.name, None, None, now).state
+                        == GateState::Expired
+                });
+                return Err(if expired {
+                    refuse(
+                        "approval_expired",
+                        format!(
+                            "the approval of {} has expired; resubmit the change to revalidate it",
+                            change.key
+                        ),
+                    )
+                } else {
+                    refuse(
+                        "already_approved",
+                        format!("{} is already approved", change.key),
+                    )
+                });
             }
             if already {
                 return Err(refuse(
@@ -1411,6 +1458,41 @@ system_owners = "owners"
         )
         .unwrap_err();
         assert_eq!(e.0[0].code, "not_emergency_privileged");
+    }
+
+    #[test]
+    fn planned_window_and_approving_an_expired_grant() {
+        let mut c = change(ChangeType::Normal, EnvTier::Development);
+        c.spec.window_start = Some(t(100));
+        c.spec.window_end = Some(t(200));
+        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(50));
+        assert_eq!(g.state, GateState::Pending);
+        assert_eq!(
+            g.not_before,
+            Some(t(100)),
+            "a waiting gate wakes when the window opens"
+        );
+        assert!(decide(&c, Some(&pv()), &groups(), "env", None, None, t(150)).allowed());
+        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(200));
+        assert_eq!(
+            (g.state, g.reasons[0].code.as_str()),
+            (GateState::Expired, "outside_window")
+        );
+        // An expired grant is not topped up by another approval.
+        let c = change(ChangeType::Normal, EnvTier::Production);
+        let c = act(&c, "carol", DecisionKind::Approve, 1).unwrap();
+        let c = act(&c, "dave", DecisionKind::Approve, 2).unwrap();
+        let c = act(&c, "olga", DecisionKind::Approve, 3).unwrap();
+        assert_eq!(
+            act(&c, "erin", DecisionKind::Approve, 10).unwrap_err().code,
+            "already_approved"
+        );
+        assert_eq!(
+            act(&c, "erin", DecisionKind::Approve, 3 + 3600)
+                .unwrap_err()
+                .code,
+            "approval_expired"
+        );
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "The emergency bypass needs two different people",
     ),
     ("already_decided", 409, "This decision is already recorded"),
+    ("already_approved", 409, "The change is already approved"),
+    (
+        "approval_expired",
+        409,
+        "The approval has expired; resubmit the change to revalidate it",
+    ),
     ("already_recorded", 409, "This is already recorded"),
     (
         "change_closed",

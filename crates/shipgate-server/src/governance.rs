@@ -435,6 +435,9 @@ async fn escalate_stalled(state: &AppState, now: Timestamp) {
         let Ok(Some(pv)) = policy(state, &tenant).await else {
             continue;
         };
+        if !pv.policy.rules.iter().any(|r| r.escalate_to.is_some()) {
+            continue;
+        }
         let Ok(Some(c)) = state.store.get_change(&tenant, &key).await else {
             continue;
         };

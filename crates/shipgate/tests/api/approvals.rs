@@ -344,6 +344,12 @@ async fn normal_change_scenario(app: TestApp) {
         )
         .await;
     assert_eq!(out.status.code(), Some(9), "expired gate exits 9");
+    // Approving after expiry does not revive the grant.
+    let r = decide(&app, &p.erin, &cr, "approve").await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("approval_expired"))
+    );
 
     // Rejection is final until resubmitted, and rework is counted.
     let r = app
