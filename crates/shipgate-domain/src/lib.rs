@@ -7,6 +7,7 @@
 
 #[macro_use]
 pub mod model;
+pub mod access;
 pub mod approval;
 pub mod audit;
 pub mod change;

@@ -98,18 +98,22 @@ str_enum!(
 );
 
 str_enum!(
-    /// What a token may do. Later issues refine this into the full role set.
+    /// What a token may do: each role grants a set of permissions (`access::permits`). The
+    /// default is deny.
     Role {
         Viewer => "viewer",
+        Requester => "requester",
         Deployer => "deployer",
+        Approver => "approver",
+        ChangeManager => "change_manager",
+        Auditor => "auditor",
+        IncidentCommander => "incident_commander",
+        EmergencyDeployer => "emergency_deployer",
         Admin => "admin",
     }
 );
 
 impl Role {
-    pub fn can_write_deployments(self) -> bool {
-        matches!(self, Role::Deployer | Role::Admin)
-    }
     pub fn is_admin(self) -> bool {
         matches!(self, Role::Admin)
     }

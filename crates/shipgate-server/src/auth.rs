@@ -65,26 +65,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn require_writer(&self) -> Result<(), ApiError> {
-        if self.role.can_write_deployments() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "role '{}' cannot record deployments",
-                self.role
-            )))
-        }
-    }
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.role.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "role '{}' is not an admin",
-                self.role
-            )))
-        }
-    }
     pub fn require_root(&self) -> Result<(), ApiError> {
         if self.root {
             Ok(())
@@ -103,6 +83,10 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Already authenticated by the authorisation layer.
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

@@ -78,7 +78,7 @@ async fn call(
 /// People, groups and the policy; returns (alice's token, olga's token).
 async fn setup(http: &reqwest::Client, base: &str) -> (String, String) {
     let mut tokens = Vec::new();
-    for (who, role) in [("alice", "deployer"), ("olga", "viewer")] {
+    for (who, role) in [("alice", "deployer"), ("olga", "approver")] {
         let v = call(
             http,
             reqwest::Method::POST,

@@ -147,7 +147,6 @@ async fn declare_service(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Service>)> {
-    caller.require_admin()?;
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
     let mut f = Fields::new(object(&v)?, "");
     let name = f.name("name", true);
@@ -194,7 +193,6 @@ async fn declare_environment(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Environment>)> {
-    caller.require_admin()?;
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
     let mut f = Fields::new(object(&v)?, "");
     let name = f.req_str("name", 128);

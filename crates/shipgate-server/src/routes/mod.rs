@@ -84,6 +84,11 @@ pub fn router(state: AppState) -> axum::Router {
                 }
             }),
         )
+        // Every matched route passes the one authorisation layer (crate::authz).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::authz::authorize,
+        ))
         .fallback(|| async { ApiError::NotFound.into_response() })
         .layer(axum::middleware::from_fn(crate::telemetry::observe))
         .layer(DefaultBodyLimit::max(import_limit))

@@ -45,6 +45,8 @@ monthly_threshold = 1
 
 pub struct People {
     pub alice: String,
+    /// Alice also holds an approver token: separation of duties must still stop her.
+    pub alice_approver: String,
     pub carol: String,
     pub dave: String,
     pub erin: String,
@@ -88,11 +90,12 @@ pub async fn push_policy(app: &TestApp, text: &str) -> Resp {
 pub async fn setup(app: &TestApp) -> People {
     let p = People {
         alice: person(app, "alice", "deployer").await,
-        carol: person(app, "carol", "viewer").await,
-        dave: person(app, "dave", "viewer").await,
-        erin: person(app, "erin", "viewer").await,
-        olga: person(app, "olga", "viewer").await,
-        ivan: person(app, "ivan", "viewer").await,
+        alice_approver: app.token_for("alice", "approver", None).await,
+        carol: person(app, "carol", "approver").await,
+        dave: person(app, "dave", "approver").await,
+        erin: person(app, "erin", "approver").await,
+        olga: person(app, "olga", "approver").await,
+        ivan: person(app, "ivan", "incident_commander").await,
     };
     for (name, members) in [
         ("cab", vec!["carol", "dave", "erin"]),
@@ -207,7 +210,7 @@ async fn normal_change_scenario(app: TestApp) {
     let env = "production-eu-west-1";
 
     // The requester cannot approve; the refusal is audited.
-    let r = decide(&app, &p.alice, &cr, "approve").await;
+    let r = decide(&app, &p.alice_approver, &cr, "approve").await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.body["code"], "self_approval");
     // Not an approver at all.
@@ -588,7 +591,7 @@ async fn emergency_scenario(app: TestApp) {
     }
     // The requester cannot review their own emergency; someone else can.
     assert_eq!(
-        decide(&app, &p.alice, &cr, "review").await.body["code"],
+        decide(&app, &p.alice_approver, &cr, "review").await.body["code"],
         "self_approval"
     );
     let r = decide(&app, &p.dave, &cr, "review").await;

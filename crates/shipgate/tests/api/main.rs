@@ -5,6 +5,7 @@ mod helpers;
 
 mod approvals;
 mod auth;
+mod authz;
 mod bad_input;
 mod cli;
 mod deployments;

@@ -1,0 +1,110 @@
+//! The one authorisation layer. Every route has an entry here naming the permission it needs;
+//! a middleware checks it before any handler runs. A route without an entry is refused (default
+//! deny), and a test walks the OpenAPI document to prove every route is covered.
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use shipgate_domain::access::{Permission, permits, roles_with};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+use Permission::*;
+
+/// (method, route template, permission).
+pub const ROUTES: &[(&str, &str, Permission)] = &[
+    ("GET", "/healthz", Public),
+    ("GET", "/readyz", Public),
+    ("GET", "/metrics", Public),
+    ("GET", "/api/v1/openapi.json", Public),
+    ("GET", "/api/v1/whoami", Authenticated),
+    // Deployments and inventory.
+    ("GET", "/api/v1/deployments", DeploymentsRead),
+    ("POST", "/api/v1/deployments", DeploymentsWrite),
+    ("POST", "/api/v1/deployments/import", DeploymentsWrite),
+    ("GET", "/api/v1/deployments/{id}", DeploymentsRead),
+    ("POST", "/api/v1/deployments/{id}/events", DeploymentsWrite),
+    ("GET", "/api/v1/running", DeploymentsRead),
+    ("GET", "/api/v1/recent-changes", DeploymentsRead),
+    ("GET", "/api/v1/releases", DeploymentsRead),
+    ("GET", "/api/v1/services", DeploymentsRead),
+    ("POST", "/api/v1/services", InventoryAdmin),
+    ("GET", "/api/v1/environments", DeploymentsRead),
+    ("POST", "/api/v1/environments", InventoryAdmin),
+    ("GET", "/api/v1/environments/resolve", DeploymentsRead),
+    // Approvals and gates.
+    ("GET", "/api/v1/changes", ChangesRead),
+    ("POST", "/api/v1/changes", ChangesRequest),
+    ("GET", "/api/v1/changes/{key}", ChangesRead),
+    ("POST", "/api/v1/changes/{key}/resubmit", ChangesRequest),
+    ("POST", "/api/v1/changes/{key}/evidence", ChangesRequest),
+    ("POST", "/api/v1/changes/{key}/decisions", ChangesDecide),
+    ("GET", "/api/v1/changes/{key}/explain", ChangesRead),
+    ("GET", "/api/v1/changes/{key}/timeline", ChangesRead),
+    ("GET", "/api/v1/gate", ChangesRead),
+    ("GET", "/api/v1/approvals", ChangesRead),
+    ("GET", "/api/v1/reviews", ChangesRead),
+    ("GET", "/api/v1/people", ChangesRead),
+    ("POST", "/api/v1/people", GovernanceAdmin),
+    ("GET", "/api/v1/groups", ChangesRead),
+    ("PUT", "/api/v1/groups/{name}", GovernanceAdmin),
+    ("GET", "/api/v1/policy", ChangesRead),
+    ("PUT", "/api/v1/policy", GovernanceAdmin),
+    ("GET", "/api/v1/policy/history", ChangesRead),
+    // Tokens and the audit trail.
+    ("POST", "/api/v1/tokens", TokensAdmin),
+    ("GET", "/api/v1/audit", AuditRead),
+    ("GET", "/api/v1/audit/verify", AuditRead),
+];
+
+pub fn permission_for(method: &Method, route: &str) -> Option<Permission> {
+    ROUTES
+        .iter()
+        .find(|(m, r, _)| *m == method.as_str() && *r == route)
+        .map(|(_, _, p)| *p)
+}
+
+/// Authenticates and authorises every matched route before its handler runs. The caller is
+/// left in the request's extensions for the handler.
+pub async fn authorize(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(route) = matched.map(|m| m.as_str().to_owned()) else {
+        return next.run(req).await;
+    };
+    let Some(perm) = permission_for(req.method(), &route) else {
+        return ApiError::Forbidden(format!(
+            "{} {route} has no access rule: refused by default",
+            req.method()
+        ))
+        .into_response();
+    };
+    if perm == Public {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let caller = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if !permits(caller.role, perm) {
+        metrics::counter!("shipgate_authz_denied_total", "permission" => perm.as_str())
+            .increment(1);
+        tracing::warn!(subject = %caller.subject, role = %caller.role, permission = perm.as_str(), route = %route, "access denied");
+        let granted: Vec<&str> = roles_with(perm).iter().map(|r| r.as_str()).collect();
+        return ApiError::Forbidden(format!(
+            "role '{}' does not grant '{}' (granted by: {})",
+            caller.role,
+            perm.as_str(),
+            granted.join(", ")
+        ))
+        .into_response();
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
+}
