@@ -303,6 +303,13 @@ pub struct ApiToken {
     pub token_hash: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// After this the token is refused.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    /// Writes are limited to environments of this tier.
+    #[serde(default)]
+    pub env_tier: Option<EnvTier>,
 }
 
 /// Filters for deployment history.

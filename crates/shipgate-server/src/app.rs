@@ -61,6 +61,8 @@ pub async fn bootstrap(
         root: true,
         token_hash: hash_token(&token),
         created_at: clock.now(),
+        expires_at: None,
+        env_tier: None,
     };
     store.create_token(&t, "shipgate").await?;
     Ok(Bootstrap {

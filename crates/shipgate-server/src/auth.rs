@@ -44,6 +44,13 @@ impl TokenCache {
         let (t, at) = map.get(hash)?;
         (at.elapsed() < CACHE_TTL).then(|| t.clone())
     }
+    /// Forgets a token at once (revocation, rotation) in this instance; other instances forget
+    /// it within the cache TTL.
+    pub fn remove(&self, hash: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(hash);
+        }
+    }
     fn put(&self, hash: String, t: ApiToken) {
         if let Ok(mut map) = self.entries.write() {
             if map.len() > 10_000 {
@@ -62,9 +69,25 @@ pub struct Caller {
     pub role: Role,
     /// May act on any tenant (the bootstrap token).
     pub root: bool,
+    /// Writes are limited to environments of this tier.
+    pub env_tier: Option<shipgate_domain::EnvTier>,
 }
 
 impl Caller {
+    /// A token scoped to an environment tier writes only there.
+    pub fn require_env_tier(
+        &self,
+        tier: Option<shipgate_domain::EnvTier>,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        match self.env_tier {
+            Some(scope) if Some(scope) != tier => Err(ApiError::Forbidden(format!(
+                "this token is limited to {scope} environments; {what} is {}",
+                tier.map_or("of no known tier".to_owned(), |t| t.to_string())
+            ))),
+            _ => Ok(()),
+        }
+    }
     pub fn require_root(&self) -> Result<(), ApiError> {
         if self.root {
             Ok(())
@@ -118,6 +141,11 @@ impl FromRequestParts<AppState> for Caller {
                 t
             }
         };
+        if let Some(exp) = t.expires_at
+            && exp <= state.clock.now()
+        {
+            return Err(ApiError::Unauthenticated("the token has expired".into()));
+        }
         let mut tenant = t.tenant.clone();
         if let Some(h) = parts.headers.get(TENANT_HEADER) {
             let asked = h
@@ -143,6 +171,7 @@ impl FromRequestParts<AppState> for Caller {
             subject: t.subject,
             role: t.role,
             root: t.root,
+            env_tier: t.env_tier,
         })
     }
 }

@@ -55,6 +55,9 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/api/v1/policy/history", ChangesRead),
     // Tokens and the audit trail.
     ("POST", "/api/v1/tokens", TokensAdmin),
+    ("GET", "/api/v1/tokens", TokensAdmin),
+    ("DELETE", "/api/v1/tokens/{id}", TokensAdmin),
+    ("POST", "/api/v1/tokens/{id}/rotate", TokensAdmin),
     ("GET", "/api/v1/audit", AuditRead),
     ("GET", "/api/v1/audit/verify", AuditRead),
 ];

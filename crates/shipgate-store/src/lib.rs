@@ -254,6 +254,18 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     /// Stores a token (hash only). `actor` is who created it; audited.
     async fn create_token(&self, token: &ApiToken, actor: &str) -> StoreResult<()>;
     async fn find_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+    /// The tenant's live tokens (hashes are never returned over the API).
+    async fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<ApiToken>>;
+    /// Revokes a token, and with `replacement` creates its successor in the same transaction
+    /// (rotation). Returns the revoked token, or `None` when there is no such live token.
+    async fn revoke_token(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        replacement: Option<&ApiToken>,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<ApiToken>>;
     async fn count_tokens(&self) -> StoreResult<i64>;
 
     async fn audit_head(&self) -> StoreResult<ChainHead>;

@@ -173,6 +173,41 @@ pub(super) fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
+const TOKEN_COLUMNS: &str =
+    "id, tenant, subject, role, root, token_hash, created_at, expires_at, env_tier";
+
+fn token_from_row(r: &DbRow) -> StoreResult<ApiToken> {
+    Ok(ApiToken {
+        id: uuid_col(r, "id")?,
+        tenant: r.try_get("tenant")?,
+        subject: r.try_get("subject")?,
+        role: enum_col(r, "role", Role::parse)?,
+        root: r.try_get("root")?,
+        token_hash: r.try_get("token_hash")?,
+        created_at: ts(r, "created_at")?,
+        expires_at: opt_ts(r, "expires_at")?,
+        env_tier: opt_tier(r, "env_tier")?,
+    })
+}
+
+async fn insert_token(conn: &mut Conn, token: &ApiToken) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(token.id.to_string())
+    .bind(&token.tenant)
+    .bind(&token.subject)
+    .bind(token.role.as_str())
+    .bind(token.root)
+    .bind(&token.token_hash)
+    .bind(to_micros(token.created_at))
+    .bind(token.expires_at.map(to_micros))
+    .bind(token.env_tier.map(|t| t.as_str().to_owned()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A row of the deployments table about to be written.
 struct DeploymentRow<'a> {
     d: &'a NewDeployment,
@@ -1275,17 +1310,8 @@ impl Store for SqlStore {
         let _writer = self.write_lock.lock().await;
         let mut tx = self.writer.begin().await?;
         let head = lock_head(&mut tx).await?;
-        sqlx::query("INSERT INTO api_tokens (id, tenant, subject, role, root, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(token.id.to_string())
-            .bind(&token.tenant)
-            .bind(&token.subject)
-            .bind(token.role.as_str())
-            .bind(token.root)
-            .bind(&token.token_hash)
-            .bind(to_micros(token.created_at))
-            .execute(&mut *tx)
-            .await?;
-        let payload = serde_json::json!({"id": token.id, "tenant": token.tenant, "subject": token.subject, "role": token.role, "root": token.root});
+        insert_token(&mut tx, token).await?;
+        let payload = serde_json::json!({"id": token.id, "tenant": token.tenant, "subject": token.subject, "role": token.role, "root": token.root, "expires_at": token.expires_at, "env_tier": token.env_tier});
         append_audit(
             &mut tx,
             &head,
@@ -1304,22 +1330,68 @@ impl Store for SqlStore {
     }
 
     async fn find_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
-        let r = sqlx::query("SELECT id, tenant, subject, role, root, token_hash, created_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
+        let r = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<ApiToken>> {
+        let rows = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE tenant = $1 AND revoked_at IS NULL ORDER BY created_at, id"))
+            .bind(tenant)
+            .fetch_all(&self.pool)
             .await?;
-        r.map(|r| {
-            Ok(ApiToken {
-                id: uuid_col(&r, "id")?,
-                tenant: r.try_get("tenant")?,
-                subject: r.try_get("subject")?,
-                role: enum_col(&r, "role", Role::parse)?,
-                root: r.try_get("root")?,
-                token_hash: r.try_get("token_hash")?,
-                created_at: ts(&r, "created_at")?,
-            })
-        })
-        .transpose()
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        replacement: Option<&ApiToken>,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<ApiToken>> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let Some(old) = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 AND tenant = $2 AND revoked_at IS NULL"))
+            .bind(id.to_string())
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let old = token_from_row(&old)?;
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2")
+            .bind(to_micros(now))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let mut entries = vec![PendingEntry::new(
+            tenant,
+            actor,
+            "token.revoked",
+            &id.to_string(),
+            &serde_json::json!({"id": id, "subject": old.subject, "role": old.role, "replaced_by": replacement.map(|r| r.id)}),
+        )];
+        if let Some(new) = replacement {
+            insert_token(&mut tx, new).await?;
+            entries.push(PendingEntry::new(
+                tenant,
+                actor,
+                "token.created",
+                &new.id.to_string(),
+                &serde_json::json!({"id": new.id, "tenant": new.tenant, "subject": new.subject, "role": new.role, "root": new.root, "expires_at": new.expires_at, "env_tier": new.env_tier, "rotates": id}),
+            ));
+        }
+        append_audit(&mut tx, &head, now, entries).await?;
+        tx.commit().await?;
+        Ok(Some(old))
     }
 
     async fn count_tokens(&self) -> StoreResult<i64> {

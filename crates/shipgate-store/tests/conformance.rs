@@ -818,6 +818,8 @@ async fn declared_entities_and_tokens(db: &TestDb) {
         root: false,
         token_hash: "abc".into(),
         created_at: now(),
+        expires_at: None,
+        env_tier: None,
     };
     s.create_token(&tok, "admin").await.unwrap();
     assert_eq!(s.find_token("abc").await.unwrap().unwrap().subject, "ci");

@@ -268,11 +268,23 @@ enum TokenCmd {
     Create {
         #[arg(long)]
         subject: String,
-        #[arg(long, value_parser = ["viewer", "deployer", "admin"])]
+        #[arg(long, value_parser = ["viewer", "requester", "deployer", "approver", "change_manager", "auditor", "incident_commander", "emergency_deployer", "admin"])]
         role: String,
         #[arg(long)]
         tenant: Option<String>,
+        /// Lifetime, such as 90d or 12h.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Limit writes to one environment tier (production, staging, test, development).
+        #[arg(long)]
+        env_tier: Option<String>,
     },
+    /// The tenant's live tokens.
+    List,
+    /// Revoke a token at once.
+    Revoke { id: String },
+    /// Replace a token with a new one (same subject, role and scope); the old one stops working.
+    Rotate { id: String },
 }
 
 #[derive(Subcommand)]
@@ -773,18 +785,64 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
             simple_output(&v, out, &["name", "raw", "tier", "region", "declared"]);
             Ok(())
         }
+        Command::Token(TokenCmd::List) => {
+            let v = c.get("/api/v1/tokens").await?;
+            simple_output(
+                &v,
+                out,
+                &[
+                    "id",
+                    "subject",
+                    "role",
+                    "env_tier",
+                    "expires_at",
+                    "created_at",
+                ],
+            );
+            Ok(())
+        }
+        Command::Token(TokenCmd::Revoke { id }) => {
+            c.send(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/tokens/{}", id.trim()),
+                None,
+                None,
+            )
+            .await?;
+            if out == Output::Json {
+                print_json(&json!({"revoked": id.trim()}));
+            } else {
+                println!("revoked {}", id.trim());
+            }
+            Ok(())
+        }
+        Command::Token(TokenCmd::Rotate { id }) => {
+            let (_, v) = c
+                .post(
+                    &format!("/api/v1/tokens/{}/rotate", id.trim()),
+                    json!({}),
+                    None,
+                )
+                .await?;
+            if out == Output::Json {
+                print_json(&v)
+            } else {
+                println!("{}", s(&v, "token"))
+            }
+            Ok(())
+        }
         Command::Token(TokenCmd::Create {
             subject,
             role,
             tenant,
+            expires_in,
+            env_tier,
         }) => {
-            let (_, v) = c
-                .post(
-                    "/api/v1/tokens",
-                    json!({"subject": subject, "role": role, "tenant": tenant}),
-                    None,
-                )
-                .await?;
+            let mut body = json!({"subject": subject, "role": role, "tenant": tenant, "expires_in": expires_in, "env_tier": env_tier});
+            if let Value::Object(m) = &mut body {
+                m.retain(|_, v| !v.is_null());
+            }
+            let (_, v) = c.post("/api/v1/tokens", body, None).await?;
             if out == Output::Json {
                 print_json(&v)
             } else {

@@ -194,6 +194,8 @@ pub async fn demo_token(store: &dyn Store) -> anyhow::Result<String> {
         root: true,
         token_hash: shipgate_server::auth::hash_token(&token),
         created_at: SystemClock.now(),
+        expires_at: None,
+        env_tier: None,
     };
     store.create_token(&t, "shipgate-demo").await?;
     Ok(token)

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use shipgate_domain::audit::{AuditEntry, VerifyReport};
 use shipgate_domain::input::Fields;
-use shipgate_domain::{ApiToken, Role};
+use shipgate_domain::{ApiToken, EnvTier, Role};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -22,7 +22,9 @@ use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_token))
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
+        .routes(routes!(rotate_token))
         .routes(routes!(audit_log))
         .routes(routes!(verify))
         .routes(routes!(whoami))
@@ -36,6 +38,10 @@ pub struct CreateTokenRequest {
     role: Role,
     /// Tenant of the token; another tenant than the caller's needs the root token.
     tenant: Option<String>,
+    /// Lifetime, such as `90d` or `12h`; without it the token does not expire.
+    expires_in: Option<String>,
+    /// Limit writes to environments of this tier.
+    env_tier: Option<EnvTier>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -65,7 +71,24 @@ async fn create_token(
     let role = f.enumeration("role", Role::parse, Role::expected);
     let role_given = map.get("role").is_some_and(|r| !r.is_null());
     let tenant = f.opt_str("tenant", 64);
+    let expires_in = f.opt_str("expires_in", 32);
+    let env_tier = f.enumeration("env_tier", EnvTier::parse, EnvTier::expected);
     let mut errors = f.finish();
+    let now = state.clock.now();
+    let expires_at = match expires_in.as_deref().map(humantime::parse_duration) {
+        None => None,
+        Some(Ok(d)) if !d.is_zero() => {
+            Some(now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+        }
+        Some(_) => {
+            errors.add(
+                "expires_in",
+                "invalid_value",
+                "a positive duration such as 90d or 12h",
+            );
+            None
+        }
+    };
     if !role_given {
         errors.add("role", "required", "is required");
     }
@@ -97,6 +120,8 @@ async fn create_token(
         root: false,
         token_hash: hash_token(&token),
         created_at: state.clock.now(),
+        expires_at,
+        env_tier,
     };
     state.store.create_token(&t, &caller.subject).await?;
     Ok((
@@ -168,4 +193,79 @@ async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "admin", description = "The caller as shipgate sees it.", responses((status = 200, body = Caller)))]
 async fn whoami(caller: Caller) -> Json<Caller> {
     Json(caller)
+}
+
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "admin",
+    description = "The tenant's live tokens: subject, role, scope and expiry (never the token or its hash).",
+    responses((status = 200, body = Vec<ApiToken>)))]
+async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ApiToken>>> {
+    Ok(Json(state.store.list_tokens(&caller.tenant).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "admin",
+    params(("id" = Uuid, Path)),
+    description = "Revokes a token at once (audited).",
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id =
+        Uuid::parse_str(&id).map_err(|_| ApiError::field("id", "invalid_format", "not a UUID"))?;
+    let old = state
+        .store
+        .revoke_token(&caller.tenant, id, None, &caller.subject, state.clock.now())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.tokens.remove(&old.token_hash);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/rotate", tag = "admin",
+    params(("id" = Uuid, Path)),
+    description = "Replaces a token with a new one of the same subject, role and scope, and revokes the old one, in one transaction. The new token is shown once.",
+    responses((status = 201, body = CreatedToken), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn rotate_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    let id =
+        Uuid::parse_str(&id).map_err(|_| ApiError::field("id", "invalid_format", "not a UUID"))?;
+    let now = state.clock.now();
+    let current = state
+        .store
+        .list_tokens(&caller.tenant)
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or(ApiError::NotFound)?;
+    let token = generate_token();
+    let new = ApiToken {
+        id: Uuid::now_v7(),
+        token_hash: hash_token(&token),
+        created_at: now,
+        root: false,
+        ..current.clone()
+    };
+    let old = state
+        .store
+        .revoke_token(&caller.tenant, id, Some(&new), &caller.subject, now)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.tokens.remove(&old.token_hash);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            id: new.id,
+            token,
+            tenant: new.tenant,
+            subject: new.subject,
+            role: new.role,
+        }),
+    ))
 }

@@ -129,6 +129,8 @@ async fn create_person(
                 root: false,
                 token_hash: hash_token(&token),
                 created_at: now,
+                expires_at: None,
+                env_tier: None,
             };
             state.store.create_token(&t, &caller.subject).await?;
             Some(token)

@@ -110,6 +110,10 @@ async fn create_deployment(
     let value = parse_json(&bytes)?;
     let mut cmd = validate(&state, &caller, &value, false).await?;
     cmd.idempotency = idempotency(&headers, &value, "deployment-id")?;
+    caller.require_env_tier(
+        cmd.deployment.environment.tier,
+        &cmd.deployment.environment.name,
+    )?;
     cmd.deployment.approval = crate::governance::check_deployment(&state, &cmd.deployment).await;
     let created = state.ingest.submit(cmd).await?;
     let id = created.deployment.record.id;

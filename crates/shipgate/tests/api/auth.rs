@@ -227,3 +227,142 @@ async fn production_mode_refuses_a_new_store_without_authentication() {
         .expect("refused");
     assert!(err.to_string().contains("production mode"), "{err}");
 }
+
+/// Tokens can be listed, scoped to an environment tier, made to expire, rotated and revoked;
+/// a revoked, rotated-out or expired token is refused at once.
+#[tokio::test]
+async fn token_lifecycle_and_scope() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post(
+            "/api/v1/tokens",
+            json!({"subject": "staging-ci", "role": "deployer", "env_tier": "staging", "expires_in": "90d"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let staging = r.body["token"].as_str().unwrap().to_owned();
+    let staging_id = r.body["id"].as_str().unwrap().to_owned();
+    let body = |env: &str| json!({"service": "web", "environment": env, "version": "1.0.0"});
+    assert_eq!(
+        app.post_as("/api/v1/deployments", body("staging"), &staging, &[])
+            .await
+            .status,
+        201
+    );
+    let r = app
+        .post_as("/api/v1/deployments", body("dev"), &staging, &[])
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "a staging token cannot write dev: {}",
+        r.body
+    );
+    let listed = app.get("/api/v1/tokens").await;
+    let mine = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == staging_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mine["env_tier"], "staging");
+    assert!(mine["expires_at"].is_string());
+    assert!(
+        mine.get("token_hash").is_none(),
+        "hashes are never returned"
+    );
+
+    // Rotation: the old token stops working at once, the new one works with the same scope.
+    let r = app
+        .post(&format!("/api/v1/tokens/{staging_id}/rotate"), json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rotated = r.body["token"].as_str().unwrap().to_owned();
+    let rotated_id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.post_as("/api/v1/deployments", body("staging"), &staging, &[])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        app.post_as("/api/v1/deployments", body("staging"), &rotated, &[])
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        app.post_as("/api/v1/deployments", body("dev"), &rotated, &[])
+            .await
+            .status,
+        403
+    );
+
+    // Revocation.
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tokens/{rotated_id}"),
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        app.post_as("/api/v1/deployments", body("staging"), &rotated, &[])
+            .await
+            .status,
+        401
+    );
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tokens/{rotated_id}"),
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 404, "already revoked");
+
+    // Expiry.
+    let r = app
+        .post(
+            "/api/v1/tokens",
+            json!({"subject": "short", "role": "viewer", "expires_in": "1s"}),
+        )
+        .await;
+    let short = r.body["token"].as_str().unwrap().to_owned();
+    let who = |t: String| {
+        let app = &app;
+        async move {
+            app.req(reqwest::Method::GET, "/api/v1/whoami", Some(&t), None, &[])
+                .await
+                .status
+        }
+    };
+    assert_eq!(who(short.clone()).await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(who(short).await, 401);
+    let r = app
+        .post(
+            "/api/v1/tokens",
+            json!({"subject": "bad", "role": "viewer", "expires_in": "soon", "env_tier": "moon"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"].as_array().unwrap().len(), 2);
+    // The audit trail has the revocations.
+    let log = app.get("/api/v1/audit?limit=1000").await;
+    let revoked = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "token.revoked")
+        .count();
+    assert_eq!(revoked, 2);
+    app.verify_ok().await;
+    app.stop().await;
+}
