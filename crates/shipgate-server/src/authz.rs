@@ -69,6 +69,25 @@ pub fn permission_for(method: &Method, route: &str) -> Option<Permission> {
         .map(|(_, _, p)| *p)
 }
 
+/// Appends an `access.denied` audit entry in the background: the refusal is answered at once,
+/// and its record follows on the chain.
+fn audit_refusal(state: &AppState, tenant: &str, actor: &str, route: &str, reason: &str) {
+    let store = state.store.clone();
+    let now = state.clock.now();
+    let entry = shipgate_domain::audit::PendingEntry::new(
+        tenant,
+        actor,
+        "access.denied",
+        route,
+        &serde_json::json!({"route": route, "reason": reason}),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = store.record_audit(vec![entry], now).await {
+            tracing::warn!(error = %e, "could not audit a refused request");
+        }
+    });
+}
+
 /// Authenticates and authorises every matched route before its handler runs. The caller is
 /// left in the request's extensions for the handler.
 pub async fn authorize(
@@ -93,9 +112,32 @@ pub async fn authorize(
     let (mut parts, body) = req.into_parts();
     let caller = match Caller::from_request_parts(&mut parts, &state).await {
         Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            // A presented credential that is refused (forged, tampered, revoked, expired,
+            // another tenant, an injected header) is audited; a missing one is not.
+            if parts
+                .headers
+                .contains_key(axum::http::header::AUTHORIZATION)
+            {
+                audit_refusal(
+                    &state,
+                    "unknown",
+                    "unknown",
+                    &format!("{} {route}", parts.method),
+                    &format!("{e:?}"),
+                );
+            }
+            return e.into_response();
+        }
     };
     if !permits(caller.role, perm) {
+        audit_refusal(
+            &state,
+            &caller.tenant,
+            &caller.subject,
+            &format!("{} {route}", parts.method),
+            &format!("role '{}' lacks '{}'", caller.role, perm.as_str()),
+        );
         metrics::counter!("shipgate_authz_denied_total", "permission" => perm.as_str())
             .increment(1);
         tracing::warn!(subject = %caller.subject, role = %caller.role, permission = perm.as_str(), route = %route, "access denied");

@@ -269,6 +269,12 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     async fn count_tokens(&self) -> StoreResult<i64>;
 
     async fn audit_head(&self) -> StoreResult<ChainHead>;
+    /// Appends entries that record something other than a state change (refused access).
+    async fn record_audit(
+        &self,
+        entries: Vec<shipgate_domain::audit::PendingEntry>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Audit entries after `after_seq`, in sequence order; `tenant` limits them to one tenant.
     async fn audit_entries(
         &self,

@@ -1401,6 +1401,15 @@ impl Store for SqlStore {
             .try_get("n")?)
     }
 
+    async fn record_audit(&self, entries: Vec<PendingEntry>, now: Timestamp) -> StoreResult<()> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        append_audit(&mut tx, &head, now, entries).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn audit_head(&self) -> StoreResult<ChainHead> {
         let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_one(&self.pool)

@@ -366,3 +366,70 @@ async fn token_lifecycle_and_scope() {
     app.verify_ok().await;
     app.stop().await;
 }
+
+/// Refused credentials and refused roles leave `access.denied` entries on the audit chain.
+#[tokio::test]
+async fn refusals_are_audited() {
+    let app = TestApp::spawn().await;
+    let viewer = app.token_for("vic", "viewer", None).await;
+    // A role that lacks the permission, a forged token, an injected tenant header.
+    let r = app
+        .post_as(
+            "/api/v1/deployments",
+            json!({"service": "web", "environment": "dev", "version": "1"}),
+            &viewer,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/deployments",
+            Some("sg_forged"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let r = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/deployments",
+            Some(&viewer),
+            None,
+            &[("x-shipgate-tenant", "other")],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // No token at all is refused but not audited (scanners would flood the chain).
+    assert_eq!(
+        app.req(reqwest::Method::GET, "/api/v1/deployments", None, None, &[])
+            .await
+            .status,
+        401
+    );
+    let mut denied = Vec::new();
+    for _ in 0..50 {
+        denied = app
+            .store
+            .audit_entries(None, 0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "access.denied")
+            .collect();
+        if denied.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(denied.len(), 3, "{denied:?}");
+    assert!(
+        denied
+            .iter()
+            .any(|e| e.actor == "vic" && e.payload.contains("deployments:write"))
+    );
+    app.verify_ok().await;
+    app.stop().await;
+}
