@@ -818,3 +818,110 @@ async fn stalled_approvals_escalate_after_the_sla() {
     );
     app.stop().await;
 }
+
+/// Bad input on the approval endpoints: one problem naming every field, never a 500, nothing
+/// written.
+#[tokio::test]
+async fn bad_input_on_changes_and_decisions() {
+    let app = TestApp::spawn().await;
+    let p = setup(&app).await;
+    let head = app.store.audit_head().await.unwrap();
+    let r = app
+        .post_as(
+            "/api/v1/changes",
+            json!({"type": "risky", "title": 7, "services": "checkout", "environments": ["prod", "prod"],
+                   "artifact_digests": ["sha256:nothex"], "window_start": "tomorrow", "risk": "extreme",
+                   "artifact_flags": ["spicy"], "colour": "blue"}),
+            &p.alice,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    let mut fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    for f in [
+        "type",
+        "title",
+        "services",
+        "environments[1]",
+        "artifact_digests[0]",
+        "window_start",
+        "risk",
+        "artifact_flags[0]",
+        "colour",
+    ] {
+        assert!(fields.contains(&f), "{f} not named in {fields:?}");
+    }
+    let r = app
+        .req(
+            reqwest::Method::POST,
+            "/api/v1/changes",
+            Some(&p.alice),
+            Some("{not json".into()),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (400, Some("malformed_json"))
+    );
+    let r = app
+        .req(
+            reqwest::Method::POST,
+            "/api/v1/changes",
+            Some(&p.alice),
+            Some(vec![b'x'; 2 * 1024 * 1024].into()),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 413);
+    let r = app
+        .post_as(
+            "/api/v1/changes/CR-1/decisions",
+            json!({"decision": "maybe", "extra": 1}),
+            &p.carol,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"].as_array().unwrap().len(), 2);
+    let r = app
+        .get("/api/v1/gate?change=CR-1&environment=prod&digest=md5:abc&bogus=1")
+        .await;
+    assert_eq!(r.status, 422);
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/policy",
+            Some(ADMIN),
+            Some(vec![0xff, 0xfe, 0x00].into()),
+            &[("content-type", "application/toml")],
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let r = put(
+        &app,
+        "/api/v1/groups/cab",
+        json!({"members": ["carol", "nobody"]}),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"][0]["field"], "members[1]");
+    // Nothing was written by any of it.
+    assert_eq!(app.store.audit_head().await.unwrap(), head);
+    assert_eq!(
+        app.get("/api/v1/groups").await.body[0]["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(app.get("/api/v1/policy").await.body["version"], 1);
+    app.stop().await;
+}

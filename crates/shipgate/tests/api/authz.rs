@@ -46,6 +46,12 @@ async fn every_route_is_authorised_by_one_layer() {
             for (role, token) in &tokens {
                 let r = app.req(m.clone(), &url, Some(token), body(), &json).await;
                 let detail = r.body["detail"].as_str().unwrap_or("").to_owned();
+                assert!(
+                    r.status < 500,
+                    "{method} {path} as {role}: {} {}",
+                    r.status,
+                    r.body
+                );
                 if permits(*role, perm) {
                     assert_ne!(r.status, 401, "{method} {path} as {role}");
                     assert!(
