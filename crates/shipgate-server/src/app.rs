@@ -91,6 +91,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen).await?;
         let port = listener.local_addr()?.port();
         let shutdown = CancellationToken::new();
+        let oidc = crate::oidc::Oidc::new(&settings.oidc)?.map(Arc::new);
         let hub = crate::governance::Hub::default();
         let (gate_log, gate_log_task) = crate::governance::GateLog::spawn(store.clone());
         let forwarder = hub.forward_store(store.clone(), shutdown.clone());
@@ -104,6 +105,7 @@ impl Application {
             metrics: crate::telemetry::metrics_handle(),
             declared_envs: Default::default(),
             hub,
+            oidc,
             gate_log,
             governance: Default::default(),
             shutdown: shutdown.clone(),

@@ -124,10 +124,23 @@ impl FromRequestParts<AppState> for Caller {
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() < 512)
+            .filter(|t| !t.is_empty() && t.len() < 8192)
             .ok_or_else(|| {
                 ApiError::Unauthenticated("expected Authorization: Bearer <token>".into())
             })?;
+        // Not a shipgate token: a single-sign-on token from the identity provider.
+        if !token.starts_with("sg_")
+            && let Some(oidc) = &state.oidc
+        {
+            let id = oidc.verify(token).await?;
+            return Ok(Caller {
+                tenant: id.tenant,
+                subject: id.subject,
+                role: id.role,
+                root: false,
+                env_tier: None,
+            });
+        }
         let hash = hash_token(token);
         let t = match state.tokens.get(&hash) {
             Some(t) => t,

@@ -31,6 +31,8 @@ pub struct Settings {
     pub review_sweep_secs: u64,
     /// Longest a gate call may wait (`?wait=`), in seconds.
     pub max_gate_wait_secs: u64,
+    /// Single sign-on through an OpenID Connect provider.
+    pub oidc: crate::oidc::OidcSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +68,7 @@ impl Default for Settings {
             requirements: Requirements::default(),
             review_sweep_secs: 30,
             max_gate_wait_secs: 300,
+            oidc: crate::oidc::OidcSettings::default(),
         }
     }
 }
@@ -137,6 +140,18 @@ region = "westeurope"
 [requirements]
 production = ["commit_sha", "artifact_digest", "deployer", "change_ref"]
 staging = ["commit_sha"]
+
+# Single sign-on (OpenID Connect). Bearer tokens that are not shipgate tokens are verified
+# against the provider's published keys; group claims map to roles (the highest wins).
+# [oidc]
+# issuer = "https://login.example.com/realms/acme"
+# audience = "urn:shipgate"
+# groups_claim = "groups"
+# tenant = "default"
+# [oidc.role_map]
+# "release-engineers" = "deployer"
+# "change-advisory-board" = "approver"
+# "sre-leads" = "incident_commander"
 "#;
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     pub declared_envs: DeclaredEnvCache,
     pub hub: crate::governance::Hub,
+    /// Single sign-on, when configured.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
     pub gate_log: crate::governance::GateLog,
     pub governance: crate::governance::GovernanceCache,
     /// Cancelled when the server shuts down: long-polls return early.

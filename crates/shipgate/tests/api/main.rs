@@ -10,4 +10,5 @@ mod bad_input;
 mod cli;
 mod deployments;
 mod import;
+mod oidc;
 mod ops;

@@ -1,0 +1,245 @@
+//! Single sign-on: bearer tokens issued by an OpenID Connect provider (JWT access or ID
+//! tokens) are verified against the provider's JWKS (discovered from the issuer, cached, and
+//! refetched when a token names a key the cache does not know, for key rotation). The issuer,
+//! the audience, the expiry and an asymmetric signature are all required; `alg=none` and HMAC
+//! algorithms are refused. Group claims map to shipgate roles; the highest mapped role wins.
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::Deserialize;
+use serde_json::Value;
+use shipgate_domain::Role;
+use tokio::sync::RwLock;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct OidcSettings {
+    /// The provider's issuer URL; unset turns SSO off.
+    pub issuer: Option<String>,
+    /// The audience shipgate's tokens must carry.
+    pub audience: Option<String>,
+    /// Override the JWKS location (otherwise discovered from the issuer).
+    pub jwks_uri: Option<String>,
+    /// The claim that holds the caller's groups.
+    pub groups_claim: String,
+    /// The claim that names the caller.
+    pub subject_claim: String,
+    /// Group name -> shipgate role.
+    pub role_map: BTreeMap<String, Role>,
+    /// The tenant SSO callers act in.
+    pub tenant: String,
+    /// How long fetched keys are trusted before they are fetched again, in seconds.
+    pub jwks_refresh_secs: u64,
+    /// Allowed clock skew for `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for OidcSettings {
+    fn default() -> Self {
+        OidcSettings {
+            issuer: None,
+            audience: None,
+            jwks_uri: None,
+            groups_claim: "groups".into(),
+            subject_claim: "sub".into(),
+            role_map: BTreeMap::new(),
+            tenant: "default".into(),
+            jwks_refresh_secs: 300,
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// Who an SSO token names.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub subject: String,
+    pub role: Role,
+    pub tenant: String,
+}
+
+struct Keys {
+    set: JwkSet,
+    fetched: Instant,
+}
+
+pub struct Oidc {
+    settings: OidcSettings,
+    issuer: String,
+    audience: String,
+    http: reqwest::Client,
+    keys: RwLock<Option<Keys>>,
+}
+
+const ASYMMETRIC: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+fn unauthenticated(m: impl Into<String>) -> ApiError {
+    ApiError::Unauthenticated(m.into())
+}
+
+impl Oidc {
+    /// `None` when SSO is not configured. An issuer without an audience is a configuration
+    /// error: a token for any other application would be accepted.
+    pub fn new(settings: &OidcSettings) -> anyhow::Result<Option<Oidc>> {
+        let Some(issuer) = settings.issuer.clone() else {
+            return Ok(None);
+        };
+        let Some(audience) = settings.audience.clone() else {
+            anyhow::bail!("oidc.issuer is set but oidc.audience is not");
+        };
+        if settings.role_map.is_empty() {
+            anyhow::bail!("oidc.role_map is empty: no SSO caller could be given a role");
+        }
+        Ok(Some(Oidc {
+            settings: settings.clone(),
+            issuer,
+            audience,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+            keys: RwLock::new(None),
+        }))
+    }
+
+    async fn fetch_keys(&self) -> Result<JwkSet, ApiError> {
+        let unavailable = |e: String| ApiError::Unavailable(format!("identity provider: {e}"));
+        let uri = match &self.settings.jwks_uri {
+            Some(u) => u.clone(),
+            None => {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.issuer.trim_end_matches('/')
+                );
+                let doc: Value = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?
+                    .json()
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                doc["jwks_uri"]
+                    .as_str()
+                    .ok_or_else(|| unavailable("discovery document has no jwks_uri".into()))?
+                    .to_owned()
+            }
+        };
+        self.http
+            .get(&uri)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| unavailable(e.to_string()))
+    }
+
+    /// The key named `kid`: from the cache, else (rotation) from a fresh fetch, at most once
+    /// every few seconds.
+    async fn key(&self, kid: &str) -> Result<jsonwebtoken::jwk::Jwk, ApiError> {
+        let refresh = Duration::from_secs(self.settings.jwks_refresh_secs.max(1));
+        {
+            let g = self.keys.read().await;
+            if let Some(k) = g.as_ref()
+                && let Some(j) = k.set.find(kid)
+                && k.fetched.elapsed() < refresh
+            {
+                return Ok(j.clone());
+            }
+        }
+        let mut g = self.keys.write().await;
+        // Refetch when the keys are old, or when the token names an unknown key (rotation) and
+        // the last fetch is more than a second ago: unknown kids cannot force a fetch storm.
+        let refetch = match g.as_ref() {
+            None => true,
+            Some(k) => {
+                k.fetched.elapsed() >= refresh
+                    || (k.set.find(kid).is_none() && k.fetched.elapsed() > Duration::from_secs(1))
+            }
+        };
+        if refetch {
+            let set = self.fetch_keys().await?;
+            *g = Some(Keys {
+                set,
+                fetched: Instant::now(),
+            });
+        }
+        g.as_ref()
+            .and_then(|k| k.set.find(kid).cloned())
+            .ok_or_else(|| {
+                unauthenticated(
+                    "the token is signed with a key the identity provider does not publish",
+                )
+            })
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Identity, ApiError> {
+        let header = decode_header(token)
+            .map_err(|e| unauthenticated(format!("not a valid signed token: {e}")))?;
+        if !ASYMMETRIC.contains(&header.alg) {
+            return Err(unauthenticated(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| unauthenticated("the token names no signing key (kid)"))?;
+        let jwk = self.key(&kid).await?;
+        let key = DecodingKey::from_jwk(&jwk)
+            .map_err(|e| unauthenticated(format!("unusable signing key: {e}")))?;
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        v.leeway = self.settings.leeway_secs;
+        let data = decode::<Value>(token, &key, &v)
+            .map_err(|e| unauthenticated(format!("the token was refused: {e}")))?;
+        let claims = data.claims;
+        let subject = claims[&self.settings.subject_claim]
+            .as_str()
+            .or_else(|| claims["client_id"].as_str())
+            .ok_or_else(|| unauthenticated("the token names no subject"))?
+            .to_owned();
+        let groups: Vec<String> = match &claims[&self.settings.groups_claim] {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|g| g.as_str().map(str::to_owned))
+                .collect(),
+            Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let rank = |r: &Role| Role::ALL.iter().position(|x| x == r).unwrap_or(0);
+        let role = groups
+            .iter()
+            .filter_map(|g| self.settings.role_map.get(g))
+            .max_by_key(|r| rank(r))
+            .copied()
+            .ok_or_else(|| {
+                ApiError::Forbidden(format!(
+                    "{subject} has no shipgate role: none of its groups ({}) is mapped",
+                    groups.join(", ")
+                ))
+            })?;
+        Ok(Identity {
+            subject,
+            role,
+            tenant: self.settings.tenant.clone(),
+        })
+    }
+}
