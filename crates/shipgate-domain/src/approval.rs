@@ -207,13 +207,13 @@ fn count(
         approvals
             .iter()
             .copied()
-            .filter(|d| seen.insert(d.actor.clone()))
+            .filter(|d| seen.insert(d.person().to_owned()))
             .collect()
     };
     let can = |a: &Decision, slot: usize| -> bool {
         let gi = slots[slot];
         let gname = &req.approvals[gi].group;
-        eligible[gi].0.contains(&a.actor) && a.group.as_ref().is_none_or(|g| g == gname)
+        eligible[gi].0.contains(a.person()) && a.group.as_ref().is_none_or(|g| g == gname)
     };
     let mut slot_owner: Vec<Option<usize>> = vec![None; slots.len()];
     fn augment(
@@ -247,16 +247,16 @@ fn count(
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| **s == gi)
-                .filter_map(|(si, _)| slot_owner[si].map(|a| approvers[a].actor.clone()))
+                .filter_map(|(si, _)| slot_owner[si].map(|a| approvers[a].person().to_owned()))
                 .collect();
-            let counted: BTreeSet<&String> = approvals.iter().map(|d| &d.actor).collect();
+            let counted: BTreeSet<&str> = approvals.iter().map(|d| d.person()).collect();
             GroupProgress {
                 group: g.group.clone(),
                 quorum: g.quorum,
                 eligible: eligible[gi]
                     .0
                     .iter()
-                    .filter(|p| !counted.contains(p))
+                    .filter(|p| !counted.contains(p.as_str()))
                     .cloned()
                     .collect(),
                 using_backups: eligible[gi].1,
@@ -648,6 +648,11 @@ fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
 pub struct DecisionRequest {
     pub kind: DecisionKind,
     pub actor: String,
+    /// Act for this person under a delegation (`None`: the actor's own authority, or the one
+    /// active delegation that gives it).
+    pub on_behalf_of: Option<String>,
+    /// The active delegations to the actor.
+    pub delegations: Vec<Delegation>,
     pub group: Option<String>,
     pub comment: Option<String>,
 }
@@ -675,9 +680,6 @@ pub fn apply_decision(
         change.status,
         ChangeStatus::Rejected | ChangeStatus::ChangesRequested | ChangeStatus::Withdrawn
     );
-    let already = change
-        .current_decisions()
-        .any(|x| x.actor == req.actor && x.kind == req.kind);
     let mut decision = Decision {
         id: Uuid::now_v7(),
         revision: change.revision,
@@ -732,26 +734,100 @@ pub fn apply_decision(
                     )
                 });
             }
-            if already {
-                return Err(refuse(
-                    "already_decided",
-                    format!(
-                        "{} already recorded '{}' on {} revision {}",
-                        req.actor, req.kind, change.key, change.revision
-                    ),
-                ));
-            }
-            // Eligibility: the approver must be able to count for some required group in
-            // some environment of the change.
+            // Whose authority the decision carries: the actor's own, or a delegator's.
             let reqs: Vec<Requirements> = change
                 .spec
                 .environments
                 .iter()
                 .map(|e| policy.requirements(&change.spec, e))
                 .collect();
-            if let Some(why) = exclusion(change, policy, &req.actor) {
+            let member_of = |who: &str, g: &str| {
+                groups.get(g).is_some_and(|grp| {
+                    grp.members.iter().any(|m| m == who) || grp.backups.iter().any(|m| m == who)
+                })
+            };
+            let escalation: Vec<&str> = if change.escalated_at.is_some() {
+                reqs.iter()
+                    .filter_map(|r| r.escalate_to.as_deref())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let authority = |who: &str| -> BTreeSet<String> {
+                reqs.iter()
+                    .flat_map(|r| r.approvals.iter().map(|g| g.group.clone()))
+                    .filter(|g| member_of(who, g) || escalation.iter().any(|e| member_of(who, e)))
+                    .collect()
+            };
+            // Direct delegations only (never followed further), active now, to the actor.
+            let delegation_from = |from: &str| {
+                req.delegations
+                    .iter()
+                    .filter(|d| d.to == req.actor && d.from == from && d.active(now))
+                    .find(|d| {
+                        let a = authority(from);
+                        !a.is_empty() && d.group.as_ref().is_none_or(|g| a.contains(g))
+                    })
+            };
+            let (person, via) = match &req.on_behalf_of {
+                Some(a) if *a != req.actor => match delegation_from(a) {
+                    Some(d) => (a.clone(), Some(d)),
+                    None => {
+                        return Err(Refusal {
+                            code: "no_delegation",
+                            message: format!(
+                                "{} holds no active delegation from {a} that covers {}",
+                                req.actor, change.key
+                            ),
+                            audited: true,
+                        });
+                    }
+                },
+                _ if !authority(&req.actor).is_empty() || req.on_behalf_of.is_some() => {
+                    (req.actor.clone(), None)
+                }
+                _ => match req
+                    .delegations
+                    .iter()
+                    .find_map(|d| delegation_from(&d.from))
+                {
+                    Some(d) => (d.from.clone(), Some(d)),
+                    None => (req.actor.clone(), None),
+                },
+            };
+            // A delegate is bound by separation of duties too: never the requester or an
+            // author, and never acting for them.
+            if person != req.actor
+                && let Some(why) = exclusion(change, policy, &req.actor)
+            {
+                return Err(Refusal {
+                    code: why,
+                    message: format!(
+                        "{} cannot decide on {} even on behalf of {person}: separation of duties",
+                        req.actor, change.key
+                    ),
+                    audited: true,
+                });
+            }
+            let already = change
+                .current_decisions()
+                .any(|x| x.person() == person && x.kind == req.kind);
+            if already {
+                return Err(refuse(
+                    "already_decided",
+                    format!(
+                        "{person} already recorded '{}' on {} revision {}",
+                        req.kind, change.key, change.revision
+                    ),
+                ));
+            }
+            if let Some(why) = exclusion(change, policy, &person) {
                 let small_team = reqs.iter().any(|r| r.small_team.is_some());
-                if why == "self_approval" && small_team && req.kind == DecisionKind::Approve {
+                if why == "self_approval"
+                    && small_team
+                    && req.kind == DecisionKind::Approve
+                    && person == req.actor
+                {
                     decision.self_approval = true;
                     let st = reqs.iter().filter_map(|r| r.small_team.as_ref()).next();
                     if let Some(st) = st {
@@ -761,13 +837,13 @@ pub fn apply_decision(
                 } else {
                     let msg = if why == "self_approval" {
                         format!(
-                            "{} requested {} and cannot approve it: separation of duties",
-                            req.actor, change.key
+                            "{person} requested {} and cannot approve it: separation of duties",
+                            change.key
                         )
                     } else {
                         format!(
-                            "{} authored commits in {} and cannot approve it (policy: authors_cannot_approve)",
-                            req.actor, change.key
+                            "{person} authored commits in {} and cannot approve it (policy: authors_cannot_approve)",
+                            change.key
                         )
                     };
                     return Err(Refusal {
@@ -777,29 +853,15 @@ pub fn apply_decision(
                     });
                 }
             }
-            let in_group = |g: &str| {
-                groups.get(g).is_some_and(|grp| {
-                    grp.members.contains(&req.actor) || grp.backups.contains(&req.actor)
-                })
-            };
-            let escalated_member = change.escalated_at.is_some()
-                && reqs
-                    .iter()
-                    .filter_map(|r| r.escalate_to.as_deref())
-                    .any(in_group);
-            let relevant: BTreeSet<&str> = reqs
-                .iter()
-                .flat_map(|r| r.approvals.iter().map(|g| g.group.as_str()))
-                .filter(|g| in_group(g) || escalated_member)
-                .collect();
+            let relevant = authority(&person);
             if let Some(g) = &req.group
-                && !relevant.contains(g.as_str())
+                && !relevant.contains(g)
             {
                 return Err(refuse(
                     "not_an_approver",
                     format!(
-                        "{} is not a member of '{g}', or '{g}' is not required for {}",
-                        req.actor, change.key
+                        "{person} is not a member of '{g}', or '{g}' is not required for {}",
+                        change.key
                     ),
                 ));
             }
@@ -811,6 +873,12 @@ pub fn apply_decision(
                         req.actor, change.key
                     ),
                 ));
+            }
+            if person != req.actor {
+                decision.on_behalf_of = Some(person.clone());
+                if decision.group.is_none() {
+                    decision.group = via.and_then(|d| d.group.clone());
+                }
             }
             match req.kind {
                 DecisionKind::Reject => {
@@ -1271,6 +1339,8 @@ system_owners = "owners"
             DecisionRequest {
                 kind,
                 actor: who.into(),
+                on_behalf_of: None,
+                delegations: Vec::new(),
                 group: None,
                 comment: Some("ok".into()),
             },
@@ -1363,6 +1433,8 @@ system_owners = "owners"
             DecisionRequest {
                 kind: DecisionKind::Approve,
                 actor: "alice".into(),
+                on_behalf_of: None,
+                delegations: Vec::new(),
                 group: None,
                 comment: None,
             },
@@ -1388,6 +1460,8 @@ system_owners = "owners"
             DecisionRequest {
                 kind: DecisionKind::Approve,
                 actor: "alice".into(),
+                on_behalf_of: None,
+                delegations: Vec::new(),
                 group: None,
                 comment: None,
             },
@@ -1495,6 +1569,108 @@ system_owners = "owners"
         );
     }
 
+    fn delegation(from: &str, to: &str, group: Option<&str>) -> Delegation {
+        Delegation {
+            id: Uuid::now_v7(),
+            from: from.into(),
+            to: to.into(),
+            group: group.map(str::to_owned),
+            starts_at: t(0),
+            ends_at: t(1000),
+            reason: "leave".into(),
+            created_by: from.into(),
+            created_at: t(0),
+            revoked_at: None,
+        }
+    }
+
+    fn act_as(
+        c: &ChangeRequest,
+        who: &str,
+        on_behalf_of: Option<&str>,
+        delegations: Vec<Delegation>,
+        at: i64,
+    ) -> Result<Outcome, Refusal> {
+        apply_decision(
+            c,
+            &pv(),
+            &groups(),
+            DecisionRequest {
+                kind: DecisionKind::Approve,
+                actor: who.into(),
+                on_behalf_of: on_behalf_of.map(str::to_owned),
+                delegations,
+                group: None,
+                comment: None,
+            },
+            t(at),
+        )
+    }
+
+    #[test]
+    fn delegation_acts_for_the_delegator_without_cascading() {
+        let c = change(ChangeType::Normal, EnvTier::Production);
+        let olga_to_zed = delegation("olga", "zed", Some("owners"));
+        // zed approves for olga (owners): the approval is olga's, made by zed.
+        let o = act_as(&c, "zed", None, vec![olga_to_zed.clone()], 1).unwrap();
+        assert_eq!(o.decision.actor, "zed");
+        assert_eq!(o.decision.on_behalf_of.as_deref(), Some("olga"));
+        let c = o.change;
+        // olga counts once: her own approval now is a repeat.
+        assert_eq!(
+            act(&c, "olga", DecisionKind::Approve, 2).unwrap_err().code,
+            "already_decided"
+        );
+        let c = act(&c, "carol", DecisionKind::Approve, 3).unwrap();
+        let c = act(&c, "dave", DecisionKind::Approve, 4).unwrap();
+        assert_eq!(c.status, ChangeStatus::Approved);
+        // Not followed further: zed delegating onwards gives yuri nothing.
+        let c2 = change(ChangeType::Normal, EnvTier::Production);
+        let zed_to_yuri = delegation("zed", "yuri", None);
+        let e = act_as(&c2, "yuri", None, vec![olga_to_zed.clone(), zed_to_yuri], 1).unwrap_err();
+        assert_eq!(e.code, "not_an_approver");
+        // Outside the period, or naming someone who never delegated: refused.
+        assert_eq!(
+            act_as(&c2, "zed", Some("olga"), vec![olga_to_zed.clone()], 2000)
+                .unwrap_err()
+                .code,
+            "no_delegation"
+        );
+        assert_eq!(
+            act_as(&c2, "zed", Some("carol"), vec![olga_to_zed], 1)
+                .unwrap_err()
+                .code,
+            "no_delegation"
+        );
+        // A delegate can never be the requester.
+        let e = act_as(
+            &c2,
+            "alice",
+            None,
+            vec![delegation("carol", "alice", None)],
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "self_approval");
+        assert!(e.audited);
+    }
+
+    #[test]
+    fn delegations_to_oneself_and_loops_are_refused() {
+        let ab = delegation("a", "b", None);
+        assert!(check_delegation(&ab, &[], t(1)).is_ok());
+        let e = check_delegation(&delegation("a", "a", None), &[], t(1)).unwrap_err();
+        assert_eq!(e.0[0].code, "self_delegation");
+        let e = check_delegation(&delegation("b", "a", None), std::slice::from_ref(&ab), t(1))
+            .unwrap_err();
+        assert_eq!(e.0[0].code, "delegation_loop");
+        let revoked = Delegation {
+            revoked_at: Some(t(0)),
+            ..ab
+        };
+        assert!(check_delegation(&delegation("b", "a", None), &[revoked], t(1)).is_ok());
+    }
+
     #[test]
     fn deployer_is_never_the_only_approval() {
         let mut c = change(ChangeType::Normal, EnvTier::Staging);
@@ -1505,6 +1681,80 @@ system_owners = "owners"
         assert_eq!(g.state, GateState::Pending);
         assert!(g.reasons.iter().any(|r| r.code == "deployer_only_approval"));
     }
+}
+
+/// A delegation of approval authority: `to` may decide for `from` (in `group`, or in every
+/// group of `from`) between `starts_at` and `ends_at`. Delegations are never followed further
+/// (A to B to C does not give C A's authority).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Delegation {
+    pub id: Uuid,
+    pub from: String,
+    pub to: String,
+    pub group: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub ends_at: Timestamp,
+    pub reason: String,
+    pub created_by: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Delegation {
+    pub fn active(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.starts_at <= now && now < self.ends_at
+    }
+
+    fn overlaps(&self, other: &Delegation) -> bool {
+        self.revoked_at.is_none()
+            && other.revoked_at.is_none()
+            && self.starts_at < other.ends_at
+            && other.starts_at < self.ends_at
+    }
+}
+
+/// Checks a new delegation against the ones recorded: never to oneself, never in a loop
+/// (B to A while A to B overlaps), a sane period.
+pub fn check_delegation(
+    new: &Delegation,
+    existing: &[Delegation],
+    now: Timestamp,
+) -> Result<(), crate::FieldErrors> {
+    let mut e = crate::FieldErrors::default();
+    if new.from == new.to {
+        e.add(
+            "to",
+            "self_delegation",
+            "a delegation to yourself is refused",
+        );
+    }
+    if new.ends_at <= new.starts_at {
+        e.add("ends_at", "invalid_value", "must be after starts_at");
+    }
+    if new.ends_at <= now {
+        e.add("ends_at", "in_past", "the period has already ended");
+    }
+    if new.reason.trim().is_empty() {
+        e.add("reason", "required", "say why (absence, handover, ...)");
+    }
+    if existing
+        .iter()
+        .any(|d| d.from == new.to && d.to == new.from && d.overlaps(new))
+    {
+        e.add(
+            "to",
+            "delegation_loop",
+            format!(
+                "{} already delegates to {} in this period",
+                new.to, new.from
+            ),
+        );
+    }
+    e.into_result(())
 }
 
 /// A person who can be an approver: the subject of their tokens (and, later, their SSO id).

@@ -178,6 +178,13 @@ pub struct ChangeRequest {
     pub evidence: Vec<Evidence>,
 }
 
+impl Decision {
+    /// Whose authority the decision carries: the delegator when acting on someone's behalf.
+    pub fn person(&self) -> &str {
+        self.on_behalf_of.as_deref().unwrap_or(&self.actor)
+    }
+}
+
 impl ChangeRequest {
     pub fn current_decisions(&self) -> impl Iterator<Item = &Decision> {
         self.decisions

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde_json::json;
-use shipgate_domain::approval::{GateCall, Group, Person, PolicyRecord, RootCauseReview};
+use shipgate_domain::approval::{
+    Delegation, GateCall, Group, Person, PolicyRecord, RootCauseReview,
+};
 use shipgate_domain::audit::{AuditEntry, PendingEntry};
 use shipgate_domain::change::{
     ChangeRequest, ChangeSpec, ChangeStatus, Decision, DecisionKind, Evidence,
@@ -19,12 +21,29 @@ use super::sql::{
     json_text, lock_head, opt_ts, opt_uuid_col, ts, uuid_col,
 };
 use super::{Db, NOTIFY_CHANGE};
-use crate::{ChangeBuild, ChangeStore, ChangeUpdate, StoreError, StoreResult};
+use crate::{ChangeBuild, ChangeStore, ChangeUpdate, DelegationCheck, StoreError, StoreResult};
 
 const CHANGE_COLUMNS: &str = "id, tenant, number, change_key, change_type, status, requester, team, revision, rework_count, policy_hash, policy_version, spec, created_at, updated_at, decided_at, review_due_at, reviewed_at, review_escalated_at, escalated_at";
 const DECISION_COLUMNS: &str = "id, change_id, tenant, revision, kind, actor, on_behalf_of, group_name, comment, self_approval, policy_hash, at";
 const EVIDENCE_COLUMNS: &str =
     "id, change_id, tenant, kind, name, digest, uri, metadata, added_by, added_at";
+const DELEGATION_COLUMNS: &str = "id, tenant, from_subject, to_subject, group_name, starts_at, ends_at, reason, created_by, created_at, revoked_at";
+
+fn delegation_from_row(r: &DbRow) -> StoreResult<Delegation> {
+    Ok(Delegation {
+        id: uuid_col(r, "id")?,
+        from: r.try_get("from_subject")?,
+        to: r.try_get("to_subject")?,
+        group: r.try_get("group_name")?,
+        starts_at: ts(r, "starts_at")?,
+        ends_at: ts(r, "ends_at")?,
+        reason: r.try_get("reason")?,
+        created_by: r.try_get("created_by")?,
+        created_at: ts(r, "created_at")?,
+        revoked_at: opt_ts(r, "revoked_at")?,
+    })
+}
+
 const GATE_COLUMNS: &str = "id, tenant, change_id, change_key, environment, digest, deployer, caller, state, reasons, policy_hash, waited_ms, at";
 
 fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
@@ -721,6 +740,109 @@ impl ChangeStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn put_delegation(
+        &self,
+        tenant: &str,
+        d: &Delegation,
+        check: DelegationCheck,
+    ) -> StoreResult<()> {
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE tenant = $1 AND revoked_at IS NULL AND ends_at > $2"
+        ))
+        .bind(tenant)
+        .bind(to_micros(d.created_at))
+        .fetch_all(&mut *tx)
+        .await?;
+        let existing: Vec<Delegation> = rows
+            .iter()
+            .map(delegation_from_row)
+            .collect::<StoreResult<_>>()?;
+        check(&existing)?;
+        sqlx::query(&format!(
+            "INSERT INTO delegations ({DELEGATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)"
+        ))
+        .bind(d.id.to_string())
+        .bind(tenant)
+        .bind(&d.from)
+        .bind(&d.to)
+        .bind(&d.group)
+        .bind(to_micros(d.starts_at))
+        .bind(to_micros(d.ends_at))
+        .bind(&d.reason)
+        .bind(&d.created_by)
+        .bind(to_micros(d.created_at))
+        .execute(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            &head,
+            d.created_at,
+            vec![PendingEntry::new(
+                tenant,
+                &d.created_by,
+                "delegation.created",
+                &d.id.to_string(),
+                &json!(d),
+            )],
+        )
+        .await?;
+        notify(&mut tx, Uuid::nil()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_delegations(&self, tenant: &str) -> StoreResult<Vec<Delegation>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE tenant = $1 ORDER BY created_at DESC, id DESC LIMIT 1000"
+        ))
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delegation_from_row).collect()
+    }
+
+    async fn revoke_delegation(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let n = sqlx::query("UPDATE delegations SET revoked_at = $1 WHERE id = $2 AND tenant = $3 AND revoked_at IS NULL")
+            .bind(to_micros(now))
+            .bind(id.to_string())
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        append_audit(
+            &mut tx,
+            &head,
+            now,
+            vec![PendingEntry::new(
+                tenant,
+                actor,
+                "delegation.revoked",
+                &id.to_string(),
+                &json!({"id": id}),
+            )],
+        )
+        .await?;
+        notify(&mut tx, Uuid::nil()).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn audit_for_subject(&self, tenant: &str, subject: &str) -> StoreResult<Vec<AuditEntry>> {

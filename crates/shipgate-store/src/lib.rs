@@ -9,7 +9,9 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
-use shipgate_domain::approval::{GateCall, Group, Person, PolicyRecord, RootCauseReview};
+use shipgate_domain::approval::{
+    Delegation, GateCall, Group, Person, PolicyRecord, RootCauseReview,
+};
 use shipgate_domain::audit::{AuditEntry, ChainHead, VerifyReport};
 use shipgate_domain::change::{ChangeRequest, ChangeStatus, Decision, Evidence};
 use shipgate_domain::input::StatusChange;
@@ -71,6 +73,7 @@ pub struct ChangeMutation {
 
 pub type ChangeUpdate =
     Box<dyn FnOnce(&ChangeRequest) -> StoreResult<ChangeMutation> + Send + 'static>;
+pub type DelegationCheck = Box<dyn FnOnce(&[Delegation]) -> StoreResult<()> + Send + 'static>;
 pub type ChangeBuild = Box<dyn FnOnce(i64) -> StoreResult<ChangeRequest> + Send + 'static>;
 
 /// Approvals and gates: people, groups, policies, change requests, gate calls.
@@ -145,6 +148,24 @@ pub trait ChangeStore: Send + Sync {
         review: &RootCauseReview,
     ) -> StoreResult<bool>;
     async fn root_cause_reviews(&self, tenant: &str) -> StoreResult<Vec<RootCauseReview>>;
+    /// Records a delegation after `check` accepts it against the tenant's delegations, under
+    /// the write lock (so two racing halves of a loop cannot both land). Audited.
+    async fn put_delegation(
+        &self,
+        tenant: &str,
+        d: &Delegation,
+        check: DelegationCheck,
+    ) -> StoreResult<()>;
+    /// Every delegation of the tenant, newest first.
+    async fn list_delegations(&self, tenant: &str) -> StoreResult<Vec<Delegation>>;
+    /// Ends a delegation now (audited); `false` when there is no such live delegation.
+    async fn revoke_delegation(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// Audit entries about one subject, in chain order.
     async fn audit_for_subject(&self, tenant: &str, subject: &str) -> StoreResult<Vec<AuditEntry>>;
     /// Waits for change notifications from other instances (PostgreSQL LISTEN). `None` when

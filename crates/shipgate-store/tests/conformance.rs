@@ -1127,6 +1127,8 @@ async fn change_requests(db: &TestDb) {
             let req = DecisionRequest {
                 kind: DecisionKind::Approve,
                 actor: who.into(),
+                on_behalf_of: None,
+                delegations: Vec::new(),
                 group: None,
                 comment: None,
             };

@@ -53,6 +53,36 @@ pub enum ApprovalCommand {
     Gate(GateCmd),
     /// Post-deployment reviews due, and root-cause reviews.
     Reviews,
+    /// Delegations of approval authority while you are away.
+    #[command(subcommand)]
+    Delegation(DelegationCmd),
+}
+
+#[derive(Subcommand)]
+pub enum DelegationCmd {
+    /// Let someone decide for you (or, as an admin, for --from) until a time.
+    Create {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        from: Option<String>,
+        /// Only in this approver group.
+        #[arg(long)]
+        group: Option<String>,
+        /// RFC 3339; defaults to now.
+        #[arg(long)]
+        starts_at: Option<String>,
+        /// RFC 3339.
+        #[arg(long)]
+        until: String,
+        #[arg(long)]
+        reason: String,
+    },
+    List,
+    /// End a delegation now.
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -217,6 +247,9 @@ pub struct DecideArgs {
     /// The approver group this approval counts for, when you sit in several.
     #[arg(long)]
     group: Option<String>,
+    /// Decide for this person under their delegation to you.
+    #[arg(long)]
+    on_behalf_of: Option<String>,
 }
 
 #[derive(Args)]
@@ -785,7 +818,7 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             decide(
                 c,
                 &a.key,
-                json!({"decision": "approve", "comment": a.comment, "group": a.group}),
+                json!({"decision": "approve", "comment": a.comment, "group": a.group, "on_behalf_of": a.on_behalf_of}),
                 json_out,
             )
             .await?;
@@ -802,7 +835,7 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
             decide(
                 c,
                 &args.key,
-                json!({"decision": decision, "comment": args.comment, "group": args.group}),
+                json!({"decision": decision, "comment": args.comment, "group": args.group, "on_behalf_of": args.on_behalf_of}),
                 json_out,
             )
             .await?;
@@ -875,6 +908,56 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
                         println!("  expires {x}");
                     }
                 }
+            }
+        }
+        ApprovalCommand::Delegation(DelegationCmd::Create {
+            to,
+            from,
+            group,
+            starts_at,
+            until,
+            reason,
+        }) => {
+            let mut body = json!({"to": to, "from": from, "group": group, "starts_at": starts_at, "ends_at": until, "reason": reason});
+            if let Value::Object(m) = &mut body {
+                m.retain(|_, v| !v.is_null());
+            }
+            let (_, v) = c.post("/api/v1/delegations", body, None).await?;
+            if json_out {
+                print_json(&v);
+            } else {
+                println!("{}", s(&v, "id"));
+            }
+        }
+        ApprovalCommand::Delegation(DelegationCmd::List) => {
+            let v = c.get("/api/v1/delegations").await?;
+            list_out(
+                &v,
+                json_out,
+                &[
+                    "id",
+                    "from",
+                    "to",
+                    "group",
+                    "starts_at",
+                    "ends_at",
+                    "revoked_at",
+                    "reason",
+                ],
+            );
+        }
+        ApprovalCommand::Delegation(DelegationCmd::Revoke { id }) => {
+            c.send(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/delegations/{}", query_path(id)),
+                None,
+                None,
+            )
+            .await?;
+            if json_out {
+                print_json(&json!({"revoked": id}));
+            } else {
+                println!("revoked {id}");
             }
         }
         ApprovalCommand::Reviews => {

@@ -360,6 +360,8 @@ pub async fn seed_approvals(store: &dyn Store) -> anyhow::Result<String> {
                         let req = DecisionRequest {
                             kind,
                             actor: who.into(),
+                            on_behalf_of: None,
+                            delegations: Vec::new(),
                             group: None,
                             comment: Some("demo".into()),
                         };

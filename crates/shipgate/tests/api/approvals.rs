@@ -925,3 +925,145 @@ async fn bad_input_on_changes_and_decisions() {
     assert_eq!(app.get("/api/v1/policy").await.body["version"], 1);
     app.stop().await;
 }
+
+/// An approver who is away delegates: the delegate's queue shows the delegator's pending
+/// approvals, the delegate's approval counts as the delegator's ("by B on behalf of A"), it is
+/// not followed further, loops and self-delegation are refused, and the queue routes back when
+/// the delegation ends.
+#[tokio::test]
+async fn delegation_routes_approvals_and_keeps_separation_of_duties() {
+    let app = TestApp::spawn().await;
+    let p = setup(&app).await;
+    let zed = person(&app, "zed", "approver").await;
+    let yuri = person(&app, "yuri", "approver").await;
+    let body = |k: &str| {
+        let mut b = change_body("prod-eu-west-1");
+        b["title"] = json!(k);
+        b
+    };
+    let cr = app
+        .post_as("/api/v1/changes", body("one"), &p.alice, &[])
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let until = shipgate_domain::time::format(chrono::Utc::now() + chrono::Duration::hours(1));
+    let delegate = |token: String, to: &'static str| {
+        let app = &app;
+        let until = until.clone();
+        async move {
+            app.post_as(
+                "/api/v1/delegations",
+                json!({"to": to, "ends_at": until, "reason": "on leave"}),
+                &token,
+                &[],
+            )
+            .await
+        }
+    };
+    // Self-delegation and loops are refused.
+    assert_eq!(
+        delegate(p.olga.clone(), "olga").await.body["errors"][0]["code"],
+        "self_delegation"
+    );
+    let r = delegate(p.olga.clone(), "zed").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let olga_to_zed = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        delegate(zed.clone(), "olga").await.body["errors"][0]["code"],
+        "delegation_loop"
+    );
+    // zed now sees olga's pending approval.
+    let q = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/approvals",
+            Some(&zed),
+            None,
+            &[],
+        )
+        .await;
+    assert!(
+        q.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["change"] == cr.as_str()),
+        "{}",
+        q.body
+    );
+    // Not followed further: zed delegating on gives yuri nothing.
+    assert_eq!(delegate(zed.clone(), "yuri").await.status, 201);
+    assert_eq!(
+        decide(&app, &yuri, &cr, "approve").await.body["code"],
+        "not_an_approver"
+    );
+    // zed approves for olga; olga's own approval is then a repeat.
+    let r = decide(&app, &zed, &cr, "approve").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = r.body["decisions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (d["actor"].as_str(), d["on_behalf_of"].as_str()),
+        (Some("zed"), Some("olga"))
+    );
+    assert_eq!(
+        decide(&app, &p.olga, &cr, "approve").await.body["code"],
+        "already_decided"
+    );
+    // A delegation to the requester never lets them approve their own change.
+    assert_eq!(delegate(p.carol.clone(), "alice").await.status, 201);
+    assert_eq!(
+        decide(&app, &p.alice_approver, &cr, "approve").await.body["code"],
+        "self_approval"
+    );
+    // Ended: a new change routes back to olga, and zed can no longer act for her.
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/delegations/{olga_to_zed}"),
+            Some(&p.olga),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let cr2 = app
+        .post_as("/api/v1/changes", body("two"), &p.alice, &[])
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let q = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/approvals",
+            Some(&zed),
+            None,
+            &[],
+        )
+        .await;
+    assert!(
+        !q.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["change"] == cr2.as_str())
+    );
+    assert_eq!(
+        decide(&app, &zed, &cr2, "approve").await.body["code"],
+        "not_an_approver"
+    );
+    let t = app.get(&format!("/api/v1/changes/{cr}/timeline")).await;
+    assert!(t.body.as_array().unwrap().iter().any(
+        |i| i["what"] == "change.approve" && i["detail"]["decision"]["on_behalf_of"] == "olga"
+    ));
+    app.verify_ok().await;
+    app.stop().await;
+}
