@@ -10,5 +10,6 @@ mod bad_input;
 mod cli;
 mod deployments;
 mod import;
+mod isolation;
 mod oidc;
 mod ops;
