@@ -20,6 +20,7 @@ str_enum!(
         TokensAdmin => "tokens:admin",
         AuditRead => "audit:read",
         MetricsRead => "metrics:read",
+        AccessReview => "access:review",
     }
 );
 
@@ -36,10 +37,107 @@ pub fn permits(role: Role, p: Permission) -> bool {
             Requester | Deployer | EmergencyDeployer | ChangeManager | Admin
         ),
         ChangesDecide => matches!(role, Approver | ChangeManager | IncidentCommander | Admin),
-        AuditRead => matches!(role, Auditor | Admin),
+        AuditRead | AccessReview => matches!(role, Auditor | Admin),
         InventoryAdmin | GovernanceAdmin | TokensAdmin => matches!(role, Admin),
         MetricsRead => true,
     }
+}
+
+/// One privilege as an access review sees it: a live token, who holds it, who granted it, when
+/// it was last used, and the approver groups its holder sits in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Entitlement {
+    pub token_id: uuid::Uuid,
+    pub subject: String,
+    pub role: Role,
+    pub env_tier: Option<crate::model::EnvTier>,
+    pub granted_by: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub granted_at: crate::time::Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<crate::time::Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<crate::time::Timestamp>,
+    pub groups: Vec<String>,
+}
+
+str_enum!(
+    ReviewDecision {
+        Attest => "attest",
+        Revoke => "revoke",
+    }
+);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReviewedGrant {
+    pub token_id: uuid::Uuid,
+    pub subject: String,
+    pub role: Role,
+    pub decision: ReviewDecision,
+    pub comment: Option<String>,
+}
+
+/// A completed access review: every live privilege attested or revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccessReview {
+    pub id: uuid::Uuid,
+    /// `2026-Q4`.
+    pub period: String,
+    pub reviewer: String,
+    pub items: Vec<ReviewedGrant>,
+    #[schema(value_type = String, format = DateTime)]
+    pub completed_at: crate::time::Timestamp,
+}
+
+/// Checks a review against the privileges in force: every one decided exactly once, none
+/// unknown, and no reviewer deciding on their own privileges.
+pub fn check_review(
+    reviewer: &str,
+    decisions: &[(uuid::Uuid, ReviewDecision, Option<String>)],
+    live: &[Entitlement],
+) -> Result<Vec<ReviewedGrant>, crate::FieldErrors> {
+    let mut e = crate::FieldErrors::default();
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, (id, d, comment)) in decisions.iter().enumerate() {
+        match live.iter().find(|x| x.token_id == *id) {
+            None => e.add(
+                format!("decisions[{i}].token_id"),
+                "unknown_grant",
+                format!("{id} is not a live privilege of this tenant"),
+            ),
+            Some(_) if !seen.insert(*id) => e.add(
+                format!("decisions[{i}].token_id"),
+                "duplicate",
+                "decided twice",
+            ),
+            Some(x) if x.subject == reviewer => e.add(
+                format!("decisions[{i}].token_id"),
+                "self_review",
+                "a reviewer cannot review their own privileges",
+            ),
+            Some(x) => out.push(ReviewedGrant {
+                token_id: *id,
+                subject: x.subject.clone(),
+                role: x.role,
+                decision: *d,
+                comment: comment.clone(),
+            }),
+        }
+    }
+    for x in live {
+        if x.subject != reviewer && !seen.contains(&x.token_id) {
+            e.add(
+                "decisions",
+                "incomplete",
+                format!(
+                    "{} ({}, token {}) is neither attested nor revoked",
+                    x.subject, x.role, x.token_id
+                ),
+            );
+        }
+    }
+    e.into_result(out)
 }
 
 /// The roles that grant `p` (for error messages and the access matrix).

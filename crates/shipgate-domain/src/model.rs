@@ -310,6 +310,13 @@ pub struct ApiToken {
     /// Writes are limited to environments of this tier.
     #[serde(default)]
     pub env_tier: Option<EnvTier>,
+    /// Who granted it (the subject that created it).
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// When it was last used (recorded at most every few minutes).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// Filters for deployment history.

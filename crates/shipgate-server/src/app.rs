@@ -63,6 +63,8 @@ pub async fn bootstrap(
         created_at: clock.now(),
         expires_at: None,
         env_tier: None,
+        created_by: Some("shipgate".into()),
+        last_used_at: None,
     };
     store.create_token(&t, "shipgate").await?;
     Ok(Bootstrap {

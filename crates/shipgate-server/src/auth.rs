@@ -150,14 +150,29 @@ impl FromRequestParts<AppState> for Caller {
                     state.store.find_token(&hash).await?.ok_or_else(|| {
                         ApiError::Unauthenticated("invalid or revoked token".into())
                     })?;
-                state.tokens.put(hash, t.clone());
+                state.tokens.put(hash.clone(), t.clone());
                 t
             }
         };
+        let now = state.clock.now();
         if let Some(exp) = t.expires_at
-            && exp <= state.clock.now()
+            && exp <= now
         {
             return Err(ApiError::Unauthenticated("the token has expired".into()));
+        }
+        // Last use, for access reviews: recorded at most every five minutes per token.
+        if t.last_used_at
+            .is_none_or(|l| now - l > chrono::Duration::minutes(5))
+        {
+            let mut touched = t.clone();
+            touched.last_used_at = Some(now);
+            state.tokens.put(hash.clone(), touched);
+            let (store, id) = (state.store.clone(), t.id);
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_token(id, now).await {
+                    tracing::warn!(error = %e, "could not record a token's last use");
+                }
+            });
         }
         let mut tenant = t.tenant.clone();
         if let Some(h) = parts.headers.get(TENANT_HEADER) {

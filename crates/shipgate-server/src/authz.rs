@@ -63,6 +63,9 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/api/v1/tokens/{id}/rotate", TokensAdmin),
     ("GET", "/api/v1/audit", AuditRead),
     ("GET", "/api/v1/audit/verify", AuditRead),
+    ("GET", "/api/v1/access-review", AccessReview),
+    ("GET", "/api/v1/access-reviews", AccessReview),
+    ("POST", "/api/v1/access-reviews", AccessReview),
 ];
 
 pub fn permission_for(method: &Method, route: &str) -> Option<Permission> {

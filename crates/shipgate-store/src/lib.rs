@@ -288,6 +288,19 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<Option<ApiToken>>;
     async fn count_tokens(&self) -> StoreResult<i64>;
+    /// Records that a token was used (not audited: it is an observation, not a change).
+    async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()>;
+    /// Records a completed access review, revoking the privileges it revokes, in one
+    /// transaction (audited).
+    async fn record_access_review(
+        &self,
+        tenant: &str,
+        review: &shipgate_domain::access::AccessReview,
+    ) -> StoreResult<Vec<ApiToken>>;
+    async fn access_reviews(
+        &self,
+        tenant: &str,
+    ) -> StoreResult<Vec<shipgate_domain::access::AccessReview>>;
 
     async fn audit_head(&self) -> StoreResult<ChainHead>;
     /// Appends entries that record something other than a state change (refused access).

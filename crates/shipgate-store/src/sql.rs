@@ -173,8 +173,7 @@ pub(super) fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-const TOKEN_COLUMNS: &str =
-    "id, tenant, subject, role, root, token_hash, created_at, expires_at, env_tier";
+const TOKEN_COLUMNS: &str = "id, tenant, subject, role, root, token_hash, created_at, expires_at, env_tier, created_by, last_used_at";
 
 fn token_from_row(r: &DbRow) -> StoreResult<ApiToken> {
     Ok(ApiToken {
@@ -187,12 +186,14 @@ fn token_from_row(r: &DbRow) -> StoreResult<ApiToken> {
         created_at: ts(r, "created_at")?,
         expires_at: opt_ts(r, "expires_at")?,
         env_tier: opt_tier(r, "env_tier")?,
+        created_by: r.try_get("created_by")?,
+        last_used_at: opt_ts(r, "last_used_at")?,
     })
 }
 
 async fn insert_token(conn: &mut Conn, token: &ApiToken) -> StoreResult<()> {
     sqlx::query(&format!(
-        "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     ))
     .bind(token.id.to_string())
     .bind(&token.tenant)
@@ -203,6 +204,8 @@ async fn insert_token(conn: &mut Conn, token: &ApiToken) -> StoreResult<()> {
     .bind(to_micros(token.created_at))
     .bind(token.expires_at.map(to_micros))
     .bind(token.env_tier.map(|t| t.as_str().to_owned()))
+    .bind(&token.created_by)
+    .bind(token.last_used_at.map(to_micros))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -1392,6 +1395,93 @@ impl Store for SqlStore {
         append_audit(&mut tx, &head, now, entries).await?;
         tx.commit().await?;
         Ok(Some(old))
+    }
+
+    async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(to_micros(at))
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_access_review(
+        &self,
+        tenant: &str,
+        review: &shipgate_domain::access::AccessReview,
+    ) -> StoreResult<Vec<ApiToken>> {
+        use shipgate_domain::access::ReviewDecision;
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let mut revoked = Vec::new();
+        let mut entries = Vec::new();
+        for item in review
+            .items
+            .iter()
+            .filter(|i| i.decision == ReviewDecision::Revoke)
+        {
+            let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 AND tenant = $2 AND revoked_at IS NULL"))
+                .bind(item.token_id.to_string())
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else { continue };
+            revoked.push(token_from_row(&row)?);
+            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2")
+                .bind(to_micros(review.completed_at))
+                .bind(item.token_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            entries.push(PendingEntry::new(
+                tenant,
+                &review.reviewer,
+                "token.revoked",
+                &item.token_id.to_string(),
+                &serde_json::json!({"id": item.token_id, "subject": item.subject, "role": item.role, "access_review": review.id}),
+            ));
+        }
+        sqlx::query("INSERT INTO access_reviews (id, tenant, period, reviewer, items, completed_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(review.id.to_string())
+            .bind(tenant)
+            .bind(&review.period)
+            .bind(&review.reviewer)
+            .bind(json_text(&review.items))
+            .bind(to_micros(review.completed_at))
+            .execute(&mut *tx)
+            .await?;
+        entries.push(PendingEntry::new(
+            tenant,
+            &review.reviewer,
+            "access_review.completed",
+            &review.id.to_string(),
+            &serde_json::json!(review),
+        ));
+        append_audit(&mut tx, &head, review.completed_at, entries).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn access_reviews(
+        &self,
+        tenant: &str,
+    ) -> StoreResult<Vec<shipgate_domain::access::AccessReview>> {
+        let rows = sqlx::query("SELECT id, period, reviewer, items, completed_at FROM access_reviews WHERE tenant = $1 ORDER BY completed_at DESC")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(shipgate_domain::access::AccessReview {
+                    id: uuid_col(r, "id")?,
+                    period: r.try_get("period")?,
+                    reviewer: r.try_get("reviewer")?,
+                    items: json_col(r, "items")?,
+                    completed_at: ts(r, "completed_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn count_tokens(&self) -> StoreResult<i64> {

@@ -820,6 +820,8 @@ async fn declared_entities_and_tokens(db: &TestDb) {
         created_at: now(),
         expires_at: None,
         env_tier: None,
+        created_by: None,
+        last_used_at: None,
     };
     s.create_token(&tok, "admin").await.unwrap();
     assert_eq!(s.find_token("abc").await.unwrap().unwrap().subject, "ci");
@@ -1267,6 +1269,100 @@ async fn change_requests(db: &TestDb) {
     assert!(s.verify_audit().await.unwrap().ok);
 }
 
+/// Tokens keep their scope, grantor and last use; rotation, revocation and access reviews
+/// write what they say, with audit entries.
+async fn tokens_and_access_reviews(db: &TestDb) {
+    use shipgate_domain::access::{AccessReview, ReviewDecision, ReviewedGrant};
+    let s = db.store.as_ref();
+    let tok = |subject: &str, hash: &str| ApiToken {
+        id: Uuid::now_v7(),
+        tenant: "acme".into(),
+        subject: subject.into(),
+        role: Role::Deployer,
+        root: false,
+        token_hash: hash.into(),
+        created_at: now(),
+        expires_at: Some(now() + Duration::days(90)),
+        env_tier: Some(EnvTier::Staging),
+        created_by: Some("admin".into()),
+        last_used_at: None,
+    };
+    let a = tok("ci", "hash-a");
+    s.create_token(&a, "admin").await.unwrap();
+    let found = s.find_token("hash-a").await.unwrap().unwrap();
+    assert_eq!(found, a, "every field round-trips");
+    s.touch_token(a.id, now()).await.unwrap();
+    assert!(
+        s.list_tokens("acme").await.unwrap()[0]
+            .last_used_at
+            .is_some()
+    );
+    assert!(s.list_tokens("other").await.unwrap().is_empty());
+    // Rotation: the successor in, the old one out, in one step.
+    let b = tok("ci", "hash-b");
+    let old = s
+        .revoke_token("acme", a.id, Some(&b), "admin", now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.id, a.id);
+    assert!(s.find_token("hash-a").await.unwrap().is_none());
+    assert_eq!(
+        s.find_token("hash-b").await.unwrap().unwrap().env_tier,
+        Some(EnvTier::Staging)
+    );
+    assert!(
+        s.revoke_token("acme", a.id, None, "admin", now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.revoke_token("other", b.id, None, "admin", now())
+            .await
+            .unwrap()
+            .is_none(),
+        "tenant scoped"
+    );
+    // An access review revokes what it revokes.
+    let review = AccessReview {
+        id: Uuid::now_v7(),
+        period: "2026-Q4".into(),
+        reviewer: "ann".into(),
+        items: vec![ReviewedGrant {
+            token_id: b.id,
+            subject: "ci".into(),
+            role: Role::Deployer,
+            decision: ReviewDecision::Revoke,
+            comment: None,
+        }],
+        completed_at: now(),
+    };
+    let revoked = s.record_access_review("acme", &review).await.unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert!(s.find_token("hash-b").await.unwrap().is_none());
+    assert_eq!(s.access_reviews("acme").await.unwrap(), vec![review]);
+    assert!(s.access_reviews("other").await.unwrap().is_empty());
+    let actions: Vec<String> = s
+        .audit_entries(Some("acme"), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "token.created",
+            "token.revoked",
+            "token.created",
+            "token.revoked",
+            "access_review.completed"
+        ]
+    );
+    assert!(s.verify_audit().await.unwrap().ok);
+}
+
 macro_rules! conformance {
     ($($story:ident),* $(,)?) => {
         mod sqlite_store {
@@ -1302,4 +1398,5 @@ conformance!(
     tamper_audit_edit_reorder_truncate,
     tamper_projections,
     change_requests,
+    tokens_and_access_reviews,
 );

@@ -56,6 +56,28 @@ pub enum ApprovalCommand {
     /// Delegations of approval authority while you are away.
     #[command(subcommand)]
     Delegation(DelegationCmd),
+    /// Access reviews: who holds which privileges; attest or revoke each.
+    #[command(subcommand)]
+    Access(AccessCmd),
+}
+
+#[derive(Subcommand)]
+pub enum AccessCmd {
+    /// Every live privilege: role, scope, granted by, last used, groups.
+    List,
+    /// Complete a review: revoke the named tokens and attest every other privilege.
+    Review {
+        /// The review period, such as 2026-Q4.
+        #[arg(long)]
+        period: String,
+        /// Token ids to revoke.
+        #[arg(long = "revoke")]
+        revoke: Vec<String>,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Completed reviews.
+    History,
 }
 
 #[derive(Subcommand)]
@@ -958,6 +980,71 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
                 print_json(&json!({"revoked": id}));
             } else {
                 println!("revoked {id}");
+            }
+        }
+        ApprovalCommand::Access(AccessCmd::List) => {
+            let v = c.get("/api/v1/access-review").await?;
+            list_out(
+                &v,
+                json_out,
+                &[
+                    "token_id",
+                    "subject",
+                    "role",
+                    "env_tier",
+                    "granted_by",
+                    "granted_at",
+                    "last_used_at",
+                    "groups",
+                ],
+            );
+        }
+        ApprovalCommand::Access(AccessCmd::History) => {
+            let v = c.get("/api/v1/access-reviews").await?;
+            list_out(&v, json_out, &["id", "period", "reviewer", "completed_at"]);
+        }
+        ApprovalCommand::Access(AccessCmd::Review {
+            period,
+            revoke,
+            comment,
+        }) => {
+            let me = c.get("/api/v1/whoami").await?;
+            let live = c.get("/api/v1/access-review").await?;
+            let decisions: Vec<Value> = live
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e["subject"] != me["subject"])
+                .map(|e| {
+                    let id = s(&e, "token_id");
+                    let d = if revoke.contains(&id) {
+                        "revoke"
+                    } else {
+                        "attest"
+                    };
+                    json!({"token_id": id, "decision": d, "comment": comment})
+                })
+                .collect();
+            let (_, v) = c
+                .post(
+                    "/api/v1/access-reviews",
+                    json!({"period": period, "decisions": decisions}),
+                    None,
+                )
+                .await?;
+            if json_out {
+                print_json(&v);
+            } else {
+                let n = v["items"].as_array().map_or(0, Vec::len);
+                let r = v["items"].as_array().map_or(0, |a| {
+                    a.iter().filter(|i| i["decision"] == "revoke").count()
+                });
+                println!(
+                    "access review {} for {}: {n} privileges reviewed, {r} revoked",
+                    s(&v, "id"),
+                    s(&v, "period")
+                );
             }
         }
         ApprovalCommand::Reviews => {

@@ -196,6 +196,8 @@ pub async fn demo_token(store: &dyn Store) -> anyhow::Result<String> {
         created_at: SystemClock.now(),
         expires_at: None,
         env_tier: None,
+        created_by: Some("shipgate-demo".into()),
+        last_used_at: None,
     };
     store.create_token(&t, "shipgate-demo").await?;
     Ok(token)

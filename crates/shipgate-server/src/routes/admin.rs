@@ -25,6 +25,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_token, list_tokens))
         .routes(routes!(revoke_token))
         .routes(routes!(rotate_token))
+        .routes(routes!(entitlements))
+        .routes(routes!(complete_review, list_reviews))
         .routes(routes!(audit_log))
         .routes(routes!(verify))
         .routes(routes!(whoami))
@@ -122,6 +124,8 @@ async fn create_token(
         created_at: state.clock.now(),
         expires_at,
         env_tier,
+        created_by: Some(caller.subject.clone()),
+        last_used_at: None,
     };
     state.store.create_token(&t, &caller.subject).await?;
     Ok((
@@ -250,6 +254,8 @@ async fn rotate_token(
         token_hash: hash_token(&token),
         created_at: now,
         root: false,
+        created_by: Some(caller.subject.clone()),
+        last_used_at: None,
         ..current.clone()
     };
     let old = state
@@ -268,4 +274,144 @@ async fn rotate_token(
             role: new.role,
         }),
     ))
+}
+
+#[utoipa::path(get, path = "/api/v1/access-review", tag = "admin",
+    description = "Who holds which privileges now: every live token with its role and scope, who granted it and when, when it was last used, and the approver groups its holder sits in (auditor, admin).",
+    responses((status = 200, body = Vec<shipgate_domain::access::Entitlement>)))]
+async fn entitlements(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<shipgate_domain::access::Entitlement>>> {
+    Ok(Json(current_entitlements(&state, &caller.tenant).await?))
+}
+
+async fn current_entitlements(
+    state: &AppState,
+    tenant: &str,
+) -> ApiResult<Vec<shipgate_domain::access::Entitlement>> {
+    let groups = state.store.list_groups(tenant).await?;
+    let now = state.clock.now();
+    Ok(state
+        .store
+        .list_tokens(tenant)
+        .await?
+        .into_iter()
+        .filter(|t| t.expires_at.is_none_or(|e| e > now))
+        .map(|t| shipgate_domain::access::Entitlement {
+            groups: groups
+                .iter()
+                .filter(|g| g.members.contains(&t.subject) || g.backups.contains(&t.subject))
+                .map(|g| g.name.clone())
+                .collect(),
+            token_id: t.id,
+            subject: t.subject,
+            role: t.role,
+            env_tier: t.env_tier,
+            granted_by: t.created_by,
+            granted_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+        })
+        .collect())
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct ReviewRequest {
+    /// The review period, such as `2026-Q4`.
+    period: String,
+    /// One decision per live privilege (except the reviewer's own).
+    decisions: Vec<ReviewDecisionBody>,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct ReviewDecisionBody {
+    token_id: Uuid,
+    /// attest or revoke.
+    decision: String,
+    comment: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/access-reviews", tag = "admin", request_body = ReviewRequest,
+    description = "Completes an access review: every live privilege is attested or revoked (revocations take effect at once); the review is recorded and audited. A reviewer cannot review their own privileges.",
+    responses((status = 201, body = shipgate_domain::access::AccessReview), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn complete_review(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<shipgate_domain::access::AccessReview>)> {
+    use shipgate_domain::access::{AccessReview, ReviewDecision, check_review};
+    let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
+    let map = v
+        .as_object()
+        .ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))?;
+    let mut f = Fields::new(map, "");
+    let period = f.req_str("period", 32);
+    f.mark("decisions");
+    let mut errors = f.finish();
+    let mut decisions = Vec::new();
+    match map.get("decisions") {
+        Some(serde_json::Value::Array(items)) => {
+            for (i, it) in items.iter().enumerate() {
+                let Some(obj) = it.as_object() else {
+                    errors.add(
+                        format!("decisions[{i}]"),
+                        "invalid_type",
+                        "expected an object",
+                    );
+                    continue;
+                };
+                let mut g = Fields::new(obj, &format!("decisions[{i}]."));
+                let id = g.uuid("token_id");
+                let d = g.enumeration("decision", ReviewDecision::parse, ReviewDecision::expected);
+                let comment = g.opt_str("comment", 2000);
+                let e = g.finish();
+                errors.0.extend(e.0);
+                match (id, d) {
+                    (Some(id), Some(d)) => decisions.push((id, d, comment)),
+                    _ => errors.add(
+                        format!("decisions[{i}]"),
+                        "required",
+                        "token_id and decision are required",
+                    ),
+                }
+            }
+        }
+        _ => errors.add("decisions", "required", "one decision per live privilege"),
+    }
+    let Some(period) = period else {
+        return Err(errors.into());
+    };
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    let live = current_entitlements(&state, &caller.tenant).await?;
+    let items = check_review(&caller.subject, &decisions, &live)?;
+    let review = AccessReview {
+        id: Uuid::now_v7(),
+        period,
+        reviewer: caller.subject.clone(),
+        items,
+        completed_at: state.clock.now(),
+    };
+    for t in state
+        .store
+        .record_access_review(&caller.tenant, &review)
+        .await?
+    {
+        state.tokens.remove(&t.token_hash);
+    }
+    Ok((StatusCode::CREATED, Json(review)))
+}
+
+#[utoipa::path(get, path = "/api/v1/access-reviews", tag = "admin",
+    description = "Completed access reviews, newest first.",
+    responses((status = 200, body = Vec<shipgate_domain::access::AccessReview>)))]
+async fn list_reviews(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<shipgate_domain::access::AccessReview>>> {
+    Ok(Json(state.store.access_reviews(&caller.tenant).await?))
 }

@@ -133,6 +133,8 @@ async fn create_person(
                 created_at: now,
                 expires_at: None,
                 env_tier: None,
+                created_by: Some(caller.subject.clone()),
+                last_used_at: None,
             };
             state.store.create_token(&t, &caller.subject).await?;
             Some(token)

@@ -433,3 +433,139 @@ async fn refusals_are_audited() {
     app.verify_ok().await;
     app.stop().await;
 }
+
+/// A quarterly access review: who holds what, granted by whom, last used when; every privilege
+/// attested or revoked; revocations take effect at once; the review is recorded.
+#[tokio::test]
+async fn access_review_attests_and_revokes() {
+    let app = TestApp::spawn().await;
+    let ci = app.token_for("ci", "deployer", None).await;
+    let carol = app.token_for("carol", "approver", None).await;
+    let ann = app.token_for("ann", "auditor", None).await;
+    let r = app
+        .post_as(
+            "/api/v1/deployments",
+            json!({"service": "web", "environment": "dev", "version": "1"}),
+            &ci,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let ent = |tok: String| {
+        let app = &app;
+        async move {
+            app.req(
+                reqwest::Method::GET,
+                "/api/v1/access-review",
+                Some(&tok),
+                None,
+                &[],
+            )
+            .await
+        }
+    };
+    let mut list = serde_json::Value::Null;
+    for _ in 0..50 {
+        list = ent(ann.clone()).await.body;
+        if list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["subject"] == "ci" && e["last_used_at"].is_string())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let items = list.as_array().unwrap().clone();
+    let find = |s: &str| items.iter().find(|e| e["subject"] == s).unwrap().clone();
+    assert!(find("ci")["last_used_at"].is_string(), "{list}");
+    assert!(find("carol")["last_used_at"].is_null(), "never used");
+    assert_eq!(find("carol")["granted_by"], "admin");
+    assert_eq!(
+        ent(ci.clone()).await.status,
+        403,
+        "deployers do not review access"
+    );
+
+    let id = |s: &str| find(s)["token_id"].as_str().unwrap().to_owned();
+    let mut decisions: Vec<serde_json::Value> = items
+        .iter()
+        .filter(|e| e["subject"] != "ann" && e["subject"] != "carol")
+        .map(|e| json!({"token_id": e["token_id"], "decision": "attest"}))
+        .collect();
+    // Incomplete: carol is neither attested nor revoked.
+    let r = app
+        .post_as(
+            "/api/v1/access-reviews",
+            json!({"period": "2026-Q4", "decisions": decisions}),
+            &ann,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["code"], "incomplete");
+    // Reviewing oneself is refused.
+    let mut with_self = decisions.clone();
+    with_self.push(json!({"token_id": id("ann"), "decision": "attest"}));
+    with_self.push(json!({"token_id": id("carol"), "decision": "revoke"}));
+    let r = app
+        .post_as(
+            "/api/v1/access-reviews",
+            json!({"period": "2026-Q4", "decisions": with_self}),
+            &ann,
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["errors"][0]["code"], "self_review", "{}", r.body);
+    decisions
+        .push(json!({"token_id": id("carol"), "decision": "revoke", "comment": "left the CAB"}));
+    let r = app
+        .post_as(
+            "/api/v1/access-reviews",
+            json!({"period": "2026-Q4", "decisions": decisions}),
+            &ann,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        app.req(
+            reqwest::Method::GET,
+            "/api/v1/whoami",
+            Some(&carol),
+            None,
+            &[]
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        app.req(reqwest::Method::GET, "/api/v1/whoami", Some(&ci), None, &[])
+            .await
+            .status,
+        200
+    );
+    let reviews = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/access-reviews",
+            Some(&ann),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(reviews.body.as_array().unwrap().len(), 1);
+    assert_eq!(reviews.body[0]["reviewer"], "ann");
+    let log = app.get("/api/v1/audit?limit=1000").await;
+    assert!(
+        log.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "access_review.completed")
+    );
+    app.verify_ok().await;
+    app.stop().await;
+}
