@@ -317,6 +317,17 @@ pub struct ApiToken {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<Timestamp>,
+    /// The second admin who confirmed an emergency privilege (two-person rule); such a token
+    /// is refused until then.
+    #[serde(default)]
+    pub confirmed_by: Option<String>,
+}
+
+impl ApiToken {
+    /// Whether the token may be used: an emergency privilege needs its second admin.
+    pub fn usable(&self) -> bool {
+        self.role != Role::EmergencyDeployer || self.confirmed_by.is_some()
+    }
 }
 
 /// Filters for deployment history.

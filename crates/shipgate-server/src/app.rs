@@ -65,6 +65,7 @@ pub async fn bootstrap(
         env_tier: None,
         created_by: Some("shipgate".into()),
         last_used_at: None,
+        confirmed_by: None,
     };
     store.create_token(&t, "shipgate").await?;
     Ok(Bootstrap {

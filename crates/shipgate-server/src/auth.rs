@@ -155,6 +155,11 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         let now = state.clock.now();
+        if !t.usable() {
+            return Err(ApiError::Unauthenticated(
+                "this emergency privilege awaits a second admin's confirmation".into(),
+            ));
+        }
         if let Some(exp) = t.expires_at
             && exp <= now
         {

@@ -61,6 +61,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/api/v1/tokens", TokensAdmin),
     ("DELETE", "/api/v1/tokens/{id}", TokensAdmin),
     ("POST", "/api/v1/tokens/{id}/rotate", TokensAdmin),
+    ("POST", "/api/v1/tokens/{id}/confirm", TokensAdmin),
     ("GET", "/api/v1/audit", AuditRead),
     ("GET", "/api/v1/audit/verify", AuditRead),
     ("GET", "/api/v1/access-review", AccessReview),

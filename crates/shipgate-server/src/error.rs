@@ -69,6 +69,7 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "The emergency bypass needs two different people",
     ),
     ("already_decided", 409, "This decision is already recorded"),
+    ("two_person_rule", 403, "A second person must do this"),
     ("already_approved", 409, "The change is already approved"),
     (
         "approval_expired",

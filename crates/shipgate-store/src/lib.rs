@@ -288,6 +288,15 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<Option<ApiToken>>;
     async fn count_tokens(&self) -> StoreResult<i64>;
+    /// The second admin confirms an emergency privilege (audited). `None`: no such unconfirmed
+    /// live token.
+    async fn confirm_token(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<ApiToken>>;
     /// Records that a token was used (not audited: it is an observation, not a change).
     async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()>;
     /// Records a completed access review, revoking the privileges it revokes, in one

@@ -173,7 +173,7 @@ pub(super) fn json_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-const TOKEN_COLUMNS: &str = "id, tenant, subject, role, root, token_hash, created_at, expires_at, env_tier, created_by, last_used_at";
+const TOKEN_COLUMNS: &str = "id, tenant, subject, role, root, token_hash, created_at, expires_at, env_tier, created_by, last_used_at, confirmed_by";
 
 fn token_from_row(r: &DbRow) -> StoreResult<ApiToken> {
     Ok(ApiToken {
@@ -188,12 +188,13 @@ fn token_from_row(r: &DbRow) -> StoreResult<ApiToken> {
         env_tier: opt_tier(r, "env_tier")?,
         created_by: r.try_get("created_by")?,
         last_used_at: opt_ts(r, "last_used_at")?,
+        confirmed_by: r.try_get("confirmed_by")?,
     })
 }
 
 async fn insert_token(conn: &mut Conn, token: &ApiToken) -> StoreResult<()> {
     sqlx::query(&format!(
-        "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     ))
     .bind(token.id.to_string())
     .bind(&token.tenant)
@@ -206,6 +207,7 @@ async fn insert_token(conn: &mut Conn, token: &ApiToken) -> StoreResult<()> {
     .bind(token.env_tier.map(|t| t.as_str().to_owned()))
     .bind(&token.created_by)
     .bind(token.last_used_at.map(to_micros))
+    .bind(&token.confirmed_by)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -1395,6 +1397,52 @@ impl Store for SqlStore {
         append_audit(&mut tx, &head, now, entries).await?;
         tx.commit().await?;
         Ok(Some(old))
+    }
+
+    async fn confirm_token(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<ApiToken>> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let n = sqlx::query("UPDATE api_tokens SET confirmed_by = $1 WHERE id = $2 AND tenant = $3 AND revoked_at IS NULL AND confirmed_by IS NULL")
+            .bind(actor)
+            .bind(id.to_string())
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let t = token_from_row(
+            &sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+            ))
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?,
+        )?;
+        append_audit(
+            &mut tx,
+            &head,
+            now,
+            vec![PendingEntry::new(
+                tenant,
+                actor,
+                "token.confirmed",
+                &id.to_string(),
+                &serde_json::json!({"id": id, "subject": t.subject, "role": t.role, "granted_by": t.created_by, "confirmed_by": actor}),
+            )],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(t))
     }
 
     async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()> {

@@ -822,6 +822,7 @@ async fn declared_entities_and_tokens(db: &TestDb) {
         env_tier: None,
         created_by: None,
         last_used_at: None,
+        confirmed_by: None,
     };
     s.create_token(&tok, "admin").await.unwrap();
     assert_eq!(s.find_token("abc").await.unwrap().unwrap().subject, "ci");
@@ -1286,6 +1287,7 @@ async fn tokens_and_access_reviews(db: &TestDb) {
         env_tier: Some(EnvTier::Staging),
         created_by: Some("admin".into()),
         last_used_at: None,
+        confirmed_by: None,
     };
     let a = tok("ci", "hash-a");
     s.create_token(&a, "admin").await.unwrap();

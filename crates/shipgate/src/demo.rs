@@ -198,6 +198,7 @@ pub async fn demo_token(store: &dyn Store) -> anyhow::Result<String> {
         env_tier: None,
         created_by: Some("shipgate-demo".into()),
         last_used_at: None,
+        confirmed_by: None,
     };
     store.create_token(&t, "shipgate-demo").await?;
     Ok(token)

@@ -25,6 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_token, list_tokens))
         .routes(routes!(revoke_token))
         .routes(routes!(rotate_token))
+        .routes(routes!(confirm_token))
         .routes(routes!(entitlements))
         .routes(routes!(complete_review, list_reviews))
         .routes(routes!(audit_log))
@@ -113,6 +114,9 @@ async fn create_token(
     if tenant != caller.tenant {
         caller.require_root()?;
     }
+    if role == Role::EmergencyDeployer {
+        check_emergency_holder(&state, &tenant, &subject).await?;
+    }
     let token = generate_token();
     let t = ApiToken {
         id: Uuid::now_v7(),
@@ -126,6 +130,7 @@ async fn create_token(
         env_tier,
         created_by: Some(caller.subject.clone()),
         last_used_at: None,
+        confirmed_by: None,
     };
     state.store.create_token(&t, &caller.subject).await?;
     Ok((
@@ -256,6 +261,7 @@ async fn rotate_token(
         root: false,
         created_by: Some(caller.subject.clone()),
         last_used_at: None,
+        confirmed_by: None,
         ..current.clone()
     };
     let old = state
@@ -414,4 +420,69 @@ async fn list_reviews(
     caller: Caller,
 ) -> ApiResult<Json<Vec<shipgate_domain::access::AccessReview>>> {
     Ok(Json(state.store.access_reviews(&caller.tenant).await?))
+}
+
+/// Emergency privileges are held only by named members of the policy's emergency group.
+pub async fn check_emergency_holder(
+    state: &AppState,
+    tenant: &str,
+    subject: &str,
+) -> ApiResult<()> {
+    let pv = crate::governance::policy(state, tenant).await?;
+    let group = pv
+        .as_ref()
+        .and_then(|p| p.policy.emergency.as_ref())
+        .map(|e| e.group.clone());
+    let Some(group) = group else {
+        return Err(ApiError::field(
+            "role",
+            "no_emergency_group",
+            "the policy names no emergency group, so nobody may hold emergency privileges",
+        ));
+    };
+    let groups = crate::governance::groups(state, tenant).await?;
+    if !groups
+        .get(&group)
+        .is_some_and(|g| g.members.iter().any(|m| m == subject))
+    {
+        return Err(ApiError::field(
+            "subject",
+            "not_emergency_group",
+            format!("emergency privileges are held only by members of '{group}'"),
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/confirm", tag = "admin",
+    params(("id" = Uuid, Path)),
+    description = "The second admin confirms an emergency privilege (two-person rule): until then the token is refused. The admin who granted it, and its holder, cannot confirm it.",
+    responses((status = 200, body = ApiToken), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn confirm_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiToken>> {
+    let id =
+        Uuid::parse_str(&id).map_err(|_| ApiError::field("id", "invalid_format", "not a UUID"))?;
+    let t = state
+        .store
+        .list_tokens(&caller.tenant)
+        .await?
+        .into_iter()
+        .find(|t| t.id == id && t.confirmed_by.is_none() && t.role == Role::EmergencyDeployer)
+        .ok_or(ApiError::NotFound)?;
+    if t.created_by.as_deref() == Some(caller.subject.as_str()) || t.subject == caller.subject {
+        return Err(ApiError::Conflict {
+            code: "two_person_rule",
+            message: "a second admin, neither the grantor nor the holder, must confirm an emergency privilege".into(),
+        });
+    }
+    let t = state
+        .store
+        .confirm_token(&caller.tenant, id, &caller.subject, state.clock.now())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.tokens.remove(&t.token_hash);
+    Ok(Json(t))
 }

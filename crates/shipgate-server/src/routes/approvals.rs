@@ -108,6 +108,9 @@ async fn create_person(
     if !errors.is_empty() {
         return Err(errors.into());
     }
+    if role == Some(Role::EmergencyDeployer) {
+        super::admin::check_emergency_holder(&state, &caller.tenant, &subject).await?;
+    }
     let now = state.clock.now();
     let person = Person {
         subject: subject.clone(),
@@ -135,6 +138,7 @@ async fn create_person(
                 env_tier: None,
                 created_by: Some(caller.subject.clone()),
                 last_used_at: None,
+                confirmed_by: None,
             };
             state.store.create_token(&t, &caller.subject).await?;
             Some(token)

@@ -1067,3 +1067,75 @@ async fn delegation_routes_approvals_and_keeps_separation_of_duties() {
     app.verify_ok().await;
     app.stop().await;
 }
+
+/// Emergency privileges: only members of the policy's emergency group may hold them, and a
+/// second admin must confirm each grant before it works.
+#[tokio::test]
+async fn emergency_privileges_need_two_admins() {
+    let app = TestApp::spawn().await;
+    let _p = setup(&app).await;
+    // dave is not in the emergency group (oncall).
+    let r = app
+        .post(
+            "/api/v1/tokens",
+            json!({"subject": "dave", "role": "emergency_deployer"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["errors"][0]["code"].as_str()),
+        (422, Some("not_emergency_group"))
+    );
+    let r = app
+        .post(
+            "/api/v1/tokens",
+            json!({"subject": "alice", "role": "emergency_deployer"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (tok, id) = (
+        r.body["token"].as_str().unwrap().to_owned(),
+        r.body["id"].as_str().unwrap().to_owned(),
+    );
+    let who = |t: String| {
+        let app = &app;
+        async move {
+            app.req(reqwest::Method::GET, "/api/v1/whoami", Some(&t), None, &[])
+                .await
+        }
+    };
+    let r = who(tok.clone()).await;
+    assert_eq!(r.status, 401, "unconfirmed: {}", r.body);
+    // The granting admin cannot confirm it; a second admin can.
+    let r = app
+        .post(&format!("/api/v1/tokens/{id}/confirm"), json!({}))
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (403, Some("two_person_rule"))
+    );
+    let second = app.token_for("second-admin", "admin", None).await;
+    let r = app
+        .post_as(
+            &format!("/api/v1/tokens/{id}/confirm"),
+            json!({}),
+            &second,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["confirmed_by"], "second-admin");
+    let r = who(tok).await;
+    assert_eq!(
+        (r.status, r.body["role"].as_str()),
+        (200, Some("emergency_deployer"))
+    );
+    let log = app.get("/api/v1/audit?limit=1000").await;
+    assert!(
+        log.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "token.confirmed" && e["actor"] == "second-admin")
+    );
+    app.stop().await;
+}

@@ -12,13 +12,64 @@ use crate::helpers::*;
 #[tokio::test]
 async fn every_route_is_authorised_by_one_layer() {
     let app = TestApp::spawn().await;
+    // Emergency privileges need the policy's emergency group and a second admin.
+    let holder = "who-emergency_deployer";
+    assert_eq!(
+        app.post("/api/v1/people", serde_json::json!({"subject": holder}))
+            .await
+            .status,
+        201
+    );
+    let put = |path: &str, body: reqwest::Body, ct: &'static str| {
+        let app = &app;
+        let path = path.to_owned();
+        async move {
+            app.req(
+                reqwest::Method::PUT,
+                &path,
+                Some(ADMIN),
+                Some(body),
+                &[("content-type", ct)],
+            )
+            .await
+        }
+    };
+    let g = serde_json::json!({"members": [holder]}).to_string();
+    assert_eq!(
+        put("/api/v1/groups/oncall", g.into(), "application/json")
+            .await
+            .status,
+        200
+    );
+    let policy = "[emergency]\ngroup = \"oncall\"\nincident_commanders = \"oncall\"\nsystem_owners = \"oncall\"\n";
+    assert_eq!(
+        put("/api/v1/policy", policy.into(), "application/toml")
+            .await
+            .status,
+        201
+    );
     let mut tokens = BTreeMap::new();
     for role in Role::ALL {
-        tokens.insert(
-            *role,
-            app.token_for(&format!("who-{role}"), role.as_str(), None)
-                .await,
-        );
+        let r = app
+            .post(
+                "/api/v1/tokens",
+                serde_json::json!({"subject": format!("who-{role}"), "role": role.as_str()}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        if *role == Role::EmergencyDeployer {
+            let second = app.token_for("second-admin", "admin", None).await;
+            let c = app
+                .post_as(
+                    &format!("/api/v1/tokens/{}/confirm", r.body["id"].as_str().unwrap()),
+                    serde_json::json!({}),
+                    &second,
+                    &[],
+                )
+                .await;
+            assert_eq!(c.status, 200, "{}", c.body);
+        }
+        tokens.insert(*role, r.body["token"].as_str().unwrap().to_owned());
     }
     let doc = serde_json::to_value(shipgate_server::routes::openapi()).unwrap();
     let mut checked = 0;
