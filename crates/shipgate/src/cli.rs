@@ -285,6 +285,8 @@ enum TokenCmd {
     Revoke { id: String },
     /// Replace a token with a new one (same subject, role and scope); the old one stops working.
     Rotate { id: String },
+    /// Confirm an emergency privilege as the second admin (two-person rule).
+    Confirm { id: String },
 }
 
 #[derive(Subcommand)]
@@ -814,6 +816,21 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
             } else {
                 println!("revoked {}", id.trim());
             }
+            Ok(())
+        }
+        Command::Token(TokenCmd::Confirm { id }) => {
+            let (_, v) = c
+                .post(
+                    &format!("/api/v1/tokens/{}/confirm", id.trim()),
+                    json!({}),
+                    None,
+                )
+                .await?;
+            simple_output(
+                &v,
+                out,
+                &["id", "subject", "role", "created_by", "confirmed_by"],
+            );
             Ok(())
         }
         Command::Token(TokenCmd::Rotate { id }) => {
