@@ -248,6 +248,42 @@ pub async fn run(backend: &str, iterations: usize, clients: usize) {
         b.shutdown().await;
     }
 
+    // Authorisation overhead: one client, sequential, the public /healthz against /whoami (token
+    // lookup through the cache plus the authorisation layer) on the same server.
+    let seq = |url: String, token: Option<String>| {
+        let http = http.clone();
+        async move {
+            let mut lat = Vec::with_capacity(5000);
+            for i in 0..5500 {
+                let t = Instant::now();
+                let mut r = http.get(&url);
+                if let Some(tk) = &token {
+                    r = r.bearer_auth(tk);
+                }
+                let resp = r.send().await.unwrap();
+                assert!(resp.status().is_success());
+                let _ = resp.bytes().await.unwrap();
+                if i >= 500 {
+                    lat.push(t.elapsed());
+                }
+            }
+            lat.sort();
+            lat
+        }
+    };
+    let open = seq(format!("{}/healthz", a.base), None).await;
+    let authed = seq(format!("{}/api/v1/whoami", a.base), Some(alice.clone())).await;
+    let d = |p: f64| (pct(&authed, p).as_secs_f64() - pct(&open, p).as_secs_f64()) * 1e6;
+    println!(
+        "authz[{backend}] /whoami (token + authorisation layer) vs /healthz, 5000 sequential calls: p50 {:.0} us vs {:.0} us (+{:.0} us), p99 {:.0} us vs {:.0} us (+{:.0} us)",
+        pct(&authed, 0.5).as_secs_f64() * 1e6,
+        pct(&open, 0.5).as_secs_f64() * 1e6,
+        d(0.5),
+        pct(&authed, 0.99).as_secs_f64() * 1e6,
+        pct(&open, 0.99).as_secs_f64() * 1e6,
+        d(0.99)
+    );
+
     let cr = open_change(&http, &a.base, &alice, "standard").await;
     let gate_url = format!("{}/api/v1/gate?change={cr}&environment=staging", a.base);
     let v = call(&http, reqwest::Method::GET, gate_url.clone(), &alice, None).await;
