@@ -357,6 +357,51 @@ pub async fn check_deployment(
     }
 }
 
+/// What a decision writes: the domain's outcome with its audit entries, or for a refusal that
+/// must be audited (self-approval, bypass attempts) the audit entry alone and the refusal.
+/// The one place decisions become store writes (the API and the demo both use it).
+pub fn decision_mutation(
+    c: &ChangeRequest,
+    pv: &PolicyVersion,
+    groups: &BTreeMap<String, Group>,
+    req: shipgate_domain::approval::DecisionRequest,
+    now: Timestamp,
+) -> StoreResult<ChangeMutation> {
+    let (actor, kind) = (req.actor.clone(), req.kind);
+    match shipgate_domain::approval::apply_decision(c, pv, groups, req, now) {
+        Ok(o) => {
+            let mut audit = vec![(
+                format!("change.{}", o.decision.kind),
+                serde_json::json!({"key": c.key, "revision": c.revision, "decision": o.decision}),
+            )];
+            for t in &o.transitions {
+                audit.push((
+                    (*t).to_owned(),
+                    serde_json::json!({"key": c.key, "revision": c.revision, "status": o.change.status, "policy_hash": pv.hash}),
+                ));
+            }
+            Ok(ChangeMutation {
+                change: Some(o.change),
+                decision: Some(o.decision),
+                audit,
+                ..Default::default()
+            })
+        }
+        Err(r) if r.audited => Ok(ChangeMutation {
+            audit: vec![(
+                "change.decision_refused".into(),
+                serde_json::json!({"key": c.key, "revision": c.revision, "actor": actor, "decision": kind, "code": r.code, "reason": r.message}),
+            )],
+            refused: Some((r.code, r.message)),
+            ..Default::default()
+        }),
+        Err(r) => Err(shipgate_store::StoreError::Conflict {
+            code: r.code,
+            message: r.message,
+        }),
+    }
+}
+
 /// Applies a write to a change and wakes the gates waiting on it.
 pub async fn update_change(
     state: &AppState,

@@ -216,7 +216,6 @@ pub async fn seed_approvals(store: &dyn Store) -> anyhow::Result<String> {
     use shipgate_domain::approval::{self, DecisionRequest, Group, Person, PolicyVersion};
     use shipgate_domain::change::{DecisionKind, parse_change_spec};
     use shipgate_domain::policy::Policy;
-    use shipgate_store::ChangeMutation;
 
     const T: &str = "default";
     if !store.list_changes(T, None, 1).await?.is_empty() {
@@ -368,28 +367,7 @@ pub async fn seed_approvals(store: &dyn Store) -> anyhow::Result<String> {
                             group: None,
                             comment: Some("demo".into()),
                         };
-                        let o = approval::apply_decision(c, &pvc, &gm, req, now).map_err(|r| {
-                            shipgate_store::StoreError::Conflict {
-                                code: r.code,
-                                message: r.message,
-                            }
-                        })?;
-                        let mut audit = vec![(
-                            format!("change.{kind}"),
-                            json!({"key": c.key, "decision": o.decision}),
-                        )];
-                        for t in &o.transitions {
-                            audit.push((
-                                (*t).to_owned(),
-                                json!({"key": c.key, "status": o.change.status}),
-                            ));
-                        }
-                        Ok(ChangeMutation {
-                            change: Some(o.change),
-                            decision: Some(o.decision),
-                            audit,
-                            ..Default::default()
-                        })
+                        shipgate_server::governance::decision_mutation(c, &pvc, &gm, req, now)
                     }),
                     now,
                 )

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use shipgate_domain::approval::{
     self, DecisionRequest, Delegation, GateCall, GateDecision, Group, Person, PolicyRecord,
-    Refusal, RootCauseReview,
+    RootCauseReview,
 };
 use shipgate_domain::audit::{AuditEntry, sha256_hex};
 use shipgate_domain::change::{
@@ -58,13 +58,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 fn object(v: &Value) -> ApiResult<&serde_json::Map<String, Value>> {
     v.as_object()
         .ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))
-}
-
-fn refusal(r: Refusal) -> StoreError {
-    StoreError::Conflict {
-        code: r.code,
-        message: r.message,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -677,35 +670,7 @@ async fn decide_change(
             group,
             comment,
         };
-        match approval::apply_decision(c, &pv, &groups, req, now) {
-            Ok(o) => {
-                let mut audit = vec![(
-                    format!("change.{}", o.decision.kind),
-                    json!({"key": c.key, "revision": c.revision, "decision": o.decision}),
-                )];
-                for t in &o.transitions {
-                    audit.push((
-                        (*t).to_owned(),
-                        json!({"key": c.key, "revision": c.revision, "status": o.change.status, "policy_hash": pv.hash}),
-                    ));
-                }
-                Ok(ChangeMutation {
-                    change: Some(o.change),
-                    decision: Some(o.decision),
-                    audit,
-                    ..Default::default()
-                })
-            }
-            Err(r) if r.audited => Ok(ChangeMutation {
-                audit: vec![(
-                    "change.decision_refused".into(),
-                    json!({"key": c.key, "revision": c.revision, "actor": actor, "decision": kind, "code": r.code, "reason": r.message}),
-                )],
-                refused: Some((r.code, r.message)),
-                ..Default::default()
-            }),
-            Err(r) => Err(refusal(r)),
-        }
+        governance::decision_mutation(c, &pv, &groups, req, now)
     })
     .await?;
     metrics::counter!("shipgate_change_decisions_total", "decision" => kind.as_str()).increment(1);

@@ -729,7 +729,7 @@ async fn approval_on_one_instance_releases_a_gate_on_another() {
     let Some(url) = fresh_pg().await else { return };
     let a = ServerProcess::start(&url).await;
     let b = ServerProcess::start(&url).await;
-    let app_a = a.client();
+    let app_a = a.client().await;
     let p = setup(&app_a).await;
     let mut body = change_body("staging");
     body["type"] = json!("normal");
@@ -753,7 +753,7 @@ async fn approval_on_one_instance_releases_a_gate_on_another() {
     .env("SHIPGATE_TOKEN", &p.alice);
     let child = wait.spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let app_b = b.client();
+    let app_b = b.client().await;
     let t = Instant::now();
     let r = decide(&app_b, &p.olga, &cr, "approve").await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -287,36 +287,22 @@ impl ServerProcess {
     }
 
     /// A client handle with the same helpers as an in-process `TestApp`.
-    pub fn client(&self) -> TestApp {
-        TestApp::remote(&self.url, &self.db_url)
+    pub async fn client(&self) -> TestApp {
+        TestApp::remote(&self.url, &self.db_url).await
     }
 }
 
 impl TestApp {
-    fn remote(url: &str, db_url: &str) -> TestApp {
+    async fn remote(url: &str, db_url: &str) -> TestApp {
         TestApp {
             url: url.to_owned(),
             token: ADMIN.into(),
             http: reqwest::Client::new(),
-            store: futures_store(db_url),
+            store: shipgate_store::open(db_url).await.unwrap(),
             db_url: db_url.to_owned(),
             stop: Box::new(|| {}),
             handle: None,
             _dir: tempfile::tempdir().unwrap(),
         }
     }
-}
-
-fn futures_store(db_url: &str) -> Arc<dyn Store> {
-    let url = db_url.to_owned();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(shipgate_store::open(&url))
-            .unwrap()
-    })
-    .join()
-    .unwrap()
 }
