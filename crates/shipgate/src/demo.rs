@@ -298,7 +298,8 @@ pub async fn seed_approvals(store: &dyn Store) -> anyhow::Result<String> {
         (
             json!({"type": "normal", "title": "ledger 5.0.0: schema migration", "services": ["ledger"], "environments": ["prod-us-east-1"],
                 "artifact_digests": [digest(2)], "justification": "double-entry audit columns", "impact": "ledger writes pause ~30s",
-                "rollback_plan": "down-migration tested in staging", "ticket": "CHG-1043", "risk": "high", "team": "payments"}),
+                "rollback_plan": "down-migration tested in staging", "ticket": "CHG-1043", "risk": "high", "team": "payments",
+                "artifact_flags": ["schema_change"]}),
             "bob",
             vec![("carol", DecisionKind::Approve)],
         ),
