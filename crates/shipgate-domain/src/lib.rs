@@ -11,6 +11,7 @@ pub mod access;
 pub mod approval;
 pub mod audit;
 pub mod change;
+pub mod directory;
 pub mod environment;
 pub mod error;
 pub mod import;

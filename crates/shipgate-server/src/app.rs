@@ -79,6 +79,11 @@ impl Application {
         settings: Settings,
         store: Option<Arc<dyn Store>>,
     ) -> anyhow::Result<(Application, Bootstrap)> {
+        if settings.production && settings.oidc.issuer.is_none() {
+            anyhow::bail!(
+                "production mode: refusing to start without single sign-on; configure [oidc] issuer, audience and role_map (or SHIPGATE_OIDC__ISSUER ...)"
+            );
+        }
         let store = match store {
             Some(s) => s,
             None => shipgate_store::open(&settings.database_url).await?,
@@ -95,6 +100,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let shutdown = CancellationToken::new();
         let oidc = crate::oidc::Oidc::new(&settings.oidc)?.map(Arc::new);
+        let directory = crate::ldap::Directory::new(&settings.ldap)?.map(Arc::new);
         let hub = crate::governance::Hub::default();
         let (gate_log, gate_log_task) = crate::governance::GateLog::spawn(store.clone());
         let forwarder = hub.forward_store(store.clone(), shutdown.clone());
@@ -109,11 +115,16 @@ impl Application {
             declared_envs: Default::default(),
             hub,
             oidc,
+            directory: directory.clone(),
             gate_log,
             governance: Default::default(),
             shutdown: shutdown.clone(),
         });
         let sweeper = crate::governance::spawn_review_sweeper(state.clone(), sweep);
+        let mut background = vec![gate_log_task, forwarder, sweeper];
+        if let Some(d) = directory {
+            background.push(d.spawn(state.clone()));
+        }
         let router = crate::routes::router(state);
         Ok((
             Application {
@@ -121,7 +132,7 @@ impl Application {
                 router,
                 port,
                 writer,
-                background: vec![gate_log_task, forwarder, sweeper],
+                background,
                 shutdown,
                 store,
             },

@@ -132,7 +132,7 @@ impl FromRequestParts<AppState> for Caller {
         if !token.starts_with("sg_")
             && let Some(oidc) = &state.oidc
         {
-            let id = oidc.verify(token).await?;
+            let id = oidc.verify(token, state.directory.as_deref()).await?;
             return Ok(Caller {
                 tenant: id.tenant,
                 subject: id.subject,

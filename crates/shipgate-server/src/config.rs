@@ -33,6 +33,8 @@ pub struct Settings {
     pub max_gate_wait_secs: u64,
     /// Single sign-on through an OpenID Connect provider.
     pub oidc: crate::oidc::OidcSettings,
+    /// Group membership from an LDAP directory.
+    pub ldap: crate::ldap::LdapSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +71,7 @@ impl Default for Settings {
             review_sweep_secs: 30,
             max_gate_wait_secs: 300,
             oidc: crate::oidc::OidcSettings::default(),
+            ldap: crate::ldap::LdapSettings::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod governance;
 pub mod ingest;
+pub mod ldap;
 pub mod oidc;
 pub mod routes;
 pub mod state;

@@ -188,7 +188,13 @@ impl Oidc {
             })
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Identity, ApiError> {
+    /// Verifies `token`; the caller's groups are its group claim plus, when a directory is
+    /// configured, its directory groups.
+    pub async fn verify(
+        &self,
+        token: &str,
+        directory: Option<&crate::ldap::Directory>,
+    ) -> Result<Identity, ApiError> {
         let header = decode_header(token)
             .map_err(|e| unauthenticated(format!("not a valid signed token: {e}")))?;
         if !ASYMMETRIC.contains(&header.alg) {
@@ -216,7 +222,7 @@ impl Oidc {
             .or_else(|| claims["client_id"].as_str())
             .ok_or_else(|| unauthenticated("the token names no subject"))?
             .to_owned();
-        let groups: Vec<String> = match &claims[&self.settings.groups_claim] {
+        let mut groups: Vec<String> = match &claims[&self.settings.groups_claim] {
             Value::Array(a) => a
                 .iter()
                 .filter_map(|g| g.as_str().map(str::to_owned))
@@ -224,6 +230,9 @@ impl Oidc {
             Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
             _ => Vec::new(),
         };
+        if let Some(d) = directory {
+            groups.extend(d.groups_of(&subject));
+        }
         let rank = |r: &Role| Role::ALL.iter().position(|x| x == r).unwrap_or(0);
         let role = groups
             .iter()

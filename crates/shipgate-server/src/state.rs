@@ -30,6 +30,8 @@ pub struct Inner {
     pub hub: crate::governance::Hub,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Group membership from LDAP, when configured.
+    pub directory: Option<Arc<crate::ldap::Directory>>,
     pub gate_log: crate::governance::GateLog,
     pub governance: crate::governance::GovernanceCache,
     /// Cancelled when the server shuts down: long-polls return early.

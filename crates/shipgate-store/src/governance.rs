@@ -336,6 +336,63 @@ impl ChangeStore for SqlStore {
         Ok(())
     }
 
+    async fn apply_directory_sync(
+        &self,
+        tenant: &str,
+        plan: &shipgate_domain::directory::SyncPlan,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        for p in &plan.new_people {
+            sqlx::query(
+                "INSERT INTO people (tenant, subject, name, email, created_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant, subject) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(&p.subject)
+            .bind(&p.name)
+            .bind(&p.email)
+            .bind(to_micros(p.created_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for g in &plan.groups {
+            sqlx::query(
+                "INSERT INTO approver_groups (tenant, name, body, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant, name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .bind(tenant)
+            .bind(&g.name)
+            .bind(json_text(g))
+            .bind(to_micros(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        audit(
+            &mut tx,
+            now,
+            vec![PendingEntry::new(
+                tenant,
+                actor,
+                "directory.synced",
+                "directory",
+                &json!({
+                    "new_people": plan.new_people.iter().map(|p| &p.subject).collect::<Vec<_>>(),
+                    "changes": plan.changes,
+                    "missing": plan.missing,
+                }),
+            )],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn list_groups(&self, tenant: &str) -> StoreResult<Vec<Group>> {
         let rows = sqlx::query("SELECT body FROM approver_groups WHERE tenant = $1 ORDER BY name")
             .bind(tenant)

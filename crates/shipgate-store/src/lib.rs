@@ -90,6 +90,15 @@ pub trait ChangeStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<()>;
     async fn list_groups(&self, tenant: &str) -> StoreResult<Vec<Group>>;
+    /// Applies one directory synchronisation: new people and replaced groups, with one audit
+    /// entry (`directory.synced`) carrying the plan, all in one transaction.
+    async fn apply_directory_sync(
+        &self,
+        tenant: &str,
+        plan: &shipgate_domain::directory::SyncPlan,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Pushes a policy text; the same text as the current version pushes nothing.
     async fn push_policy(
         &self,

@@ -1272,6 +1272,100 @@ async fn change_requests(db: &TestDb) {
 
 /// Tokens keep their scope, grantor and last use; rotation, revocation and access reviews
 /// write what they say, with audit entries.
+async fn directory_sync(db: &TestDb) {
+    use shipgate_domain::approval::{Group, Person};
+    use shipgate_domain::directory::{DirectoryGroup, DirectoryRead, DirectoryUser, plan_sync};
+    let s = db.store.as_ref();
+    let user = |id: &str| DirectoryUser {
+        dn: format!("uid={id},ou=people,dc=example,dc=org"),
+        id: id.into(),
+        name: Some(format!("{id} name")),
+        email: Some(format!("{id}@example.org")),
+    };
+    s.put_group(
+        "acme",
+        &Group {
+            name: "cab".into(),
+            description: Some("kept".into()),
+            members: vec!["carol".into()],
+            backups: vec!["dave".into()],
+            department: None,
+            regions: vec![],
+            compliance: vec![],
+        },
+        "admin",
+        now(),
+    )
+    .await
+    .unwrap();
+    s.put_person(
+        "acme",
+        &Person {
+            subject: "alice".into(),
+            name: Some("Alice Set By Hand".into()),
+            email: None,
+            created_at: now(),
+        },
+        "admin",
+    )
+    .await
+    .unwrap();
+    let read = DirectoryRead {
+        users: vec![user("alice"), user("bob"), user("carol")],
+        groups: vec![DirectoryGroup {
+            dn: "cn=cab,ou=groups,dc=example,dc=org".into(),
+            name: "cab".into(),
+            members: vec![
+                "uid=alice,ou=people,dc=example,dc=org".into(),
+                "uid=bob,ou=people,dc=example,dc=org".into(),
+            ],
+        }],
+    };
+    let map: std::collections::BTreeMap<String, String> =
+        [("cab".to_owned(), "cab".to_owned())].into();
+    let plan = plan_sync(
+        &read,
+        &map,
+        &s.list_groups("acme").await.unwrap(),
+        &s.list_people("acme").await.unwrap(),
+        now(),
+    );
+    let before = s.audit_head().await.unwrap();
+    s.apply_directory_sync("acme", &plan, "directory", now())
+        .await
+        .unwrap();
+    let groups = s.list_groups("acme").await.unwrap();
+    assert_eq!(groups[0].members, vec!["alice", "bob"]);
+    assert_eq!(groups[0].backups, vec!["dave"], "shipgate-side settings kept");
+    assert_eq!(groups[0].description.as_deref(), Some("kept"));
+    let people = s.list_people("acme").await.unwrap();
+    let alice = people.iter().find(|p| p.subject == "alice").unwrap();
+    assert_eq!(alice.name.as_deref(), Some("Alice Set By Hand"));
+    let bob = people.iter().find(|p| p.subject == "bob").unwrap();
+    assert_eq!(bob.email.as_deref(), Some("bob@example.org"));
+    assert!(s.list_people("other").await.unwrap().is_empty());
+    let after = s.audit_head().await.unwrap();
+    assert_eq!(after.seq, before.seq + 1, "one audit entry for the whole sync");
+    let e = s.audit_for_subject("acme", "directory").await.unwrap();
+    assert_eq!(e.last().unwrap().action, "directory.synced");
+    let payload: Value = serde_json::from_str(&e.last().unwrap().payload).unwrap();
+    assert_eq!(payload["changes"][0]["removed"][0], "carol");
+    // Nothing changed: nothing written, nothing audited.
+    let plan = plan_sync(
+        &read,
+        &map,
+        &s.list_groups("acme").await.unwrap(),
+        &s.list_people("acme").await.unwrap(),
+        now(),
+    );
+    assert!(plan.is_empty());
+    s.apply_directory_sync("acme", &plan, "directory", now())
+        .await
+        .unwrap();
+    assert_eq!(s.audit_head().await.unwrap().seq, after.seq);
+    assert!(s.verify_audit().await.unwrap().ok);
+}
+
 async fn tokens_and_access_reviews(db: &TestDb) {
     use shipgate_domain::access::{AccessReview, ReviewDecision, ReviewedGrant};
     let s = db.store.as_ref();
@@ -1401,4 +1495,5 @@ conformance!(
     tamper_projections,
     change_requests,
     tokens_and_access_reviews,
+    directory_sync,
 );

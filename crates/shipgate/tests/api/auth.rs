@@ -226,6 +226,34 @@ async fn production_mode_refuses_a_new_store_without_authentication() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("production mode"), "{err}");
+    // An admin token alone is not enough: people must sign in through SSO.
+    let s = shipgate_server::Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.path().join("p.db").display()),
+        admin_token: Some("sg_production-bootstrap".to_owned().into()),
+        production: true,
+        ..Default::default()
+    };
+    let err = shipgate_server::Application::build(s.clone(), None)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("single sign-on"), "{err}");
+    assert!(
+        !dir.path().join("p.db").exists(),
+        "refused before the store is created"
+    );
+    // With SSO configured it starts.
+    let mut s = s;
+    s.oidc.issuer = Some("https://login.example.com".into());
+    s.oidc.audience = Some("urn:shipgate".into());
+    s.oidc
+        .role_map
+        .insert("deployers".into(), shipgate_domain::Role::Deployer);
+    let (app, _) = shipgate_server::Application::build(s, None)
+        .await
+        .expect("starts with SSO configured");
+    drop(app);
 }
 
 /// Tokens can be listed, scoped to an environment tier, made to expire, rotated and revoked;

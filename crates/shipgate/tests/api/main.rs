@@ -11,5 +11,6 @@ mod cli;
 mod deployments;
 mod import;
 mod isolation;
+mod ldap;
 mod oidc;
 mod ops;

@@ -223,3 +223,43 @@ async fn sso_tokens_from_a_real_provider() {
     );
     app.stop().await;
 }
+
+/// An SSO caller whose token carries no mapped group gets its role from its directory groups:
+/// `shipgate-nobody` is refused until the directory puts it in `shipgate-deployers`.
+#[tokio::test]
+async fn sso_roles_from_directory_groups() {
+    let Some(p) = provider().await else { return };
+    let Some(ldap) = crate::ldap::Slapd::start().await else {
+        return;
+    };
+    ldap.seed(
+        &["shipgate-nobody", "ops"],
+        &[("shipgate-deployers", &["ops"])],
+    )
+        .await;
+    let (issuer, url) = (p.issuer.clone(), ldap.url.clone());
+    let app = TestApp::spawn_with(|s| {
+        s.oidc.issuer = Some(issuer.clone());
+        s.oidc.audience = Some("urn:shipgate".into());
+        s.oidc
+            .role_map
+            .insert("shipgate-deployers".into(), Role::Deployer);
+        crate::ldap::configure(s, &url, &[]);
+    })
+    .await;
+    let t = token(&p, "shipgate-nobody", "urn:shipgate").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(whoami(&app, &t).await.status, 403);
+    ldap.add_member("shipgate-deployers", "shipgate-nobody").await;
+    let start = std::time::Instant::now();
+    loop {
+        let r = whoami(&app, &t).await;
+        if r.status == 200 {
+            assert_eq!(r.body["role"], "deployer");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
