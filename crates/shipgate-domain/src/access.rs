@@ -47,6 +47,9 @@ pub fn permits(role: Role, p: Permission) -> bool {
 /// it was last used, and the approver groups its holder sits in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Entitlement {
+    /// `token` (a credential) or `role_grant` (a role given to an SSO identity or group).
+    pub kind: String,
+    /// The token's or the role grant's id.
     pub token_id: uuid::Uuid,
     pub subject: String,
     pub role: Role,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::time::Timestamp;
 use crate::approval::{Group, Person};
+use crate::time::Timestamp;
 
 /// A person's entry in the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +37,7 @@ pub struct DirectoryRead {
 /// DNs compare case-insensitively and without the spaces after separators.
 pub fn normalize_dn(dn: &str) -> String {
     dn.split(',')
-        .map(|rdn| {
-            rdn.split('=')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join("=")
-        })
+        .map(|rdn| rdn.split('=').map(str::trim).collect::<Vec<_>>().join("="))
         .collect::<Vec<_>>()
         .join(",")
         .to_lowercase()

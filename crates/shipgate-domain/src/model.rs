@@ -324,6 +324,15 @@ pub struct ApiToken {
 }
 
 impl ApiToken {
+    /// A role grant is a privilege with no secret: it is given to an SSO identity (its
+    /// subject) or to a group (`group:NAME`), and its hash is this prefix plus its id, which
+    /// no presented token can hash to.
+    pub const GRANT_PREFIX: &str = "grant:";
+
+    pub fn is_role_grant(&self) -> bool {
+        self.token_hash.starts_with(Self::GRANT_PREFIX)
+    }
+
     /// Whether the token may be used: an emergency privilege needs its second admin.
     pub fn usable(&self) -> bool {
         self.role != Role::EmergencyDeployer || self.confirmed_by.is_some()

@@ -111,6 +111,7 @@ impl Application {
             clock,
             ingest,
             tokens: TokenCache::default(),
+            grants: Default::default(),
             metrics: crate::telemetry::metrics_handle(),
             declared_envs: Default::default(),
             hub,

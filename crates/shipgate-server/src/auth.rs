@@ -133,13 +133,24 @@ impl FromRequestParts<AppState> for Caller {
             && let Some(oidc) = &state.oidc
         {
             let id = oidc.verify(token, state.directory.as_deref()).await?;
-            return Ok(Caller {
-                tenant: id.tenant,
-                subject: id.subject,
-                role: id.role,
-                root: false,
-                env_tier: None,
-            });
+            let tenant = match parts.headers.get(TENANT_HEADER) {
+                None => id.tenant.clone(),
+                Some(h) => {
+                    let asked = h
+                        .to_str()
+                        .map_err(|_| {
+                            ApiError::BadRequest(format!("{TENANT_HEADER} is not valid text"))
+                        })?
+                        .trim();
+                    if !valid_tenant(asked) {
+                        return Err(ApiError::BadRequest(format!(
+                            "{TENANT_HEADER}: '{asked}' is not a tenant name"
+                        )));
+                    }
+                    asked.to_owned()
+                }
+            };
+            return sso_caller(state, id, tenant).await;
         }
         let hash = hash_token(token);
         let t = match state.tokens.get(&hash) {
@@ -206,6 +217,126 @@ impl FromRequestParts<AppState> for Caller {
             root: t.root,
             env_tier: t.env_tier,
         })
+    }
+}
+
+fn rank(r: Role) -> usize {
+    Role::ALL.iter().position(|x| *x == r).unwrap_or(0)
+}
+
+/// The role of a signed-in identity in `tenant`: the highest of what `oidc.role_map` gives its
+/// groups (in the SSO tenant only) and the live role grants to it or to one of its groups. An
+/// unscoped role beats the same role limited to one tier. No role: refused (default deny).
+async fn sso_caller(
+    state: &AppState,
+    id: crate::oidc::Identity,
+    tenant: String,
+) -> Result<Caller, ApiError> {
+    let grants = state.grants.get(state, &tenant).await?;
+    let now = state.clock.now();
+    let mut best: Option<(Role, Option<shipgate_domain::EnvTier>, Option<&ApiToken>)> =
+        if tenant == id.tenant {
+            id.mapped.map(|r| (r, None, None))
+        } else {
+            None
+        };
+    for g in grants.iter().filter(|g| {
+        g.usable()
+            && g.expires_at.is_none_or(|e| e > now)
+            && (g.subject == id.subject
+                || g.subject
+                    .strip_prefix("group:")
+                    .is_some_and(|n| id.groups.iter().any(|x| x == n)))
+    }) {
+        let better = match &best {
+            None => true,
+            Some((r, tier, _)) => {
+                rank(g.role) > rank(*r) || (g.role == *r && tier.is_some() && g.env_tier.is_none())
+            }
+        };
+        if better {
+            best = Some((g.role, g.env_tier, Some(g)));
+        }
+    }
+    let Some((role, env_tier, grant)) = best else {
+        return Err(ApiError::Forbidden(format!(
+            "{} has no role in tenant {tenant}: no role grant names it or its groups ({}), and no mapped group gives one",
+            id.subject,
+            id.groups.join(", ")
+        )));
+    };
+    if let Some(g) = grant {
+        state.grants.touch(state, g, now);
+    }
+    Ok(Caller {
+        tenant,
+        subject: id.subject,
+        role,
+        root: false,
+        env_tier,
+    })
+}
+
+type Grants = std::sync::Arc<Vec<ApiToken>>;
+
+/// Each tenant's role grants, kept for a few seconds (granting or revoking here forgets them at
+/// once; other instances see it within the TTL).
+#[derive(Default)]
+pub struct GrantCache {
+    entries: RwLock<HashMap<String, (Instant, Grants)>>,
+    touched: RwLock<HashMap<uuid::Uuid, Instant>>,
+}
+
+impl GrantCache {
+    const TTL: Duration = Duration::from_secs(5);
+
+    pub fn forget(&self, tenant: &str) {
+        if let Ok(mut m) = self.entries.write() {
+            m.remove(tenant);
+        }
+    }
+
+    async fn get(
+        &self,
+        state: &AppState,
+        tenant: &str,
+    ) -> Result<std::sync::Arc<Vec<ApiToken>>, ApiError> {
+        if let Ok(m) = self.entries.read()
+            && let Some((at, g)) = m.get(tenant)
+            && at.elapsed() < Self::TTL
+        {
+            return Ok(g.clone());
+        }
+        // Fail closed: a store error is an error, never a pass.
+        let mut all = state.store.list_tokens(tenant).await?;
+        all.retain(ApiToken::is_role_grant);
+        let g = std::sync::Arc::new(all);
+        if let Ok(mut m) = self.entries.write() {
+            m.insert(tenant.to_owned(), (Instant::now(), g.clone()));
+        }
+        Ok(g)
+    }
+
+    /// Records a grant's last use for access reviews, at most every five minutes.
+    fn touch(&self, state: &AppState, g: &ApiToken, now: shipgate_domain::time::Timestamp) {
+        const EVERY: Duration = Duration::from_secs(300);
+        if let Ok(m) = self.touched.read()
+            && m.get(&g.id).is_some_and(|t| t.elapsed() < EVERY)
+        {
+            return;
+        }
+        if let Ok(mut m) = self.touched.write() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(g.id, Instant::now());
+        }
+        let (store, id) = (state.store.clone(), g.id);
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_token(id, now).await {
+                tracing::warn!(error = %e, "could not record a role grant's last use");
+            }
+        });
     }
 }
 

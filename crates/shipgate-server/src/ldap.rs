@@ -249,10 +249,8 @@ impl Directory {
         tokio::spawn(async move {
             loop {
                 match self.sync(&state).await {
-                    Ok(_) => {
-                        metrics::counter!("shipgate_directory_syncs_total", "result" => "ok")
-                            .increment(1)
-                    }
+                    Ok(_) => metrics::counter!("shipgate_directory_syncs_total", "result" => "ok")
+                        .increment(1),
                     Err(e) => {
                         metrics::counter!("shipgate_directory_syncs_total", "result" => "error")
                             .increment(1);

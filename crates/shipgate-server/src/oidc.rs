@@ -58,7 +58,11 @@ impl Default for OidcSettings {
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub subject: String,
-    pub role: Role,
+    /// The token's group claim plus the caller's directory groups.
+    pub groups: Vec<String>,
+    /// The highest role `role_map` gives those groups (in `tenant`).
+    pub mapped: Option<Role>,
+    /// The tenant SSO callers act in unless they ask for another.
     pub tenant: String,
 }
 
@@ -234,20 +238,15 @@ impl Oidc {
             groups.extend(d.groups_of(&subject));
         }
         let rank = |r: &Role| Role::ALL.iter().position(|x| x == r).unwrap_or(0);
-        let role = groups
+        let mapped = groups
             .iter()
             .filter_map(|g| self.settings.role_map.get(g))
             .max_by_key(|r| rank(r))
-            .copied()
-            .ok_or_else(|| {
-                ApiError::Forbidden(format!(
-                    "{subject} has no shipgate role: none of its groups ({}) is mapped",
-                    groups.join(", ")
-                ))
-            })?;
+            .copied();
         Ok(Identity {
             subject,
-            role,
+            groups,
+            mapped,
             tenant: self.settings.tenant.clone(),
         })
     }

@@ -25,6 +25,7 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub ingest: Ingest,
     pub tokens: TokenCache,
+    pub grants: crate::auth::GrantCache,
     pub metrics: PrometheusHandle,
     pub declared_envs: DeclaredEnvCache,
     pub hub: crate::governance::Hub,

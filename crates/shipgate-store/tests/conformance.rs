@@ -1336,7 +1336,11 @@ async fn directory_sync(db: &TestDb) {
         .unwrap();
     let groups = s.list_groups("acme").await.unwrap();
     assert_eq!(groups[0].members, vec!["alice", "bob"]);
-    assert_eq!(groups[0].backups, vec!["dave"], "shipgate-side settings kept");
+    assert_eq!(
+        groups[0].backups,
+        vec!["dave"],
+        "shipgate-side settings kept"
+    );
     assert_eq!(groups[0].description.as_deref(), Some("kept"));
     let people = s.list_people("acme").await.unwrap();
     let alice = people.iter().find(|p| p.subject == "alice").unwrap();
@@ -1345,7 +1349,11 @@ async fn directory_sync(db: &TestDb) {
     assert_eq!(bob.email.as_deref(), Some("bob@example.org"));
     assert!(s.list_people("other").await.unwrap().is_empty());
     let after = s.audit_head().await.unwrap();
-    assert_eq!(after.seq, before.seq + 1, "one audit entry for the whole sync");
+    assert_eq!(
+        after.seq,
+        before.seq + 1,
+        "one audit entry for the whole sync"
+    );
     let e = s.audit_for_subject("acme", "directory").await.unwrap();
     assert_eq!(e.last().unwrap().action, "directory.synced");
     let payload: Value = serde_json::from_str(&e.last().unwrap().payload).unwrap();

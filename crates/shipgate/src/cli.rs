@@ -74,6 +74,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Roles for people and groups signing in through SSO, per tenant and environment tier.
+    #[command(subcommand)]
+    Role(RoleCmd),
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -287,6 +290,31 @@ enum TokenCmd {
     Rotate { id: String },
     /// Confirm an emergency privilege as the second admin (two-person rule).
     Confirm { id: String },
+}
+
+#[derive(Subcommand)]
+enum RoleCmd {
+    /// Assign a role to an SSO identity (--subject) or group (--group).
+    Grant {
+        #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+        subject: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, value_parser = ["viewer", "requester", "deployer", "approver", "change_manager", "auditor", "incident_commander", "emergency_deployer", "admin"])]
+        role: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Lifetime, such as 90d.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Limit writes to one environment tier.
+        #[arg(long)]
+        env_tier: Option<String>,
+    },
+    /// The tenant's live role grants.
+    List,
+    /// Revoke a role grant at once.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -867,6 +895,58 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
             }
             Ok(())
         }
+        Command::Role(RoleCmd::Grant {
+            subject,
+            group,
+            role,
+            tenant,
+            expires_in,
+            env_tier,
+        }) => {
+            let mut body = json!({"subject": subject, "group": group, "role": role, "tenant": tenant, "expires_in": expires_in, "env_tier": env_tier});
+            if let Value::Object(m) = &mut body {
+                m.retain(|_, v| !v.is_null());
+            }
+            let (_, v) = c.post("/api/v1/role-grants", body, None).await?;
+            simple_output(
+                &v,
+                out,
+                &["id", "tenant", "subject", "role", "env_tier", "expires_at"],
+            );
+            Ok(())
+        }
+        Command::Role(RoleCmd::List) => {
+            let v = c.get("/api/v1/role-grants").await?;
+            simple_output(
+                &v,
+                out,
+                &[
+                    "id",
+                    "subject",
+                    "role",
+                    "env_tier",
+                    "expires_at",
+                    "created_by",
+                    "last_used_at",
+                ],
+            );
+            Ok(())
+        }
+        Command::Role(RoleCmd::Revoke { id }) => {
+            c.send(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/role-grants/{}", id.trim()),
+                None,
+                None,
+            )
+            .await?;
+            if out == Output::Json {
+                print_json(&json!({"revoked": id.trim()}));
+            } else {
+                println!("revoked {}", id.trim());
+            }
+            Ok(())
+        }
         Command::Audit(AuditCmd::Verify { .. }) => {
             let r = c.get("/api/v1/audit/verify").await?;
             report_verify(&r, out)
@@ -1139,6 +1219,11 @@ async fn serve(args: &ServeArgs) -> CliResult<()> {
     let mut token_line = boot
         .generated_admin_token
         .map(|t| format!("admin token (shown once): {t}"));
+    // Startup lines go to stderr; a closed stderr must not bring the server down.
+    let say = |a: std::fmt::Arguments| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{a}");
+    };
     if args.demo {
         let store = app.store();
         let seeded = crate::demo::seed(store.as_ref()).await?;
@@ -1147,18 +1232,20 @@ async fn serve(args: &ServeArgs) -> CliResult<()> {
             let t = crate::demo::demo_token(store.as_ref()).await?;
             token_line = Some(format!("admin token (demo): {t}"));
         }
-        eprintln!("demo data: {seeded}");
+        say(format_args!("demo data: {seeded}"));
         let approvals = crate::demo::seed_approvals(store.as_ref()).await?;
-        eprintln!("demo approvals: {approvals}");
+        say(format_args!("demo approvals: {approvals}"));
     }
-    eprintln!(
+    say(format_args!(
         "shipgate {} listening on {url} (store: {})",
         env!("CARGO_PKG_VERSION"),
         settings.database_url.split('?').next().unwrap_or("")
-    );
+    ));
     if let Some(t) = &token_line {
-        eprintln!("{t}");
-        eprintln!("try:  SHIPGATE_URL={url} SHIPGATE_TOKEN=<token> shipgate running");
+        say(format_args!("{t}"));
+        say(format_args!(
+            "try:  SHIPGATE_URL={url} SHIPGATE_TOKEN=<token> shipgate running"
+        ));
     }
     let stop = app.shutdown_token();
     tokio::spawn(async move {

@@ -26,6 +26,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_token))
         .routes(routes!(rotate_token))
         .routes(routes!(confirm_token))
+        .routes(routes!(create_role_grant, list_role_grants))
+        .routes(routes!(revoke_role_grant))
         .routes(routes!(entitlements))
         .routes(routes!(complete_review, list_reviews))
         .routes(routes!(audit_log))
@@ -66,11 +68,73 @@ async fn create_token(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
+    let g = parse_grant(&state, &caller, &v, false).await?;
+    let token = generate_token();
+    let t = g.into_row(hash_token(&token), &caller, state.clock.now());
+    state.store.create_token(&t, &caller.subject).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            id: t.id,
+            token,
+            tenant: t.tenant,
+            subject: t.subject,
+            role: t.role,
+        }),
+    ))
+}
+
+/// A privilege being granted: to a token, or (role grant) to a signed-in identity or group.
+struct GrantBody {
+    subject: String,
+    role: Role,
+    tenant: String,
+    expires_at: Option<shipgate_domain::time::Timestamp>,
+    env_tier: Option<EnvTier>,
+}
+
+impl GrantBody {
+    fn into_row(
+        self,
+        token_hash: String,
+        caller: &Caller,
+        now: shipgate_domain::time::Timestamp,
+    ) -> ApiToken {
+        ApiToken {
+            id: Uuid::now_v7(),
+            tenant: self.tenant,
+            subject: self.subject,
+            role: self.role,
+            root: false,
+            token_hash,
+            created_at: now,
+            expires_at: self.expires_at,
+            env_tier: self.env_tier,
+            created_by: Some(caller.subject.clone()),
+            last_used_at: None,
+            confirmed_by: None,
+        }
+    }
+}
+
+/// Reads a grant: `subject` (or, for role grants, `group`), `role`, `tenant`, `expires_in`,
+/// `env_tier`, every fault named at once. Another tenant needs the root token; emergency
+/// privileges go only to named members of the policy's emergency group.
+async fn parse_grant(
+    state: &AppState,
+    caller: &Caller,
+    v: &serde_json::Value,
+    role_grant: bool,
+) -> ApiResult<GrantBody> {
     let map = v
         .as_object()
         .ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))?;
     let mut f = Fields::new(map, "");
-    let subject = f.req_str("subject", 256);
+    let (subject, group) = if role_grant {
+        (f.opt_str("subject", 256), f.opt_str("group", 256))
+    } else {
+        (f.req_str("subject", 256), None)
+    };
     let role = f.enumeration("role", Role::parse, Role::expected);
     let role_given = map.get("role").is_some_and(|r| !r.is_null());
     let tenant = f.opt_str("tenant", 64);
@@ -104,6 +168,24 @@ async fn create_token(
             "1-64 characters of letters, digits, '-' or '_'",
         );
     }
+    let subject = match (subject, group) {
+        (Some(s), None) if s.starts_with("group:") => {
+            errors.add("subject", "invalid_format", "name a group with `group`");
+            None
+        }
+        (Some(s), None) => Some(s),
+        (None, Some(g)) => Some(format!("group:{g}")),
+        (Some(_), Some(_)) => {
+            errors.add("group", "conflict", "give a subject or a group, not both");
+            None
+        }
+        (None, None) => {
+            if role_grant {
+                errors.add("subject", "required", "a subject or a group is required");
+            }
+            None
+        }
+    };
     let (Some(subject), Some(role)) = (subject, role) else {
         return Err(ApiError::Validation(errors));
     };
@@ -115,34 +197,101 @@ async fn create_token(
         caller.require_root()?;
     }
     if role == Role::EmergencyDeployer {
-        check_emergency_holder(&state, &tenant, &subject).await?;
+        if subject.starts_with("group:") {
+            return Err(ApiError::field(
+                "group",
+                "named_people_only",
+                "emergency privileges are granted to named people, never to a group",
+            ));
+        }
+        check_emergency_holder(state, &tenant, &subject).await?;
     }
-    let token = generate_token();
-    let t = ApiToken {
-        id: Uuid::now_v7(),
-        tenant: tenant.clone(),
-        subject: subject.clone(),
+    Ok(GrantBody {
+        subject,
         role,
-        root: false,
-        token_hash: hash_token(&token),
-        created_at: state.clock.now(),
+        tenant,
         expires_at,
         env_tier,
-        created_by: Some(caller.subject.clone()),
-        last_used_at: None,
-        confirmed_by: None,
-    };
+    })
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct CreateRoleGrantRequest {
+    /// The signed-in identity (the OIDC subject) that receives the role...
+    subject: Option<String>,
+    /// ...or the group (from the token's group claim or the directory) whose members do.
+    group: Option<String>,
+    role: Role,
+    /// The tenant the role applies in; another tenant than the caller's needs the root token.
+    tenant: Option<String>,
+    /// Lifetime, such as `90d`; without it the grant does not expire.
+    expires_in: Option<String>,
+    /// Limit writes to environments of this tier.
+    env_tier: Option<EnvTier>,
+}
+
+#[utoipa::path(post, path = "/api/v1/role-grants", tag = "admin", request_body = CreateRoleGrantRequest,
+    description = "Assigns a role, in a tenant and optionally only for one environment tier, to a person or a group signing in through SSO (admin). Default is deny: an SSO caller with no grant and no mapped group has no access. Emergency privileges go only to named members of the emergency group and work once a second admin confirms them.",
+    responses((status = 201, body = ApiToken), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn create_role_grant(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<ApiToken>)> {
+    let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
+    let g = parse_grant(&state, &caller, &v, true).await?;
+    let id = Uuid::now_v7();
+    let mut t = g.into_row(
+        format!("{}{id}", ApiToken::GRANT_PREFIX),
+        &caller,
+        state.clock.now(),
+    );
+    t.id = id;
     state.store.create_token(&t, &caller.subject).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            id: t.id,
-            token,
-            tenant,
-            subject,
-            role,
-        }),
-    ))
+    state.grants.forget(&t.tenant);
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+#[utoipa::path(get, path = "/api/v1/role-grants", tag = "admin",
+    description = "The tenant's live role grants to SSO identities and groups.",
+    responses((status = 200, body = Vec<ApiToken>)))]
+async fn list_role_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ApiToken>>> {
+    let mut all = state.store.list_tokens(&caller.tenant).await?;
+    all.retain(ApiToken::is_role_grant);
+    Ok(Json(all))
+}
+
+#[utoipa::path(delete, path = "/api/v1/role-grants/{id}", tag = "admin",
+    params(("id" = Uuid, Path)),
+    description = "Revokes a role grant at once (audited).",
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn revoke_role_grant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id =
+        Uuid::parse_str(&id).map_err(|_| ApiError::field("id", "invalid_format", "not a UUID"))?;
+    let is_grant = state
+        .store
+        .list_tokens(&caller.tenant)
+        .await?
+        .iter()
+        .any(|t| t.id == id && t.is_role_grant());
+    if !is_grant {
+        return Err(ApiError::NotFound);
+    }
+    state
+        .store
+        .revoke_token(&caller.tenant, id, None, &caller.subject, state.clock.now())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.grants.forget(&caller.tenant);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[allow(dead_code)]
@@ -211,7 +360,9 @@ async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ApiToken>>> {
-    Ok(Json(state.store.list_tokens(&caller.tenant).await?))
+    let mut all = state.store.list_tokens(&caller.tenant).await?;
+    all.retain(|t| !t.is_role_grant());
+    Ok(Json(all))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "admin",
@@ -251,7 +402,7 @@ async fn rotate_token(
         .list_tokens(&caller.tenant)
         .await?
         .into_iter()
-        .find(|t| t.id == id)
+        .find(|t| t.id == id && !t.is_role_grant())
         .ok_or(ApiError::NotFound)?;
     let token = generate_token();
     let new = ApiToken {
@@ -310,6 +461,12 @@ async fn current_entitlements(
                 .filter(|g| g.members.contains(&t.subject) || g.backups.contains(&t.subject))
                 .map(|g| g.name.clone())
                 .collect(),
+            kind: if t.is_role_grant() {
+                "role_grant"
+            } else {
+                "token"
+            }
+            .into(),
             token_id: t.id,
             subject: t.subject,
             role: t.role,
@@ -409,6 +566,7 @@ async fn complete_review(
     {
         state.tokens.remove(&t.token_hash);
     }
+    state.grants.forget(&caller.tenant);
     Ok((StatusCode::CREATED, Json(review)))
 }
 
@@ -484,5 +642,6 @@ async fn confirm_token(
         .await?
         .ok_or(ApiError::NotFound)?;
     state.tokens.remove(&t.token_hash);
+    state.grants.forget(&caller.tenant);
     Ok(Json(t))
 }

@@ -247,21 +247,30 @@ async fn demo_serves_realistic_data() {
         .spawn()
         .unwrap();
     let stderr_pipe = child.stderr.take().unwrap();
-    let (url, token) = tokio::task::spawn_blocking(move || {
+    // The pipe is drained to the end: a reader that stopped early would make the server's
+    // later writes to stderr fail.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut url = None;
+        let mut tx = Some(tx);
         for line in BufReader::new(stderr_pipe).lines() {
-            let line = line.unwrap();
+            let Ok(line) = line else { break };
             if let Some(rest) = line.split("listening on ").nth(1) {
                 url = rest.split_whitespace().next().map(str::to_owned);
             }
-            if let Some(t) = line.split("admin token (shown once): ").nth(1) {
-                return (
-                    url.expect("url printed before the token"),
+            if let Some(t) = line.split("admin token (shown once): ").nth(1)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send((
+                    url.clone().expect("url printed before the token"),
                     t.trim().to_owned(),
-                );
+                ));
             }
         }
-        panic!("demo server did not print its URL and token");
+    });
+    let (url, token) = tokio::task::spawn_blocking(move || {
+        rx.recv_timeout(std::time::Duration::from_secs(120))
+            .expect("demo server did not print its URL and token")
     })
     .await
     .unwrap();

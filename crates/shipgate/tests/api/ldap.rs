@@ -324,7 +324,11 @@ async fn directory_groups_decide_who_may_approve() {
         .filter(|e| e["action"] == "directory.synced")
         .map(|e| serde_json::from_str(e["payload"].as_str().unwrap()).unwrap())
         .collect();
-    assert_eq!(syncs.len(), 3, "one entry per change, none for quiet refreshes");
+    assert_eq!(
+        syncs.len(),
+        3,
+        "one entry per change, none for quiet refreshes"
+    );
     assert_eq!(syncs[1]["changes"][0]["added"], json!(["bob"]));
     assert_eq!(syncs[2]["changes"][0]["removed"], json!(["carol"]));
 

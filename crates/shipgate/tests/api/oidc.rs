@@ -236,7 +236,7 @@ async fn sso_roles_from_directory_groups() {
         &["shipgate-nobody", "ops"],
         &[("shipgate-deployers", &["ops"])],
     )
-        .await;
+    .await;
     let (issuer, url) = (p.issuer.clone(), ldap.url.clone());
     let app = TestApp::spawn_with(|s| {
         s.oidc.issuer = Some(issuer.clone());
@@ -250,7 +250,8 @@ async fn sso_roles_from_directory_groups() {
     let t = token(&p, "shipgate-nobody", "urn:shipgate").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(whoami(&app, &t).await.status, 403);
-    ldap.add_member("shipgate-deployers", "shipgate-nobody").await;
+    ldap.add_member("shipgate-deployers", "shipgate-nobody")
+        .await;
     let start = std::time::Instant::now();
     loop {
         let r = whoami(&app, &t).await;
@@ -261,5 +262,197 @@ async fn sso_roles_from_directory_groups() {
         assert!(start.elapsed() < Duration::from_secs(5), "{}", r.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    app.stop().await;
+}
+
+/// An admin assigns roles per tenant and environment tier to SSO identities and groups; with
+/// neither a grant nor a mapped group, an SSO caller has no access (default deny).
+#[tokio::test]
+async fn role_grants_per_tenant_and_tier_for_sso_identities() {
+    let Some(p) = provider().await else { return };
+    let issuer = p.issuer.clone();
+    let app = TestApp::spawn_with(|s| {
+        s.oidc.issuer = Some(issuer.clone());
+        s.oidc.audience = Some("urn:shipgate".into());
+        s.oidc
+            .role_map
+            .insert("shipgate-deployers".into(), Role::Deployer);
+    })
+    .await;
+    let nobody = token(&p, "shipgate-nobody", "urn:shipgate").await;
+    let ci = token(&p, "shipgate-ci", "urn:shipgate").await;
+    assert_eq!(whoami(&app, &nobody).await.status, 403, "default deny");
+
+    // A deployer role limited to staging, for one person.
+    let r = app
+        .post(
+            "/api/v1/role-grants",
+            json!({"subject": "shipgate-nobody", "role": "deployer", "env_tier": "staging", "expires_in": "90d"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let grant_id = r.body["id"].as_str().unwrap().to_owned();
+    assert!(r.body.get("token_hash").is_none(), "{}", r.body);
+    let me = whoami(&app, &nobody).await;
+    assert_eq!(
+        (me.body["role"].as_str(), me.body["env_tier"].as_str()),
+        (Some("deployer"), Some("staging")),
+        "{}",
+        me.body
+    );
+    let deploy = |env: &'static str, t: String| {
+        let app = &app;
+        async move {
+            app.post_as(
+                "/api/v1/deployments",
+                json!({"service": "web", "environment": env, "version": "1.0.0"}),
+                &t,
+                &[],
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(deploy("staging", nobody.clone()).await, 201);
+    assert_eq!(deploy("dev", nobody.clone()).await, 403, "outside its tier");
+
+    // A role for a group, in another tenant: members act there only when they ask for it.
+    let r = app
+        .post(
+            "/api/v1/role-grants",
+            json!({"group": "shipgate-deployers", "role": "viewer", "tenant": "tenant-b"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let b = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/whoami",
+            Some(&ci),
+            None,
+            &[("x-shipgate-tenant", "tenant-b")],
+        )
+        .await;
+    assert_eq!(
+        (b.body["tenant"].as_str(), b.body["role"].as_str()),
+        (Some("tenant-b"), Some("viewer")),
+        "{}",
+        b.body
+    );
+    assert_eq!(whoami(&app, &ci).await.body["role"], "deployer");
+    let b = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/whoami",
+            Some(&nobody),
+            None,
+            &[("x-shipgate-tenant", "tenant-b")],
+        )
+        .await;
+    assert_eq!(b.status, 403, "no grant in tenant-b: {}", b.body);
+
+    // Granting yourself a role: refused (only admins grant), and audited.
+    let r = app
+        .post_as(
+            "/api/v1/role-grants",
+            json!({"subject": "shipgate-nobody", "role": "admin"}),
+            &nobody,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Emergency privileges never go to a group.
+    let r = app
+        .post(
+            "/api/v1/role-grants",
+            json!({"group": "shipgate-deployers", "role": "emergency_deployer"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    // Bad input: every fault named.
+    let r = app
+        .post(
+            "/api/v1/role-grants",
+            json!({"subject": "a", "group": "b", "role": "pope", "env_tier": "moon"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for f in ["group", "role", "env_tier"] {
+        assert!(fields.contains(&f), "{f} in {}", r.body);
+    }
+
+    // Role grants are in the access review, with their last use; not in the token list.
+    let review = app.get("/api/v1/access-review").await;
+    let g = review
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["token_id"] == grant_id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", review.body));
+    assert_eq!(g["kind"], "role_grant");
+    let tokens = app.get("/api/v1/tokens").await;
+    assert!(!tokens.body.to_string().contains(&grant_id));
+    assert_eq!(
+        app.get("/api/v1/role-grants")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Revoked: refused at once.
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/role-grants/{grant_id}"),
+            Some(&app.token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(whoami(&app, &nobody).await.status, 403);
+
+    // The same from the CLI.
+    let out = app
+        .cli(
+            &[
+                "role",
+                "grant",
+                "--subject",
+                "shipgate-nobody",
+                "--role",
+                "auditor",
+                "--output",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(whoami(&app, &nobody).await.body["role"], "auditor");
+    let out = app.cli(&["role", "list", "--output", "json"], &[]).await;
+    assert!(stdout(&out).contains(&id));
+    let out = app.cli(&["role", "revoke", &id], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(whoami(&app, &nobody).await.status, 403);
+    let out = app
+        .cli(&["role", "revoke", &uuid::Uuid::new_v4().to_string()], &[])
+        .await;
+    assert_ne!(out.status.code(), Some(0));
     app.stop().await;
 }
