@@ -31,6 +31,7 @@ pub struct Application {
     shutdown: CancellationToken,
     background: Vec<tokio::task::JoinHandle<()>>,
     store: Arc<dyn Store>,
+    state: AppState,
 }
 
 /// Creates the bootstrap admin token of a store that has none.
@@ -126,7 +127,7 @@ impl Application {
         if let Some(d) = directory {
             background.push(d.spawn(state.clone()));
         }
-        let router = crate::routes::router(state);
+        let router = crate::routes::router(state.clone());
         Ok((
             Application {
                 listener,
@@ -136,6 +137,7 @@ impl Application {
                 background,
                 shutdown,
                 store,
+                state,
             },
             boot,
         ))
@@ -149,6 +151,16 @@ impl Application {
         self.store.clone()
     }
 
+    /// The server's state (for in-process benchmarks and tools).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// The whole HTTP service, to drive in-process without a socket.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
     /// Cancel this to stop the server gracefully: in-flight requests finish, queued writes
     /// commit, then `run` returns.
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -157,6 +169,8 @@ impl Application {
 
     pub async fn run(self) -> std::io::Result<()> {
         let token = self.shutdown.clone();
+        // The state must go with the router: its queues' senders keep the writers alive.
+        drop(self.state);
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;

@@ -98,6 +98,45 @@ fn audit_refusal(state: &AppState, tenant: &str, actor: &str, route: &str, reaso
     });
 }
 
+/// Why a request was refused.
+pub enum Refusal {
+    /// No route rule (default deny), or the credential was missing or refused.
+    Unauthenticated(ApiError),
+    /// The caller is known but its role lacks the permission.
+    Denied {
+        caller: Caller,
+        permission: Permission,
+    },
+}
+
+/// The decision for one request: `Ok(None)` for a public route, `Ok(Some(caller))` when the
+/// caller may use the route. No IO beyond the credential lookups (cached).
+pub async fn decide(
+    state: &AppState,
+    route: &str,
+    parts: &mut axum::http::request::Parts,
+) -> Result<Option<Caller>, Refusal> {
+    let Some(perm) = permission_for(&parts.method, route) else {
+        return Err(Refusal::Unauthenticated(ApiError::Forbidden(format!(
+            "{} {route} has no access rule: refused by default",
+            parts.method
+        ))));
+    };
+    if perm == Public {
+        return Ok(None);
+    }
+    let caller = Caller::from_request_parts(parts, state)
+        .await
+        .map_err(Refusal::Unauthenticated)?;
+    if !permits(caller.role, perm) {
+        return Err(Refusal::Denied {
+            caller,
+            permission: perm,
+        });
+    }
+    Ok(Some(caller))
+}
+
 /// Authenticates and authorises every matched route before its handler runs. The caller is
 /// left in the request's extensions for the handler.
 pub async fn authorize(
@@ -109,20 +148,14 @@ pub async fn authorize(
     let Some(route) = matched.map(|m| m.as_str().to_owned()) else {
         return next.run(req).await;
     };
-    let Some(perm) = permission_for(req.method(), &route) else {
-        return ApiError::Forbidden(format!(
-            "{} {route} has no access rule: refused by default",
-            req.method()
-        ))
-        .into_response();
-    };
-    if perm == Public {
-        return next.run(req).await;
-    }
     let (mut parts, body) = req.into_parts();
-    let caller = match Caller::from_request_parts(&mut parts, &state).await {
-        Ok(c) => c,
-        Err(e) => {
+    match decide(&state, &route, &mut parts).await {
+        Ok(None) => next.run(Request::from_parts(parts, body)).await,
+        Ok(Some(caller)) => {
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(Refusal::Unauthenticated(e)) => {
             // A presented credential that is refused (forged, tampered, revoked, expired,
             // another tenant, an injected header) is audited; a missing one is not.
             if parts
@@ -137,29 +170,30 @@ pub async fn authorize(
                     &format!("{e:?}"),
                 );
             }
-            return e.into_response();
+            e.into_response()
         }
-    };
-    if !permits(caller.role, perm) {
-        audit_refusal(
-            &state,
-            &caller.tenant,
-            &caller.subject,
-            &format!("{} {route}", parts.method),
-            &format!("role '{}' lacks '{}'", caller.role, perm.as_str()),
-        );
-        metrics::counter!("shipgate_authz_denied_total", "permission" => perm.as_str())
-            .increment(1);
-        tracing::warn!(subject = %caller.subject, role = %caller.role, permission = perm.as_str(), route = %route, "access denied");
-        let granted: Vec<&str> = roles_with(perm).iter().map(|r| r.as_str()).collect();
-        return ApiError::Forbidden(format!(
-            "role '{}' does not grant '{}' (granted by: {})",
-            caller.role,
-            perm.as_str(),
-            granted.join(", ")
-        ))
-        .into_response();
+        Err(Refusal::Denied {
+            caller,
+            permission: perm,
+        }) => {
+            audit_refusal(
+                &state,
+                &caller.tenant,
+                &caller.subject,
+                &format!("{} {route}", parts.method),
+                &format!("role '{}' lacks '{}'", caller.role, perm.as_str()),
+            );
+            metrics::counter!("shipgate_authz_denied_total", "permission" => perm.as_str())
+                .increment(1);
+            tracing::warn!(subject = %caller.subject, role = %caller.role, permission = perm.as_str(), route = %route, "access denied");
+            let granted: Vec<&str> = roles_with(perm).iter().map(|r| r.as_str()).collect();
+            ApiError::Forbidden(format!(
+                "role '{}' does not grant '{}' (granted by: {})",
+                caller.role,
+                perm.as_str(),
+                granted.join(", ")
+            ))
+            .into_response()
+        }
     }
-    parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, body)).await
 }

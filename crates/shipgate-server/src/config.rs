@@ -110,7 +110,8 @@ database_url = "sqlite://shipgate.db"
 # admin_token = "sg_..."
 # Logs: "json" or "pretty".
 log_format = "json"
-# Refuse to start unless authentication is configured.
+# Production mode: refuse to start without single sign-on ([oidc]), and refuse to create a
+# new store without admin_token.
 production = false
 max_body_bytes = 1048576
 max_import_bytes = 67108864
@@ -155,6 +156,19 @@ staging = ["commit_sha"]
 # "release-engineers" = "deployer"
 # "change-advisory-board" = "approver"
 # "sre-leads" = "incident_commander"
+
+# Group membership from LDAP: mapped directory groups define approver groups' members, and
+# every person's directory groups count as SSO groups for role_map and role grants.
+# [ldap]
+# url = "ldaps://ldap.example.com"
+# bind_dn = "cn=shipgate,ou=services,dc=example,dc=com"
+# bind_password = "..."            # better: SHIPGATE_LDAP__BIND_PASSWORD
+# user_base_dn = "ou=people,dc=example,dc=com"
+# user_id_attribute = "uid"        # must equal the SSO subject
+# group_base_dn = "ou=groups,dc=example,dc=com"
+# refresh_secs = 300
+# [ldap.group_map]
+# "change-advisory-board" = "cab"
 "#;
 
 #[cfg(test)]

@@ -71,12 +71,22 @@ struct Keys {
     fetched: Instant,
 }
 
+/// What a verified token said, kept until it expires (at most `jwks_refresh_secs`), keyed by
+/// the SHA-256 of the whole token: the same bytes were already verified, so the signature check
+/// is not repeated on every request.
+struct Verified {
+    subject: String,
+    groups: Vec<String>,
+    until: Instant,
+}
+
 pub struct Oidc {
     settings: OidcSettings,
     issuer: String,
     audience: String,
     http: reqwest::Client,
     keys: RwLock<Option<Keys>>,
+    verified: std::sync::RwLock<std::collections::HashMap<String, Verified>>,
 }
 
 const ASYMMETRIC: &[Algorithm] = &[
@@ -116,6 +126,7 @@ impl Oidc {
                 .timeout(Duration::from_secs(5))
                 .build()?,
             keys: RwLock::new(None),
+            verified: Default::default(),
         }))
     }
 
@@ -192,13 +203,9 @@ impl Oidc {
             })
     }
 
-    /// Verifies `token`; the caller's groups are its group claim plus, when a directory is
-    /// configured, its directory groups.
-    pub async fn verify(
-        &self,
-        token: &str,
-        directory: Option<&crate::ldap::Directory>,
-    ) -> Result<Identity, ApiError> {
+    /// Checks the signature, issuer, audience and expiry; returns the subject, the group
+    /// claim and `exp` (seconds since the epoch).
+    async fn verify_signed(&self, token: &str) -> Result<(String, Vec<String>, i64), ApiError> {
         let header = decode_header(token)
             .map_err(|e| unauthenticated(format!("not a valid signed token: {e}")))?;
         if !ASYMMETRIC.contains(&header.alg) {
@@ -226,13 +233,55 @@ impl Oidc {
             .or_else(|| claims["client_id"].as_str())
             .ok_or_else(|| unauthenticated("the token names no subject"))?
             .to_owned();
-        let mut groups: Vec<String> = match &claims[&self.settings.groups_claim] {
+        let groups: Vec<String> = match &claims[&self.settings.groups_claim] {
             Value::Array(a) => a
                 .iter()
                 .filter_map(|g| g.as_str().map(str::to_owned))
                 .collect(),
             Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
             _ => Vec::new(),
+        };
+        let exp = claims["exp"].as_i64().unwrap_or(0);
+        Ok((subject, groups, exp))
+    }
+
+    /// Verifies `token`; the caller's groups are its group claim plus, when a directory is
+    /// configured, its directory groups.
+    pub async fn verify(
+        &self,
+        token: &str,
+        directory: Option<&crate::ldap::Directory>,
+    ) -> Result<Identity, ApiError> {
+        let key = shipgate_domain::audit::sha256_hex(token.as_bytes());
+        let cached = self.verified.read().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|v| v.until > Instant::now())
+                .map(|v| (v.subject.clone(), v.groups.clone()))
+        });
+        let (subject, mut groups) = match cached {
+            Some(c) => c,
+            None => {
+                let (subject, groups, exp) = self.verify_signed(token).await?;
+                let now_unix = chrono::Utc::now().timestamp();
+                let ttl =
+                    (exp - now_unix).clamp(0, self.settings.jwks_refresh_secs.max(1) as i64) as u64;
+                if ttl > 0
+                    && let Ok(mut m) = self.verified.write()
+                {
+                    if m.len() > 10_000 {
+                        m.clear();
+                    }
+                    m.insert(
+                        key,
+                        Verified {
+                            subject: subject.clone(),
+                            groups: groups.clone(),
+                            until: Instant::now() + Duration::from_secs(ttl),
+                        },
+                    );
+                }
+                (subject, groups)
+            }
         };
         if let Some(d) = directory {
             groups.extend(d.groups_of(&subject));

@@ -1,7 +1,7 @@
 //! `shipgate-bench`: throughput and latency figures, each beside a baseline measured in the
 //! same run on the same machine. Not a test: it prints figures for the issue notes.
 //!
-//!   shipgate-bench [--suite all|ingest|queries|gate] [--backend sqlite|postgres|both]
+//!   shipgate-bench [--suite all|ingest|queries|gate|authz] [--backend sqlite|postgres|both]
 //!                  [--requests N] [--concurrency C] [--rows N]
 //!
 //! 1. Durable ingest over HTTP on loopback: concurrent clients create deployments, each
@@ -38,6 +38,7 @@ type FilterCase<'a> = (&'static str, Box<dyn Fn(usize) -> DeploymentFilter + 'a>
 
 pub(crate) const TOKEN: &str = "sg_bench_token_0123456789abcdef";
 
+mod bench_authz;
 mod bench_gate;
 
 struct Args {
@@ -484,6 +485,9 @@ async fn main() {
         b => vec![b],
     };
     let all = a.suite == "all";
+    if all || a.suite == "authz" {
+        bench_authz::run().await;
+    }
     if all || a.suite == "gate" {
         for b in &backends {
             bench_gate::run(b, 100, 16).await;
