@@ -319,6 +319,15 @@ async fn append_event(
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
     let change = parse_status_change(&value, state.clock.now())?;
+    if caller.env_tier.is_some() {
+        // A tier-scoped token advances only deployments of its tier.
+        let d = state
+            .store
+            .get_deployment(&caller.tenant, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        caller.require_env_tier(d.record.environment.tier, &d.record.environment.name)?;
+    }
     let key = idempotency(&headers, &value, "event-id")?
         .filter(|_| headers.contains_key("idempotency-key"));
     let r = state
@@ -462,6 +471,25 @@ async fn import_deployments(
     for (line, parsed) in lines {
         let outcome = match parsed {
             Ok(v) => match validate(&state, &caller, &v, true).await {
+                Ok(c)
+                    if caller
+                        .require_env_tier(
+                            c.deployment.environment.tier,
+                            &c.deployment.environment.name,
+                        )
+                        .is_err() =>
+                {
+                    let mut e = FieldErrors::default();
+                    e.add(
+                        "environment",
+                        "forbidden_tier",
+                        format!(
+                            "this token writes only {} environments",
+                            caller.env_tier.map(|t| t.to_string()).unwrap_or_default()
+                        ),
+                    );
+                    Err(e.0)
+                }
                 Ok(mut c) => {
                     let hash = sha256_hex(canonical_json(&v).as_bytes());
                     let key = match v.get("id").and_then(Value::as_str) {

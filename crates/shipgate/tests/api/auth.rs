@@ -285,6 +285,31 @@ async fn token_lifecycle_and_scope() {
         "a staging token cannot write dev: {}",
         r.body
     );
+    // Nor advance a dev deployment, nor import dev records.
+    let dev = app.post("/api/v1/deployments", body("dev")).await;
+    let dev_id = dev.body["id"].as_str().unwrap();
+    let r = app
+        .post_as(
+            &format!("/api/v1/deployments/{dev_id}/events"),
+            json!({"status": "succeeded"}),
+            &staging,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let lines = format!("{}\n{}\n", body("staging"), body("dev"));
+    let r = app
+        .req(
+            reqwest::Method::POST,
+            "/api/v1/deployments/import?mode=partial",
+            Some(&staging),
+            Some(lines.into()),
+            &[("content-type", "application/x-ndjson")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["created"], 1, "{}", r.body);
+    assert_eq!(r.body["lines"][1]["errors"][0]["code"], "forbidden_tier");
     let listed = app.get("/api/v1/tokens").await;
     let mine = listed
         .body
