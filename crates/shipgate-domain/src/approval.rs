@@ -1798,6 +1798,9 @@ pub struct GateCall {
     pub waited_ms: i64,
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
+    /// The environment's tier (for the published event's subject; not stored with the call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_tier: Option<crate::model::EnvTier>,
 }
 
 /// A root-cause review opened because a team exceeded its monthly emergency threshold.

@@ -55,7 +55,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// An entry before it is chained.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PendingEntry {
     pub tenant: String,
     pub actor: String,
@@ -63,6 +63,8 @@ pub struct PendingEntry {
     pub subject: String,
     /// Canonical JSON of the facts written.
     pub payload: String,
+    /// The event this change publishes (written to the outbox with the entry).
+    pub event: Option<crate::events::OutboxEvent>,
 }
 
 impl PendingEntry {
@@ -73,7 +75,13 @@ impl PendingEntry {
             action: action.to_owned(),
             subject: subject.to_owned(),
             payload: canonical_json(payload),
+            event: None,
         }
+    }
+
+    pub fn with_event(mut self, e: crate::events::OutboxEvent) -> Self {
+        self.event = Some(e);
+        self
     }
 }
 

@@ -14,6 +14,7 @@ pub mod change;
 pub mod directory;
 pub mod environment;
 pub mod error;
+pub mod events;
 pub mod import;
 pub mod input;
 pub mod lifecycle;

@@ -307,6 +307,10 @@ pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecisio
         policy_hash: d.policy_hash.clone(),
         waited_ms: started.elapsed().as_millis() as i64,
         at: state.clock.now(),
+        env_tier: crate::routes::resolve_environment(state, &q.tenant, &d.environment)
+            .await
+            .ok()
+            .and_then(|e| e.tier),
     };
     metrics::counter!("shipgate_gate_decisions_total", "state" => d.state.as_str()).increment(1);
     if let Err(e) = state.gate_log.log(call).await {

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::json;
 use shipgate_domain::approval::{
-    Delegation, GateCall, Group, Person, PolicyRecord, RootCauseReview,
+    Delegation, GateCall, GateState, Group, Person, PolicyRecord, RootCauseReview,
 };
 use shipgate_domain::audit::{AuditEntry, PendingEntry};
 use shipgate_domain::change::{
     ChangeRequest, ChangeSpec, ChangeStatus, Decision, DecisionKind, Evidence,
 };
+use shipgate_domain::events::{self, EventKind};
 use shipgate_domain::time::{Timestamp, to_micros};
 use sqlx::{QueryBuilder, Row};
 use uuid::Uuid;
@@ -123,6 +124,7 @@ fn gate_call_from_row(r: &DbRow) -> StoreResult<GateCall> {
         policy_hash: r.try_get("policy_hash")?,
         waited_ms: r.try_get("waited_ms")?,
         at: ts(r, "at")?,
+        env_tier: None,
     })
 }
 
@@ -490,21 +492,27 @@ impl ChangeStore for SqlStore {
         let number = n.unwrap_or(0) + 1;
         let c = build(number)?;
         write_change(&mut tx, &c, number, true).await?;
-        let mut entries = vec![PendingEntry::new(
-            tenant,
-            actor,
-            "change.submitted",
-            &c.id.to_string(),
-            &json!({"key": c.key, "revision": c.revision, "spec": c.spec, "status": c.status, "policy_hash": c.policy_hash}),
-        )];
-        if c.status == ChangeStatus::Approved {
-            entries.push(PendingEntry::new(
+        let mut entries = vec![
+            PendingEntry::new(
                 tenant,
-                "policy",
-                "change.approved",
+                actor,
+                "change.submitted",
                 &c.id.to_string(),
-                &json!({"key": c.key, "revision": c.revision, "by": "policy", "policy_hash": c.policy_hash, "reason": "pre-approved or no review required by the policy"}),
-            ));
+                &json!({"key": c.key, "revision": c.revision, "spec": c.spec, "status": c.status, "policy_hash": c.policy_hash}),
+            )
+            .with_event(events::change_event(&c, "submitted", EventKind::Change, now)),
+        ];
+        if c.status == ChangeStatus::Approved {
+            entries.push(
+                PendingEntry::new(
+                    tenant,
+                    "policy",
+                    "change.approved",
+                    &c.id.to_string(),
+                    &json!({"key": c.key, "revision": c.revision, "by": "policy", "policy_hash": c.policy_hash, "reason": "pre-approved or no review required by the policy"}),
+                )
+                .with_event(events::change_event(&c, "approved", EventKind::Approval, now)),
+            );
         }
         append_audit(&mut tx, &head, now, entries).await?;
         notify(&mut tx, c.id).await?;
@@ -637,11 +645,32 @@ impl ChangeStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
+        // A state change publishes one event per audit entry; a refusal publishes nothing.
+        let changed = m.refused.is_none()
+            && (m.change.is_some() || m.decision.is_some() || m.evidence.is_some());
+        let mut after = m.change.clone().unwrap_or_else(|| current.clone());
+        if let Some(d) = &m.decision {
+            after.decisions.push(d.clone());
+        }
+        if let Some(e) = &m.evidence {
+            after.evidence.push(e.clone());
+        }
+        let kind = if m.decision.is_some() {
+            EventKind::Approval
+        } else {
+            EventKind::Change
+        };
         let entries: Vec<PendingEntry> = m
             .audit
             .iter()
             .map(|(action, payload)| {
-                PendingEntry::new(tenant, actor, action, &current.id.to_string(), payload)
+                let e = PendingEntry::new(tenant, actor, action, &current.id.to_string(), payload);
+                if changed {
+                    let predicate = action.rsplit('.').next().unwrap_or(action);
+                    e.with_event(events::change_event(&after, predicate, kind, now))
+                } else {
+                    e
+                }
             })
             .collect();
         append_audit(&mut tx, &head, now, entries).await?;
@@ -689,6 +718,33 @@ impl ChangeStore for SqlStore {
         }
         let _w = self.write_lock.lock().await;
         let mut tx = self.writer.begin().await?;
+        // Final answers (not "pending") are audited and published; every call is logged.
+        let finals: Vec<PendingEntry> = calls
+            .iter()
+            .filter(|c| c.state != GateState::Pending)
+            .map(|c| {
+                let payload = json!(c);
+                let tier = c.env_tier;
+                PendingEntry::new(&c.tenant, &c.caller, "gate.decided", &c.change, &payload)
+                    .with_event(events::gate_event(
+                        &c.tenant,
+                        &c.change,
+                        &c.environment,
+                        tier,
+                        &payload,
+                        c.at,
+                    ))
+            })
+            .collect();
+        if !finals.is_empty() {
+            let head = lock_head(&mut tx).await?;
+            let at = calls
+                .iter()
+                .map(|c| c.at)
+                .max()
+                .unwrap_or_else(chrono::Utc::now);
+            append_audit(&mut tx, &head, at, finals).await?;
+        }
         for chunk in calls.chunks(500) {
             let mut qb: QueryBuilder<Db> =
                 QueryBuilder::new(format!("INSERT INTO gate_calls ({GATE_COLUMNS}) "));

@@ -336,6 +336,19 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     ) -> StoreResult<Vec<AuditEntry>>;
     /// Recomputes the whole chain and checks every deployment and status event against it.
     async fn verify_audit(&self) -> StoreResult<VerifyReport>;
+
+    /// The outbox rows `sink` has not delivered yet, oldest first, with the sink's cursor.
+    async fn outbox_pending(
+        &self,
+        sink: &str,
+        limit: u32,
+    ) -> StoreResult<(i64, Vec<shipgate_domain::events::OutboxRow>)>;
+    /// Moves `sink`'s cursor forward to `seq` (never back).
+    async fn outbox_ack(&self, sink: &str, seq: i64, now: Timestamp) -> StoreResult<()>;
+    /// The newest outbox sequence number (0 when empty).
+    async fn outbox_head(&self) -> StoreResult<i64>;
+    /// Deletes rows written before `before` that every sink in `sinks` has delivered.
+    async fn outbox_prune(&self, sinks: &[&str], before: Timestamp) -> StoreResult<u64>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH` (created if missing) or `postgres://...`.

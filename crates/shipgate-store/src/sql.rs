@@ -309,7 +309,31 @@ pub(super) async fn append_audit(
     if pending.is_empty() {
         return Ok(head.clone());
     }
+    let mut pending = pending;
+    let events: Vec<Option<shipgate_domain::events::OutboxEvent>> =
+        pending.iter_mut().map(|p| p.event.take()).collect();
     let (entries, new_head) = audit::seal(head, now, pending);
+    let outbox: Vec<(i64, shipgate_domain::events::OutboxEvent, String)> = entries
+        .iter()
+        .zip(events)
+        .filter_map(|(e, ev)| ev.map(|ev| (e.seq, ev, e.tenant.clone())))
+        .collect();
+    for chunk in outbox.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+            "INSERT INTO outbox (seq, at, tenant, kind, env_tier, event_type, subject_id, body) ",
+        );
+        qb.push_values(chunk, |mut b, (seq, ev, tenant)| {
+            b.push_bind(*seq)
+                .push_bind(to_micros(now))
+                .push_bind(tenant.clone())
+                .push_bind(ev.kind.as_str())
+                .push_bind(ev.env_tier.map(|t| t.as_str()))
+                .push_bind(ev.event_type.clone())
+                .push_bind(ev.subject_id.clone())
+                .push_bind(ev.body.clone());
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
     for chunk in entries.chunks(CHUNK) {
         let mut qb: QueryBuilder<Db> =
             QueryBuilder::new(format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) "));
@@ -680,13 +704,16 @@ impl Store for SqlStore {
                 .iter()
                 .map(|t| (t.clone(), d.initial_status))
                 .collect();
-            pending.push(PendingEntry::new(
-                &d.tenant,
-                &d.recorded_by,
-                ACTION_DEPLOYMENT_CREATED,
-                &d.id.to_string(),
-                &audit::created_entry_payload(d, &evs),
-            ));
+            pending.push(
+                PendingEntry::new(
+                    &d.tenant,
+                    &d.recorded_by,
+                    ACTION_DEPLOYMENT_CREATED,
+                    &d.id.to_string(),
+                    &audit::created_entry_payload(d, &evs),
+                )
+                .with_event(shipgate_domain::events::deployment_recorded(d)),
+            );
             services.insert((d.tenant.clone(), d.service.clone(), d.team.clone()));
             environments.insert(
                 (d.tenant.clone(), d.environment.name.clone()),
@@ -995,7 +1022,12 @@ impl Store for SqlStore {
             ACTION_DEPLOYMENT_EVENT,
             &deployment_id.to_string(),
             &audit::events_entry_payload(std::slice::from_ref(&event)),
-        );
+        )
+        .with_event(shipgate_domain::events::deployment_status(
+            &current.record,
+            &event,
+            s.status,
+        ));
         append_audit(&mut tx, &head, now, vec![entry]).await?;
         tx.commit().await?;
         drop(_writer);
@@ -1546,6 +1578,88 @@ impl Store for SqlStore {
         append_audit(&mut tx, &head, now, entries).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn outbox_pending(
+        &self,
+        sink: &str,
+        limit: u32,
+    ) -> StoreResult<(i64, Vec<shipgate_domain::events::OutboxRow>)> {
+        use shipgate_domain::events::{EventKind, OutboxRow};
+        let cursor: i64 = sqlx::query("SELECT seq FROM outbox_cursors WHERE sink = $1")
+            .bind(sink)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get("seq"))
+            .transpose()?
+            .unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT seq, at, tenant, kind, env_tier, event_type, subject_id, body FROM outbox \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(cursor)
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(&self.pool)
+        .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    seq: r.try_get("seq")?,
+                    at: ts(r, "at")?,
+                    tenant: r.try_get("tenant")?,
+                    kind: enum_col(r, "kind", EventKind::parse)?,
+                    env_tier: opt_tier(r, "env_tier")?,
+                    event_type: r.try_get("event_type")?,
+                    subject_id: r.try_get("subject_id")?,
+                    body: r.try_get("body")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((cursor, rows))
+    }
+
+    async fn outbox_ack(&self, sink: &str, seq: i64, now: Timestamp) -> StoreResult<()> {
+        let _writer = self.write_lock.lock().await;
+        sqlx::query(
+            "INSERT INTO outbox_cursors (sink, seq, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at \
+             WHERE outbox_cursors.seq < excluded.seq",
+        )
+        .bind(sink)
+        .bind(seq)
+        .bind(to_micros(now))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_head(&self) -> StoreResult<i64> {
+        let r = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get("seq")?)
+    }
+
+    async fn outbox_prune(&self, sinks: &[&str], before: Timestamp) -> StoreResult<u64> {
+        let _writer = self.write_lock.lock().await;
+        let mut delivered = i64::MAX;
+        for sink in sinks {
+            let c: i64 = sqlx::query("SELECT seq FROM outbox_cursors WHERE sink = $1")
+                .bind(*sink)
+                .fetch_optional(&self.writer)
+                .await?
+                .map(|r| r.try_get("seq"))
+                .transpose()?
+                .unwrap_or(0);
+            delivered = delivered.min(c);
+        }
+        let r = sqlx::query("DELETE FROM outbox WHERE seq <= $1 AND at < $2")
+            .bind(delivered)
+            .bind(to_micros(before))
+            .execute(&self.writer)
+            .await?;
+        Ok(r.rows_affected())
     }
 
     async fn audit_head(&self) -> StoreResult<ChainHead> {

@@ -1233,6 +1233,7 @@ async fn change_requests(db: &TestDb) {
         policy_hash: Some("h2".into()),
         waited_ms: 3,
         at: now(),
+        env_tier: Some(EnvTier::Production),
     };
     s.log_gate_calls(&[
         call.clone(),
@@ -1272,6 +1273,96 @@ async fn change_requests(db: &TestDb) {
 
 /// Tokens keep their scope, grantor and last use; rotation, revocation and access reviews
 /// write what they say, with audit entries.
+async fn outbox_in_commit_order(db: &TestDb) {
+    use shipgate_domain::events::EventKind;
+    let s = db.store.as_ref();
+    assert_eq!(s.outbox_head().await.unwrap(), 0);
+    let d = create(
+        s,
+        cmd(
+            "acme",
+            json!({"service":"checkout","environment":"prod-eu-west-1","version":"1.4.2",
+            "commit_sha": sha(1), "artifact": format!("registry/checkout@{}", digest(1)), "deployer":"alice"}),
+        ),
+    )
+    .await;
+    s.append_event(
+        "acme",
+        d.record.id,
+        change(DeploymentStatus::Succeeded),
+        "ci",
+        now(),
+        None,
+    )
+    .await
+    .unwrap();
+    create(
+        s,
+        cmd(
+            "beta",
+            json!({"service":"web","environment":"dev","version":"2"}),
+        ),
+    )
+    .await;
+    // Something audited that is not a state change publishes nothing.
+    s.record_audit(
+        vec![shipgate_domain::audit::PendingEntry::new(
+            "acme",
+            "x",
+            "access.denied",
+            "GET /x",
+            &json!({}),
+        )],
+        now(),
+    )
+    .await
+    .unwrap();
+
+    let (cursor, rows) = s.outbox_pending("nats", 100).await.unwrap();
+    assert_eq!(cursor, 0);
+    assert_eq!(rows.len(), 3, "one event per state change");
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(rows[0].kind, EventKind::Deployment);
+    assert_eq!(
+        rows[0].subject("shipgate"),
+        "shipgate.acme.deployment.production"
+    );
+    assert_eq!(rows[1].kind, EventKind::Status);
+    assert_eq!(rows[1].event_type, "dev.cdevents.service.deployed.0.3.0");
+    let body: Value = serde_json::from_str(&rows[1].body).unwrap();
+    assert_eq!(
+        body["subject"]["content"]["environment"]["id"],
+        "production-eu-west-1"
+    );
+    assert_eq!(body["customData"]["event"]["status"], "succeeded");
+    assert_eq!(
+        rows[2].subject("shipgate"),
+        "shipgate.beta.deployment.development"
+    );
+    // Each row is the audit entry's sequence number.
+    let audit = s.audit_entries(None, 0, 100).await.unwrap();
+    assert_eq!(
+        audit.iter().find(|e| e.seq == rows[1].seq).unwrap().action,
+        "deployment.status_changed"
+    );
+    assert_ne!(rows[0].event_id(), rows[1].event_id());
+
+    // Cursors per sink, only forward.
+    s.outbox_ack("nats", rows[1].seq, now()).await.unwrap();
+    s.outbox_ack("nats", rows[0].seq, now()).await.unwrap();
+    let (cursor, rest) = s.outbox_pending("nats", 100).await.unwrap();
+    assert_eq!(cursor, rows[1].seq);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(s.outbox_pending("kafka", 100).await.unwrap().1.len(), 3);
+    // Pruning keeps what any sink has not delivered.
+    let later = now() + Duration::days(1);
+    assert_eq!(s.outbox_prune(&["nats", "kafka"], later).await.unwrap(), 0);
+    assert_eq!(s.outbox_prune(&["nats"], later).await.unwrap(), 2);
+    assert_eq!(s.outbox_pending("nats", 100).await.unwrap().1.len(), 1);
+    assert_eq!(s.outbox_head().await.unwrap(), rows[2].seq);
+    assert!(s.verify_audit().await.unwrap().ok);
+}
+
 async fn directory_sync(db: &TestDb) {
     use shipgate_domain::approval::{Group, Person};
     use shipgate_domain::directory::{DirectoryGroup, DirectoryRead, DirectoryUser, plan_sync};
@@ -1504,4 +1595,5 @@ conformance!(
     change_requests,
     tokens_and_access_reviews,
     directory_sync,
+    outbox_in_commit_order,
 );
