@@ -127,6 +127,7 @@ impl Application {
         if let Some(d) = directory {
             background.push(d.spawn(state.clone()));
         }
+        background.extend(crate::stream::spawn_all(&state));
         let router = crate::routes::router(state.clone());
         Ok((
             Application {

@@ -35,6 +35,10 @@ pub struct Settings {
     pub oidc: crate::oidc::OidcSettings,
     /// Group membership from an LDAP directory.
     pub ldap: crate::ldap::LdapSettings,
+    /// Event streaming to NATS JetStream.
+    pub nats: crate::stream::NatsSettings,
+    /// The transactional outbox the event relays read.
+    pub outbox: crate::stream::OutboxSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +76,8 @@ impl Default for Settings {
             max_gate_wait_secs: 300,
             oidc: crate::oidc::OidcSettings::default(),
             ldap: crate::ldap::LdapSettings::default(),
+            nats: Default::default(),
+            outbox: Default::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod ldap;
 pub mod oidc;
 pub mod routes;
 pub mod state;
+pub mod stream;
 pub mod telemetry;
 
 pub use app::{Application, Bootstrap};

@@ -14,3 +14,4 @@ mod isolation;
 mod ldap;
 mod oidc;
 mod ops;
+mod stream;

@@ -1,0 +1,284 @@
+//! Event streaming: relays the transactional outbox to NATS JetStream (and Kafka) in commit
+//! order. Each sink keeps its own cursor in the store. A row is acknowledged only after the broker
+//! has acknowledged it, so a broker outage loses nothing: the relay retries from its cursor with
+//! backoff, and delivers in order once the broker is back. Every message carries the event's
+//! CloudEvents id as its dedupe id (`Nats-Msg-Id`; Kafka header `ce_id`), so a retry after a
+//! partial batch is dropped by JetStream and recognisable by Kafka consumers.
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream::Config as StreamConfig};
+use serde::Deserialize;
+use shipgate_domain::events::OutboxRow;
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// `nats://host:4222`; unset turns NATS publishing off.
+    pub url: Option<String>,
+    /// The JetStream stream shipgate creates (or updates) for its subjects.
+    pub stream: String,
+    /// Subjects are `<prefix>.<tenant>.<kind>.<env-tier>`.
+    pub subject_prefix: String,
+    /// How long JetStream remembers message ids for dedupe, in seconds.
+    pub duplicate_window_secs: u64,
+    /// How long the stream keeps messages, in days.
+    pub max_age_days: u64,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        NatsSettings {
+            url: None,
+            stream: "SHIPGATE".into(),
+            subject_prefix: "shipgate".into(),
+            duplicate_window_secs: 600,
+            max_age_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// Delivered events older than this are deleted from the outbox, in days.
+    pub retention_days: u64,
+    /// How often the relay looks for new events when idle, in milliseconds.
+    pub poll_ms: u64,
+    /// Events sent per round trip.
+    pub batch: u32,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            retention_days: 7,
+            poll_ms: 10,
+            batch: 256,
+        }
+    }
+}
+
+/// A broker the outbox is relayed to.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Connects (and prepares the stream or topic) if not connected.
+    async fn ready(&mut self) -> anyhow::Result<()>;
+    /// Publishes `rows` in order; returns how many leading rows the broker acknowledged.
+    async fn publish(&mut self, rows: &[OutboxRow]) -> (usize, Option<anyhow::Error>);
+    /// Forgets the connection after a failure.
+    fn reset(&mut self);
+}
+
+pub struct NatsSink {
+    settings: NatsSettings,
+    js: Option<jetstream::Context>,
+}
+
+impl NatsSink {
+    pub fn new(settings: &NatsSettings) -> Option<NatsSink> {
+        settings.url.as_ref()?;
+        Some(NatsSink {
+            settings: settings.clone(),
+            js: None,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for NatsSink {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    async fn ready(&mut self) -> anyhow::Result<()> {
+        if self.js.is_some() {
+            return Ok(());
+        }
+        let url = self.settings.url.clone().unwrap_or_default();
+        let client = async_nats::ConnectOptions::new()
+            .name("shipgate-outbox")
+            .connection_timeout(Duration::from_secs(5))
+            // The relay retries on its own, from the outbox: fail fast, reconnect from the loop.
+            .max_reconnects(Some(1))
+            .connect(&url)
+            .await?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build(client);
+        let s = &self.settings;
+        js.create_or_update_stream(StreamConfig {
+            name: s.stream.clone(),
+            subjects: vec![format!("{}.>", s.subject_prefix)],
+            max_age: Duration::from_secs(s.max_age_days.max(1) * 86_400),
+            duplicate_window: Duration::from_secs(s.duplicate_window_secs.max(1)),
+            ..Default::default()
+        })
+        .await?;
+        self.js = Some(js);
+        Ok(())
+    }
+
+    async fn publish(&mut self, rows: &[OutboxRow]) -> (usize, Option<anyhow::Error>) {
+        let Some(js) = &self.js else {
+            return (0, Some(anyhow::anyhow!("not connected")));
+        };
+        // Send the whole batch (one connection keeps the order), then await the acks in order.
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for r in rows {
+            let mut h = HeaderMap::new();
+            let id = r.event_id();
+            h.insert("Nats-Msg-Id", id.as_str());
+            h.insert(
+                "Content-Type",
+                "application/cloudevents+json; charset=utf-8",
+            );
+            h.insert("ce-specversion", "1.0");
+            h.insert("ce-id", id.as_str());
+            h.insert("ce-type", r.event_type.as_str());
+            h.insert("ce-source", format!("/shipgate/{}", r.tenant).as_str());
+            h.insert("ce-subject", r.subject_id.as_str());
+            match js
+                .publish_with_headers(
+                    r.subject(&self.settings.subject_prefix),
+                    h,
+                    bytes::Bytes::from(r.body.clone()),
+                )
+                .await
+            {
+                Ok(ack) => pending.push(ack),
+                Err(e) => {
+                    failure = Some(anyhow::anyhow!(e));
+                    break;
+                }
+            }
+        }
+        let mut done = 0;
+        for ack in pending {
+            match ack.await {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    failure = Some(anyhow::anyhow!(e));
+                    break;
+                }
+            }
+        }
+        (done, failure)
+    }
+
+    fn reset(&mut self) {
+        self.js = None;
+    }
+}
+
+/// Relays the outbox to one sink until shutdown.
+pub fn spawn_relay(state: AppState, mut sink: Box<dyn Sink>) -> JoinHandle<()> {
+    let poll = Duration::from_millis(state.settings.outbox.poll_ms.max(1));
+    let batch = state.settings.outbox.batch.clamp(1, 10_000);
+    tokio::spawn(async move {
+        let name = sink.name();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if state.shutdown.is_cancelled() {
+                return;
+            }
+            let wait = match relay_once(&state, sink.as_mut(), batch).await {
+                Ok(0) => poll,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    Duration::ZERO
+                }
+                Err(e) => {
+                    sink.reset();
+                    metrics::counter!("shipgate_outbox_errors_total", "sink" => name).increment(1);
+                    tracing::warn!(sink = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "event relay: broker unavailable; events stay in the outbox");
+                    let w = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    w
+                }
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = state.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    })
+}
+
+/// One round: returns how many events were delivered.
+async fn relay_once(state: &AppState, sink: &mut dyn Sink, batch: u32) -> anyhow::Result<usize> {
+    let name = sink.name();
+    let (_, rows) = state.store.outbox_pending(name, batch).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    sink.ready().await?;
+    let started = Instant::now();
+    let (done, failure) = sink.publish(&rows).await;
+    if done > 0 {
+        let last = &rows[done - 1];
+        state
+            .store
+            .outbox_ack(name, last.seq, state.clock.now())
+            .await?;
+        metrics::counter!("shipgate_outbox_published_total", "sink" => name).increment(done as u64);
+        let lag = (state.clock.now() - last.at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::gauge!("shipgate_outbox_lag_seconds", "sink" => name).set(lag);
+        tracing::debug!(
+            sink = name,
+            events = done,
+            ms = started.elapsed().as_millis() as u64,
+            "events relayed"
+        );
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// Deletes delivered events past the retention, hourly.
+pub fn spawn_pruner(state: AppState, sinks: Vec<&'static str>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            }
+            let before = state.clock.now()
+                - chrono::Duration::days(state.settings.outbox.retention_days as i64);
+            match state.store.outbox_prune(&sinks, before).await {
+                Ok(n) if n > 0 => tracing::info!(events = n, "outbox pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
+            }
+        }
+    })
+}
+
+/// The sinks the settings configure.
+pub fn sinks(state: &AppState) -> Vec<Box<dyn Sink>> {
+    let mut out: Vec<Box<dyn Sink>> = Vec::new();
+    if let Some(n) = NatsSink::new(&state.settings.nats) {
+        out.push(Box::new(n));
+    }
+    out
+}
+
+pub fn spawn_all(state: &AppState) -> Vec<JoinHandle<()>> {
+    let sinks = sinks(state);
+    let names: Vec<&'static str> = sinks.iter().map(|s| s.name()).collect();
+    let mut tasks: Vec<JoinHandle<()>> = sinks
+        .into_iter()
+        .map(|s| spawn_relay(state.clone(), s))
+        .collect();
+    tasks.push(spawn_pruner(state.clone(), names));
+    tasks
+}

@@ -1,0 +1,216 @@
+//! Event streaming to a real NATS JetStream server (Debian's `nats-server`, started here on a
+//! free port with its own store, so that the test can stop and restart it). Skips loudly
+//! without the binary, except under `CI=true`, where it fails.
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+pub struct Nats {
+    pub url: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+fn binary() -> Option<&'static str> {
+    [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+}
+
+impl Nats {
+    pub async fn start() -> Option<Nats> {
+        if binary().is_none() {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("nats-server is required under CI=true");
+            }
+            eprintln!("\n*** SKIPPING NATS test: nats-server is not installed ***\n");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = Nats {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        n.resume().await;
+        Some(n)
+    }
+
+    /// Starts the server (again) on the same port and store.
+    pub async fn resume(&mut self) {
+        let child = tokio::process::Command::new(binary().unwrap())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if async_nats::connect(&self.url).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not start");
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+async fn deploy(app: &TestApp, i: usize) -> String {
+    let r = app
+        .post(
+            "/api/v1/deployments",
+            json!({"service": format!("svc-{}", i % 3), "environment": if i % 2 == 0 { "staging" } else { "dev" }, "version": format!("1.0.{i}")}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn succeed(app: &TestApp, id: &str) {
+    let r = app
+        .post(
+            &format!("/api/v1/deployments/{id}/events"),
+            json!({"status": "succeeded"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// Reads everything in the stream (a durable pull consumer, acking each message).
+async fn consume(url: &str, stream: &str, want: usize) -> Vec<(String, String, Value)> {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(client);
+    let s = js.get_stream(stream).await.unwrap();
+    let consumer = s
+        .get_or_create_consumer(
+            "test-reader",
+            pull::Config {
+                durable_name: Some("test-reader".into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while out.len() < want && Instant::now() < deadline {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(500)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(m) = batch.next().await {
+            let m = m.unwrap();
+            let id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&m.payload).unwrap();
+            out.push((m.subject.to_string(), id, body));
+            m.ack().await.unwrap();
+        }
+    }
+    out
+}
+
+/// Deployments recorded while the broker is down all arrive once it is back, in commit order,
+/// exactly once after dedupe.
+#[tokio::test]
+async fn no_event_lost_while_the_broker_is_down() {
+    let Some(mut nats) = Nats::start().await else {
+        return;
+    };
+    let url = nats.url.clone();
+    let app = TestApp::spawn_with(|s| {
+        s.nats.url = Some(url.clone());
+        s.nats.stream = "SHIPGATE_TEST".into();
+        s.outbox.poll_ms = 5;
+    })
+    .await;
+    let mut expected = 0;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(deploy(&app, i).await);
+        expected += 1;
+    }
+    // Delivered while the broker is up.
+    let first = consume(&nats.url, "SHIPGATE_TEST", expected).await;
+    assert_eq!(first.len(), expected);
+    assert!(
+        first[0].0.starts_with("shipgate.default.deployment."),
+        "{}",
+        first[0].0
+    );
+
+    nats.stop().await;
+    for i in 10..40 {
+        ids.push(deploy(&app, i).await);
+        expected += 1;
+    }
+    for id in ids.iter().step_by(2) {
+        succeed(&app, id).await;
+        expected += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nats.resume().await;
+
+    let rest = consume(&nats.url, "SHIPGATE_TEST", expected - first.len()).await;
+    let all: Vec<_> = first.iter().chain(rest.iter()).collect();
+    let unique: BTreeSet<&str> = all.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(unique.len(), expected, "every event, once");
+    assert_eq!(
+        all.len(),
+        expected,
+        "JetStream dropped the retried duplicates"
+    );
+    // In commit order: each deployment's recorded event precedes its status event, and the
+    // deployments arrive in the order they were recorded.
+    let recorded: Vec<&str> = all
+        .iter()
+        .filter(|(s, _, _)| s.contains(".deployment."))
+        .map(|(_, _, b)| b["customData"]["deployment"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(recorded, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let deployed = all.iter().find(|(s, _, _)| s.contains(".status.")).unwrap();
+    assert_eq!(
+        deployed.2["context"]["type"],
+        "dev.cdevents.service.deployed.0.3.0"
+    );
+    assert_eq!(deployed.0, "shipgate.default.status.staging");
+    app.stop().await;
+}
