@@ -89,7 +89,7 @@ async fn deploy(app: &TestApp, i: usize) -> String {
     let r = app
         .post(
             "/api/v1/deployments",
-            json!({"service": format!("svc-{}", i % 3), "environment": if i % 2 == 0 { "staging" } else { "dev" }, "version": format!("1.0.{i}")}),
+            json!({"service": format!("svc-{}", i % 3), "environment": if i.is_multiple_of(2) { "staging" } else { "dev" }, "version": format!("1.0.{i}")}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
