@@ -37,6 +37,8 @@ pub struct Settings {
     pub ldap: crate::ldap::LdapSettings,
     /// Event streaming to NATS JetStream.
     pub nats: crate::stream::NatsSettings,
+    /// Event streaming to Kafka.
+    pub kafka: crate::stream::KafkaSettings,
     /// The transactional outbox the event relays read.
     pub outbox: crate::stream::OutboxSettings,
 }
@@ -77,6 +79,7 @@ impl Default for Settings {
             oidc: crate::oidc::OidcSettings::default(),
             ldap: crate::ldap::LdapSettings::default(),
             nats: Default::default(),
+            kafka: Default::default(),
             outbox: Default::default(),
         }
     }

@@ -43,6 +43,31 @@ impl Default for NatsSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap brokers, `host:port`; empty turns Kafka publishing off.
+    pub brokers: Vec<String>,
+    /// One topic for every event; the record key is the record the event is about, and the
+    /// CloudEvents attributes travel as `ce_*` headers (binary mode).
+    pub topic: String,
+    /// Partitions of the topic when shipgate creates it. Events go to partition 0 so that one
+    /// topic keeps shipgate's commit order.
+    pub partitions: i32,
+    pub replication_factor: i16,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            brokers: Vec::new(),
+            topic: "shipgate.events".into(),
+            partitions: 1,
+            replication_factor: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct OutboxSettings {
     /// Delivered events older than this are deleted from the outbox, in days.
     pub retention_days: u64,
@@ -176,6 +201,121 @@ impl Sink for NatsSink {
     }
 }
 
+pub struct KafkaSink {
+    settings: KafkaSettings,
+    partition: Option<rskafka::client::partition::PartitionClient>,
+}
+
+impl KafkaSink {
+    pub fn new(settings: &KafkaSettings) -> Option<KafkaSink> {
+        if settings.brokers.is_empty() {
+            return None;
+        }
+        Some(KafkaSink {
+            settings: settings.clone(),
+            partition: None,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for KafkaSink {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn ready(&mut self) -> anyhow::Result<()> {
+        use rskafka::client::error::{Error as KafkaError, ProtocolError};
+        if self.partition.is_some() {
+            return Ok(());
+        }
+        let s = &self.settings;
+        let client = tokio::time::timeout(
+            Duration::from_secs(5),
+            rskafka::client::ClientBuilder::new(s.brokers.clone())
+                .client_id("shipgate")
+                .build(),
+        )
+        .await??;
+        match client
+            .controller_client()?
+            .create_topic(
+                &s.topic,
+                s.partitions.max(1),
+                s.replication_factor.max(1),
+                5_000,
+            )
+            .await
+        {
+            Ok(())
+            | Err(KafkaError::ServerError {
+                protocol_error: ProtocolError::TopicAlreadyExists,
+                ..
+            }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let p = client
+            .partition_client(
+                s.topic.clone(),
+                0,
+                rskafka::client::partition::UnknownTopicHandling::Retry,
+            )
+            .await?;
+        self.partition = Some(p);
+        Ok(())
+    }
+
+    async fn publish(&mut self, rows: &[OutboxRow]) -> (usize, Option<anyhow::Error>) {
+        let Some(p) = &self.partition else {
+            return (0, Some(anyhow::anyhow!("not connected")));
+        };
+        let records = rows
+            .iter()
+            .map(|r| {
+                let id = r.event_id();
+                rskafka::record::Record {
+                    key: Some(r.subject_id.clone().into_bytes()),
+                    value: Some(r.body.clone().into_bytes()),
+                    headers: [
+                        ("ce_specversion", "1.0".to_owned()),
+                        ("ce_id", id),
+                        ("ce_type", r.event_type.clone()),
+                        ("ce_source", format!("/shipgate/{}", r.tenant)),
+                        ("ce_subject", r.subject_id.clone()),
+                        ("content-type", "application/json".to_owned()),
+                        ("shipgate_subject", r.subject("shipgate")),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                    .collect(),
+                    timestamp: r.at,
+                }
+            })
+            .collect();
+        // One batch, appended in order; awaited before the next so a retry cannot reorder.
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            p.produce(
+                records,
+                rskafka::client::partition::Compression::NoCompression,
+            ),
+        )
+        .await
+        {
+            Ok(Ok(_)) => (rows.len(), None),
+            Ok(Err(e)) => (0, Some(e.into())),
+            Err(_) => (
+                0,
+                Some(anyhow::anyhow!("the broker did not answer within 10s")),
+            ),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.partition = None;
+    }
+}
+
 /// Relays the outbox to one sink until shutdown.
 pub fn spawn_relay(state: AppState, mut sink: Box<dyn Sink>) -> JoinHandle<()> {
     let poll = Duration::from_millis(state.settings.outbox.poll_ms.max(1));
@@ -268,6 +408,9 @@ pub fn sinks(state: &AppState) -> Vec<Box<dyn Sink>> {
     let mut out: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(n) = NatsSink::new(&state.settings.nats) {
         out.push(Box::new(n));
+    }
+    if let Some(k) = KafkaSink::new(&state.settings.kafka) {
+        out.push(Box::new(k));
     }
     out
 }
