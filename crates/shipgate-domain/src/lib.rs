@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod import;
 pub mod input;
+pub mod integrations;
 pub mod lifecycle;
 pub mod policy;
 pub mod requirements;

@@ -65,6 +65,9 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/api/v1/role-grants", TokensAdmin),
     ("GET", "/api/v1/role-grants", TokensAdmin),
     ("DELETE", "/api/v1/role-grants/{id}", TokensAdmin),
+    // Integrations: webhooks authenticate with the tenant's webhook secret, in the handler.
+    ("POST", "/api/v1/webhooks/{tenant}/github", Public),
+    ("GET", "/api/v1/webhook-deliveries", AuditRead),
     ("GET", "/api/v1/audit", AuditRead),
     ("GET", "/api/v1/audit/verify", AuditRead),
     ("GET", "/api/v1/access-review", AccessReview),

@@ -41,6 +41,8 @@ pub struct Settings {
     pub kafka: crate::stream::KafkaSettings,
     /// The transactional outbox the event relays read.
     pub outbox: crate::stream::OutboxSettings,
+    /// Webhook secrets per tenant: `[webhooks.<tenant>] github_secret = "..."`.
+    pub webhooks: std::collections::BTreeMap<String, crate::routes::webhooks::WebhookSecrets>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +83,7 @@ impl Default for Settings {
             nats: Default::default(),
             kafka: Default::default(),
             outbox: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }

@@ -166,6 +166,29 @@ impl ApiError {
         }
     }
 
+    /// One line for logs and delivery records: the code, the detail, and each field at fault.
+    pub fn summary(&self) -> String {
+        match self {
+            ApiError::Validation(e) => {
+                e.0.iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+            ApiError::MalformedJson(m)
+            | ApiError::BadRequest(m)
+            | ApiError::Unauthenticated(m)
+            | ApiError::Forbidden(m)
+            | ApiError::PayloadTooLarge(m)
+            | ApiError::UnsupportedMediaType(m)
+            | ApiError::Unavailable(m)
+            | ApiError::Internal(m) => m.clone(),
+            ApiError::Conflict { code, message } => format!("{code}: {message}"),
+            ApiError::NotFound => "not found".into(),
+            ApiError::Overloaded => "overloaded".into(),
+        }
+    }
+
     pub fn field(field: &str, code: &str, message: impl Into<String>) -> ApiError {
         let mut e = FieldErrors::default();
         e.add(field, code, message);

@@ -337,6 +337,24 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     /// Recomputes the whole chain and checks every deployment and status event against it.
     async fn verify_audit(&self) -> StoreResult<VerifyReport>;
 
+    /// Records a delivery; `false` when (source, delivery_id) was already recorded (a rejected
+    /// delivery may be redelivered, and its record is replaced).
+    async fn record_delivery(
+        &self,
+        d: &shipgate_domain::integrations::Delivery,
+    ) -> StoreResult<bool>;
+    async fn find_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Option<shipgate_domain::integrations::Delivery>>;
+    /// The tenant's newest deliveries.
+    async fn list_deliveries(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<shipgate_domain::integrations::Delivery>>;
+
     /// The outbox rows `sink` has not delivered yet, oldest first, with the sink's cursor.
     async fn outbox_pending(
         &self,

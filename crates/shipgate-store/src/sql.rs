@@ -165,6 +165,19 @@ pub(super) fn audit_from_row(r: &DbRow) -> StoreResult<AuditEntry> {
     })
 }
 
+fn delivery_from_row(r: &DbRow) -> StoreResult<shipgate_domain::integrations::Delivery> {
+    Ok(shipgate_domain::integrations::Delivery {
+        source: r.try_get("source")?,
+        delivery_id: r.try_get("delivery_id")?,
+        tenant: r.try_get("tenant")?,
+        event: r.try_get("event")?,
+        result: r.try_get("result")?,
+        reason: r.try_get("reason")?,
+        records: json_col(r, "records")?,
+        received_at: ts(r, "received_at")?,
+    })
+}
+
 fn scoped_key(tenant: &str, key: &str) -> String {
     format!("{tenant}\n{key}")
 }
@@ -1578,6 +1591,63 @@ impl Store for SqlStore {
         append_audit(&mut tx, &head, now, entries).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_delivery(
+        &self,
+        d: &shipgate_domain::integrations::Delivery,
+    ) -> StoreResult<bool> {
+        let _writer = self.write_lock.lock().await;
+        let r = sqlx::query(
+            "INSERT INTO webhook_deliveries (source, delivery_id, tenant, event, result, reason, records, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, delivery_id) DO UPDATE SET \
+             event = excluded.event, result = excluded.result, reason = excluded.reason, \
+             records = excluded.records, received_at = excluded.received_at \
+             WHERE webhook_deliveries.result = 'rejected'",
+        )
+        .bind(&d.source)
+        .bind(&d.delivery_id)
+        .bind(&d.tenant)
+        .bind(&d.event)
+        .bind(&d.result)
+        .bind(&d.reason)
+        .bind(json_text(&d.records))
+        .bind(to_micros(d.received_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn find_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Option<shipgate_domain::integrations::Delivery>> {
+        let r = sqlx::query(
+            "SELECT source, delivery_id, tenant, event, result, reason, records, received_at \
+             FROM webhook_deliveries WHERE source = $1 AND delivery_id = $2",
+        )
+        .bind(source)
+        .bind(delivery_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.as_ref().map(delivery_from_row).transpose()
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<shipgate_domain::integrations::Delivery>> {
+        let rows = sqlx::query(
+            "SELECT source, delivery_id, tenant, event, result, reason, records, received_at \
+             FROM webhook_deliveries WHERE tenant = $1 ORDER BY received_at DESC LIMIT $2",
+        )
+        .bind(tenant)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delivery_from_row).collect()
     }
 
     async fn outbox_pending(

@@ -71,6 +71,23 @@ pub struct CreateDeploymentRequest {
     backfilled: Option<bool>,
 }
 
+/// Validates and records one deployment (the API, imports aside, and integrations).
+pub(crate) async fn record(
+    state: &AppState,
+    caller: &Caller,
+    value: &Value,
+    headers: &HeaderMap,
+) -> ApiResult<shipgate_store::Created> {
+    let mut cmd = validate(state, caller, value, false).await?;
+    cmd.idempotency = idempotency(headers, value, "deployment-id")?;
+    caller.require_env_tier(
+        cmd.deployment.environment.tier,
+        &cmd.deployment.environment.name,
+    )?;
+    cmd.deployment.approval = crate::governance::check_deployment(state, &cmd.deployment).await;
+    state.ingest.submit(cmd).await
+}
+
 /// Validates a creation request into a command.
 async fn validate(
     state: &AppState,
@@ -108,14 +125,7 @@ async fn create_deployment(
 ) -> ApiResult<Response> {
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
-    let mut cmd = validate(&state, &caller, &value, false).await?;
-    cmd.idempotency = idempotency(&headers, &value, "deployment-id")?;
-    caller.require_env_tier(
-        cmd.deployment.environment.tier,
-        &cmd.deployment.environment.name,
-    )?;
-    cmd.deployment.approval = crate::governance::check_deployment(&state, &cmd.deployment).await;
-    let created = state.ingest.submit(cmd).await?;
+    let created = record(&state, &caller, &value, &headers).await?;
     let id = created.deployment.record.id;
     if created.created {
         metrics::counter!("shipgate_deployments_created_total").increment(1);
@@ -318,29 +328,7 @@ async fn append_event(
     let id = parse_id(&id)?;
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
-    let change = parse_status_change(&value, state.clock.now())?;
-    if caller.env_tier.is_some() {
-        // A tier-scoped token advances only deployments of its tier.
-        let d = state
-            .store
-            .get_deployment(&caller.tenant, id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        caller.require_env_tier(d.record.environment.tier, &d.record.environment.name)?;
-    }
-    let key = idempotency(&headers, &value, "event-id")?
-        .filter(|_| headers.contains_key("idempotency-key"));
-    let r = state
-        .store
-        .append_event(
-            &caller.tenant,
-            id,
-            change,
-            &caller.subject,
-            state.clock.now(),
-            key,
-        )
-        .await?;
+    let r = append(&state, &caller, id, &value, &headers).await?;
     let status = if r.event.is_some() {
         StatusCode::CREATED
     } else {
@@ -354,6 +342,39 @@ async fn append_event(
         }),
     )
         .into_response())
+}
+
+/// Validates and appends one status event.
+pub(crate) async fn append(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    value: &Value,
+    headers: &HeaderMap,
+) -> ApiResult<shipgate_store::Appended> {
+    let change = parse_status_change(value, state.clock.now())?;
+    if caller.env_tier.is_some() {
+        // A tier-scoped token advances only deployments of its tier.
+        let d = state
+            .store
+            .get_deployment(&caller.tenant, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        caller.require_env_tier(d.record.environment.tier, &d.record.environment.name)?;
+    }
+    let key = idempotency(headers, value, "event-id")?
+        .filter(|_| headers.contains_key("idempotency-key"));
+    Ok(state
+        .store
+        .append_event(
+            &caller.tenant,
+            id,
+            change,
+            &caller.subject,
+            state.clock.now(),
+            key,
+        )
+        .await?)
 }
 
 #[allow(dead_code)]

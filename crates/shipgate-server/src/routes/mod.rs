@@ -25,6 +25,7 @@ pub mod approvals;
 pub mod deployments;
 pub mod inventory;
 pub mod ops;
+pub mod webhooks;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,13 +64,7 @@ pub fn router(state: AppState) -> axum::Router {
         .settings
         .max_import_bytes
         .max(state.settings.max_body_bytes);
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(deployments::routes())
-        .merge(inventory::routes())
-        .merge(admin::routes())
-        .merge(approvals::routes())
-        .merge(ops::routes())
-        .split_for_parts();
+    let (router, api) = api_routes().split_for_parts();
     let api_json = api.to_pretty_json().unwrap_or_else(|_| "{}".into());
     router
         .route(
@@ -97,14 +92,18 @@ pub fn router(state: AppState) -> axum::Router {
 
 /// The OpenAPI document, for tests and `shipgate openapi`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+    api_routes().split_for_parts().1
+}
+
+/// Every documented route: one list for the server and its OpenAPI document.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(deployments::routes())
         .merge(inventory::routes())
         .merge(admin::routes())
         .merge(approvals::routes())
         .merge(ops::routes())
-        .split_for_parts();
-    api
+        .merge(webhooks::routes())
 }
 
 /// The body of a request, refused with a problem when too large or unreadable.

@@ -81,7 +81,8 @@ async fn every_route_is_authorised_by_one_layer() {
             let url = path
                 .replace("{id}", "0190a5f6-0000-7000-8000-000000000000")
                 .replace("{key}", "CR-1")
-                .replace("{name}", "x");
+                .replace("{name}", "x")
+                .replace("{tenant}", "default");
             let body = || Some(reqwest::Body::from("{}"));
             let json = [("content-type", "application/json")];
             let r = app.req(m.clone(), &url, None, body(), &json).await;

@@ -15,3 +15,4 @@ mod ldap;
 mod oidc;
 mod ops;
 mod stream;
+mod webhooks;

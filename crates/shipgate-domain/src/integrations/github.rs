@@ -1,0 +1,257 @@
+//! GitHub webhooks: `deployment` and `deployment_status` create and advance deployment records
+//! (GitHub Enterprise Server versions that omit `action` included); other events are
+//! acknowledged and ignored with a reason.
+use serde_json::{Map, Value, json};
+
+use super::{Ignored, Intent, Mapped, derived_id, s};
+use crate::FieldErrors;
+
+/// GitHub deployment states -> shipgate statuses.
+fn status_of(state: &str) -> Option<&'static str> {
+    Some(match state {
+        "queued" | "pending" | "waiting" => "queued",
+        "in_progress" => "started",
+        "success" => "succeeded",
+        "failure" | "error" => "failed",
+        _ => return None,
+    })
+}
+
+fn deployment_key(p: &Value) -> Option<(String, String)> {
+    let repo = p
+        .pointer("/repository/id")
+        .map(|v| v.to_string())
+        .or_else(|| s(p, "/repository/full_name").map(str::to_owned))?;
+    let id = p.pointer("/deployment/id")?.to_string();
+    Some((repo, id))
+}
+
+/// A `POST /deployments` body for the payload's `deployment`.
+fn deployment_body(p: &Value, errors: &mut FieldErrors) -> Option<Value> {
+    let d = p.get("deployment").filter(|d| d.is_object());
+    let Some(d) = d else {
+        errors.add("deployment", "required", "the payload has no deployment");
+        return None;
+    };
+    let (repo_key, dep_id) = deployment_key(p)?;
+    let sha = s(d, "/sha");
+    let extra = d.get("payload").filter(|x| x.is_object());
+    let from_payload = |k: &str| extra.and_then(|x| x.get(k)).and_then(Value::as_str);
+    let service = from_payload("service")
+        .or_else(|| s(p, "/repository/name"))
+        .unwrap_or_default();
+    let environment = s(d, "/environment").unwrap_or_default();
+    if service.is_empty() {
+        errors.add(
+            "repository.name",
+            "required",
+            "no service: the payload names no repository",
+        );
+    }
+    if environment.is_empty() {
+        errors.add("deployment.environment", "required", "is required");
+    }
+    if !errors.is_empty() {
+        return None;
+    }
+    let version = from_payload("version")
+        .map(str::to_owned)
+        .or_else(|| sha.map(|x| x.chars().take(12).collect()))
+        .or_else(|| s(d, "/ref").map(str::to_owned))
+        .unwrap_or_else(|| dep_id.clone());
+    let creator = s(d, "/creator/login");
+    let mut body = Map::new();
+    body.insert(
+        "id".into(),
+        // A GitHub deployment belongs to one environment for life; the environment is part of
+        // the key so that a reused or replayed id with another environment cannot merge records.
+        json!(derived_id(&["github", "deployment", &repo_key, &dep_id, environment]).to_string()),
+    );
+    body.insert("service".into(), json!(service));
+    body.insert("environment".into(), json!(environment));
+    body.insert("version".into(), json!(version));
+    body.insert("status".into(), json!("queued"));
+    body.insert("trigger".into(), json!("webhook"));
+    if let Some(sha) = sha {
+        body.insert("commit_sha".into(), json!(sha));
+    }
+    if let Some(r) = s(d, "/ref") {
+        body.insert("git_ref".into(), json!(r));
+    }
+    if let Some(r) = s(p, "/repository/html_url").or_else(|| s(p, "/repository/full_name")) {
+        body.insert("repository".into(), json!(r));
+    }
+    if let Some(c) = creator {
+        body.insert("deployer".into(), json!(c));
+        let bot = c.ends_with("[bot]") || s(d, "/creator/type") == Some("Bot");
+        body.insert(
+            "deployer_type".into(),
+            json!(if bot { "pipeline" } else { "human" }),
+        );
+    }
+    if let Some(t) = s(d, "/created_at") {
+        body.insert("started_at".into(), json!(t));
+    }
+    for k in ["artifact", "artifact_digest", "change_ref", "team"] {
+        if let Some(v) = from_payload(k) {
+            body.insert(k.into(), json!(v));
+        }
+    }
+    let mut labels = Map::new();
+    labels.insert("github.deployment_id".into(), json!(dep_id));
+    if let Some(t) = s(d, "/task") {
+        labels.insert("github.task".into(), json!(t));
+    }
+    if let Some(run) = p.pointer("/workflow_run/id") {
+        labels.insert("cicd.pipeline.run.id".into(), json!(run.to_string()));
+        body.insert("correlation_id".into(), json!(format!("github-run-{run}")));
+    }
+    body.insert("labels".into(), Value::Object(labels));
+    Some(Value::Object(body))
+}
+
+/// Maps one GitHub delivery (`event` is the `X-GitHub-Event` header).
+pub fn map(event: &str, p: &Value) -> Result<Mapped, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    if !p.is_object() {
+        errors.add("", "invalid_type", "expected a JSON object");
+        return Err(errors);
+    }
+    // GitHub Enterprise Server before 3.x sends deployment events without `action`.
+    let action = s(p, "/action").unwrap_or("created");
+    match event {
+        "ping" => Ok(Err(Ignored("ping: the hook is set up".into()))),
+        "deployment" if action == "created" => {
+            let body = deployment_body(p, &mut errors);
+            match body {
+                Some(b) if errors.is_empty() => Ok(Ok(vec![Intent::Deployment { body: b }])),
+                _ => Err(errors),
+            }
+        }
+        "deployment_status" if action == "created" => {
+            let body = deployment_body(p, &mut errors);
+            let state = s(p, "/deployment_status/state");
+            if state.is_none() {
+                errors.add("deployment_status.state", "required", "is required");
+            }
+            let (Some(body), Some(state)) = (body, state) else {
+                return Err(errors);
+            };
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            let Some(status) = status_of(state) else {
+                return Ok(Err(Ignored(format!(
+                    "deployment_status state '{state}' does not change a deployment's outcome"
+                ))));
+            };
+            let (repo_key, _) = deployment_key(p).unwrap_or_default();
+            let status_id = p
+                .pointer("/deployment_status/id")
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let mut st = Map::new();
+            st.insert(
+                "id".into(),
+                json!(
+                    derived_id(&[
+                        "github",
+                        "deployment_status",
+                        &repo_key,
+                        &status_id,
+                        state,
+                        body["environment"].as_str().unwrap_or_default(),
+                    ])
+                    .to_string()
+                ),
+            );
+            st.insert("status".into(), json!(status));
+            if let Some(t) = s(p, "/deployment_status/created_at") {
+                st.insert("occurred_at".into(), json!(t));
+            }
+            if let Some(m) = s(p, "/deployment_status/description") {
+                st.insert("message".into(), json!(m));
+            }
+            let deployment_id = body["id"]
+                .as_str()
+                .and_then(|x| uuid::Uuid::parse_str(x).ok())
+                .unwrap_or_default();
+            Ok(Ok(vec![Intent::Status {
+                deployment_id,
+                deployment: body,
+                status: Value::Object(st),
+            }]))
+        }
+        "deployment" | "deployment_status" => Ok(Err(Ignored(format!(
+            "{event} action '{action}' is not acted on"
+        )))),
+        "push"
+        | "pull_request"
+        | "release"
+        | "workflow_run"
+        | "workflow_job"
+        | "deployment_review"
+        | "deployment_protection_rule" => Ok(Err(Ignored(format!(
+            "{event} events are accepted but not yet acted on"
+        )))),
+        other => Ok(Err(Ignored(format!("event type '{other}' is not handled")))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn deployment(action: Option<&str>) -> Value {
+        let mut v = json!({
+            "deployment": {"id": 42, "sha": "f95f852bd8fca8fcc58a9a2d6c842781e32a215e", "ref": "main",
+                "environment": "production", "creator": {"login": "octocat"}, "created_at": "2019-05-15T15:20:53Z",
+                "payload": {}, "task": "deploy"},
+            "repository": {"id": 7, "name": "hello", "full_name": "acme/hello", "html_url": "https://github.com/acme/hello"}
+        });
+        if let Some(a) = action {
+            v["action"] = json!(a);
+        }
+        v
+    }
+
+    #[test]
+    fn deployment_with_and_without_action_map_to_the_same_record() {
+        let a = map("deployment", &deployment(Some("created")))
+            .unwrap()
+            .unwrap();
+        let b = map("deployment", &deployment(None)).unwrap().unwrap();
+        assert_eq!(a, b, "GHES payloads without action are the same event");
+        let Intent::Deployment { body } = &a[0] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(body["service"], "hello");
+        assert_eq!(body["environment"], "production");
+        assert_eq!(body["version"], "f95f852bd8fc");
+        assert_eq!(body["deployer_type"], "human");
+    }
+
+    #[test]
+    fn status_states_and_bad_payloads() {
+        let mut p = deployment(Some("created"));
+        p["deployment_status"] =
+            json!({"id": 9, "state": "success", "created_at": "2019-05-15T15:21:00Z"});
+        let m = map("deployment_status", &p).unwrap().unwrap();
+        let Intent::Status {
+            status,
+            deployment_id,
+            deployment,
+        } = &m[0]
+        else {
+            panic!()
+        };
+        assert_eq!(status["status"], "succeeded");
+        assert_eq!(deployment["id"], deployment_id.to_string());
+        p["deployment_status"]["state"] = json!("inactive");
+        assert!(map("deployment_status", &p).unwrap().is_err());
+        let e = map("deployment", &json!({"action": "created"})).unwrap_err();
+        assert_eq!(e.0[0].field, "deployment");
+        assert!(map("teleport", &json!({})).unwrap().is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! Inbound integrations: what a webhook or event from another tool means for shipgate. Each
+//! source maps its payload to `Intent`s expressed in shipgate's own API shapes, so the same
+//! validation, idempotency and audit apply as for the HTTP API. No IO here.
+use serde_json::Value;
+use uuid::Uuid;
+
+pub mod github;
+
+/// The namespace of shipgate's derived ids (UUID v5): the same upstream record always maps to the
+/// same shipgate id, so redeliveries are idempotent.
+const NAMESPACE: Uuid = Uuid::from_u128(0x5a1f_6a7e_0b1e_4c5d_9e2f_8a7b_6c5d_4e3f);
+
+pub fn derived_id(parts: &[&str]) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, parts.join("\u{1f}").as_bytes())
+}
+
+/// One delivery as recorded: what came, and what shipgate made of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// `github`, `gitlab`, `cdevents`...
+    pub source: String,
+    /// The sender's delivery id (`X-GitHub-Delivery`, the CloudEvent id...).
+    pub delivery_id: String,
+    pub tenant: String,
+    /// The event type as the sender names it.
+    pub event: String,
+    /// `accepted`, `ignored` or `rejected`.
+    pub result: String,
+    pub reason: Option<String>,
+    /// The shipgate records it created or advanced.
+    pub records: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: crate::time::Timestamp,
+}
+
+/// What one delivery asks shipgate to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent {
+    /// Record a deployment (a body for `POST /deployments`, with a derived `id`).
+    Deployment { body: Value },
+    /// Append a status to a deployment (a body for `POST /deployments/{id}/events`, with a
+    /// derived `id`); `deployment` creates the deployment first when shipgate has not seen it.
+    Status {
+        deployment_id: Uuid,
+        deployment: Value,
+        status: Value,
+    },
+}
+
+/// A delivery shipgate acknowledges but does not act on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored(pub String);
+
+/// The outcome of mapping one delivery.
+pub type Mapped = Result<Vec<Intent>, Ignored>;
+
+pub(crate) fn s<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}

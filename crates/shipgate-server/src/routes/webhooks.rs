@@ -1,0 +1,346 @@
+//! Inbound webhooks. Each source authenticates with its own secret (GitHub: the
+//! `X-Hub-Signature-256` HMAC of the raw body), per tenant, from `[webhooks.<tenant>]`. Every
+//! delivery is recorded with what shipgate made of it (accepted, ignored or rejected, and why),
+//! and a redelivery of an accepted or ignored one is answered from that record without acting
+//! twice. Mapping is pure (`shipgate_domain::integrations`); recording goes through the same
+//! validation, idempotency and audit as the API.
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use shipgate_domain::Role;
+use shipgate_domain::integrations::{Delivery, Ignored, Intent};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Params, body_bytes, deployments, parse_json};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::state::AppState;
+
+/// One tenant's webhook secrets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSecrets {
+    /// The secret set on the GitHub webhook (HMAC-SHA256 of each delivery).
+    pub github_secret: Option<SecretString>,
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(github))
+        .routes(routes!(list_deliveries))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryAnswer {
+    /// `accepted`, `ignored`, or `duplicate` (a redelivery, answered from its first record).
+    result: String,
+    reason: Option<String>,
+    records: Vec<String>,
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Constant-time check of `sha256=<hex>` against the HMAC of the raw body.
+pub fn github_signature_ok(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    let Some(sig) = header.and_then(|h| h.strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(sig) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+async fn remember(state: &AppState, d: Delivery) {
+    if let Err(e) = state.store.record_delivery(&d).await {
+        tracing::warn!(error = ?e, source = %d.source, delivery = %d.delivery_id, "could not record a webhook delivery");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn delivery(
+    state: &AppState,
+    source: &str,
+    id: &str,
+    tenant: &str,
+    event: &str,
+    result: &str,
+    reason: Option<String>,
+    records: Vec<String>,
+) -> Delivery {
+    Delivery {
+        source: source.into(),
+        delivery_id: id.into(),
+        tenant: tenant.into(),
+        event: event.into(),
+        result: result.into(),
+        reason,
+        records,
+        received_at: state.clock.now(),
+    }
+}
+
+/// Records what the intents ask for, as `source` (a deployer in the tenant).
+pub(crate) async fn apply(
+    state: &AppState,
+    tenant: &str,
+    source: &str,
+    intents: Vec<Intent>,
+) -> ApiResult<Vec<String>> {
+    let caller = Caller {
+        tenant: tenant.to_owned(),
+        subject: source.to_owned(),
+        role: Role::Deployer,
+        root: false,
+        env_tier: None,
+    };
+    let none = HeaderMap::new();
+    let mut records = Vec::new();
+    let known = |id: Uuid| async move { state.store.get_deployment(tenant, id).await };
+    for intent in intents {
+        match intent {
+            Intent::Deployment { body } => {
+                let id = body["id"].as_str().and_then(|i| Uuid::parse_str(i).ok());
+                if let Some(id) = id
+                    && known(id).await?.is_some()
+                {
+                    records.push(id.to_string());
+                    continue;
+                }
+                let c = deployments::record(state, &caller, &body, &none).await?;
+                records.push(c.deployment.record.id.to_string());
+            }
+            Intent::Status {
+                deployment_id,
+                deployment,
+                status,
+            } => {
+                if known(deployment_id).await?.is_none() {
+                    deployments::record(state, &caller, &deployment, &none).await?;
+                }
+                let mut h = HeaderMap::new();
+                if let Some(k) = status["id"]
+                    .as_str()
+                    .and_then(|k| HeaderValue::from_str(k).ok())
+                {
+                    h.insert("idempotency-key", k);
+                }
+                deployments::append(state, &caller, deployment_id, &status, &h).await?;
+                records.push(deployment_id.to_string());
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Acts on a mapped delivery and records the outcome. A store outage is not recorded, so that
+/// the sender's retry is acted on.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn settle(
+    state: &AppState,
+    source: &str,
+    id: &str,
+    tenant: &str,
+    event: &str,
+    mapped: Result<Result<Vec<Intent>, Ignored>, shipgate_domain::FieldErrors>,
+) -> ApiResult<Response> {
+    let d = |result: &str, reason: Option<String>, records: Vec<String>| {
+        delivery(state, source, id, tenant, event, result, reason, records)
+    };
+    match mapped {
+        Err(errors) => {
+            let reason = errors
+                .0
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            remember(state, d("rejected", Some(reason), vec![])).await;
+            Err(ApiError::Validation(errors))
+        }
+        Ok(Err(Ignored(reason))) => {
+            remember(state, d("ignored", Some(reason.clone()), vec![])).await;
+            Ok(Json(DeliveryAnswer {
+                result: "ignored".into(),
+                reason: Some(reason),
+                records: vec![],
+            })
+            .into_response())
+        }
+        Ok(Ok(intents)) => match apply(state, tenant, source, intents).await {
+            Ok(records) => {
+                remember(state, d("accepted", None, records.clone())).await;
+                metrics::counter!("shipgate_webhook_deliveries_total", "source" => source.to_owned(), "result" => "accepted").increment(1);
+                Ok((
+                    StatusCode::OK,
+                    Json(DeliveryAnswer {
+                        result: "accepted".into(),
+                        reason: None,
+                        records,
+                    }),
+                )
+                    .into_response())
+            }
+            Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::Overloaded)) => {
+                Err(e)
+            }
+            Err(e) => {
+                remember(state, d("rejected", Some(e.summary()), vec![])).await;
+                Err(e)
+            }
+        },
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/github", tag = "integrations",
+    params(("tenant" = String, Path), ("X-GitHub-Event" = String, Header), ("X-GitHub-Delivery" = String, Header), ("X-Hub-Signature-256" = String, Header)),
+    request_body(content = String, description = "A GitHub webhook payload", content_type = "application/json"),
+    description = "GitHub repository or organisation webhook. `deployment` and `deployment_status` create and advance deployment records; other events are acknowledged. Authenticated by the tenant's webhook secret, not a token.",
+    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn github(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let secret = state
+        .settings
+        .webhooks
+        .get(&tenant)
+        .and_then(|w| w.github_secret.as_ref())
+        .ok_or(ApiError::NotFound)?;
+    let event = header(&headers, "x-github-event")
+        .ok_or_else(|| ApiError::field("X-GitHub-Event", "required", "is required"))?
+        .to_owned();
+    let id = header(&headers, "x-github-delivery")
+        .ok_or_else(|| ApiError::field("X-GitHub-Delivery", "required", "is required"))?
+        .to_owned();
+    if id.len() > 128 || event.len() > 64 {
+        return Err(ApiError::BadRequest(
+            "X-GitHub-Delivery or X-GitHub-Event is too long".into(),
+        ));
+    }
+    let bytes = match body_bytes(body, state.settings.max_body_bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            remember(
+                &state,
+                delivery(
+                    &state,
+                    "github",
+                    &id,
+                    &tenant,
+                    &event,
+                    "rejected",
+                    Some(e.summary()),
+                    vec![],
+                ),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    if !github_signature_ok(
+        secret.expose_secret(),
+        &bytes,
+        header(&headers, "x-hub-signature-256"),
+    ) {
+        // Kept apart from verified deliveries, so a forged one cannot claim a delivery id.
+        remember(
+            &state,
+            delivery(
+                &state,
+                "github-unverified",
+                &id,
+                &tenant,
+                &event,
+                "rejected",
+                Some("X-Hub-Signature-256 does not match the body and the webhook secret".into()),
+                vec![],
+            ),
+        )
+        .await;
+        metrics::counter!("shipgate_webhook_deliveries_total", "source" => "github", "result" => "bad_signature").increment(1);
+        return Err(ApiError::Unauthenticated(
+            "X-Hub-Signature-256 does not match the body and the webhook secret".into(),
+        ));
+    }
+    if let Some(prev) = state.store.find_delivery("github", &id).await?
+        && prev.result != "rejected"
+    {
+        return Ok(Json(DeliveryAnswer {
+            result: "duplicate".into(),
+            reason: Some(format!("delivery {id} was already {}", prev.result)),
+            records: prev.records,
+        })
+        .into_response());
+    }
+    let value = match parse_json(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            remember(
+                &state,
+                delivery(
+                    &state,
+                    "github",
+                    &id,
+                    &tenant,
+                    &event,
+                    "rejected",
+                    Some(e.summary()),
+                    vec![],
+                ),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let mapped = shipgate_domain::integrations::github::map(&event, &value);
+    settle(&state, "github", &id, &tenant, &event, mapped).await
+}
+
+#[utoipa::path(get, path = "/api/v1/webhook-deliveries", tag = "integrations",
+    params(("limit" = Option<u32>, Query)),
+    description = "The tenant's newest webhook deliveries and what shipgate made of each (accepted, ignored, rejected and why).",
+    responses((status = 200, body = Vec<Delivery>)))]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Json<Vec<Delivery>>> {
+    let mut p = Params::new(q, &["limit"]);
+    let limit = p.parse("limit", |s| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or("an integer from 1 to 1000".to_owned())
+    });
+    p.finish()?;
+    Ok(Json(
+        state
+            .store
+            .list_deliveries(&caller.tenant, limit.unwrap_or(100))
+            .await?,
+    ))
+}

@@ -1,0 +1,286 @@
+//! Inbound webhooks, driven by the real sample payloads in the shared corpus
+//! (`../shared/corpus`, see its SOURCES.md). Every GitHub payload there is sent with a valid
+//! signature and is either acted on or acknowledged with a stated reason.
+use std::path::PathBuf;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use shipgate_domain::EnvTier;
+use shipgate_domain::requirements::RequiredField;
+
+use crate::helpers::*;
+
+const SECRET: &str = "It's a Secret to Everybody";
+
+/// The corpus: `SHIPGATE_CORPUS`, or a `shared/corpus` beside an ancestor of this crate.
+pub fn corpus() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("SHIPGATE_CORPUS") {
+        return Some(PathBuf::from(p));
+    }
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = here
+        .ancestors()
+        .map(|a| a.join("shared/corpus"))
+        .chain([PathBuf::from("/work/shared/corpus")])
+        .find(|p| p.join("SOURCES.md").exists());
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("the sample payload corpus is required under CI=true (set SHIPGATE_CORPUS)");
+        }
+        eprintln!(
+            "\n*** SKIPPING corpus test: ../shared/corpus not found (set SHIPGATE_CORPUS) ***\n"
+        );
+    }
+    found
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn deliver(app: &TestApp, event: &str, id: &str, body: Vec<u8>, sig: Option<String>) -> Resp {
+    let sig = sig.unwrap_or_else(|| sign(&body));
+    app.req(
+        reqwest::Method::POST,
+        "/api/v1/webhooks/default/github",
+        None,
+        Some(body.into()),
+        &[
+            ("content-type", "application/json"),
+            ("x-github-event", event),
+            ("x-github-delivery", id),
+            ("x-hub-signature-256", &sig),
+        ],
+    )
+    .await
+}
+
+async fn app() -> TestApp {
+    TestApp::spawn_with(|s| {
+        s.webhooks.insert(
+            "default".into(),
+            shipgate_server::routes::webhooks::WebhookSecrets {
+                github_secret: Some(SECRET.to_owned().into()),
+            },
+        );
+        // GitHub deployments carry no artifact digest; production still needs the commit.
+        s.requirements
+            .0
+            .insert(EnvTier::Production, vec![RequiredField::CommitSha]);
+    })
+    .await
+}
+
+async fn deployments(app: &TestApp) -> Vec<Value> {
+    let r = app.get("/api/v1/deployments?limit=1000").await;
+    r.body["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn every_github_sample_is_acted_on_or_acknowledged_with_a_reason() {
+    let Some(corpus) = corpus() else { return };
+    let app = app().await;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in std::fs::read_dir(corpus.join("github")).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() || dir.ends_with("schemas") {
+            continue;
+        }
+        for f in std::fs::read_dir(&dir).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 16, "{files:?}");
+    for (i, f) in files.iter().enumerate() {
+        let event = f.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        let bytes = std::fs::read(f).unwrap();
+        let r = deliver(&app, event, &format!("corpus-{i}"), bytes, None).await;
+        assert_eq!(r.status, 200, "{}: {}", f.display(), r.body);
+        let result = r.body["result"].as_str().unwrap();
+        if event.starts_with("deployment") && event != "deployment_review" {
+            assert_eq!(result, "accepted", "{}: {}", f.display(), r.body);
+            assert!(!r.body["records"].as_array().unwrap().is_empty());
+        } else {
+            assert_eq!(result, "ignored", "{}: {}", f.display(), r.body);
+            assert!(
+                r.body["reason"].as_str().is_some_and(|s| !s.is_empty()),
+                "{}: a stated reason",
+                f.display()
+            );
+        }
+    }
+    // The deployments the samples describe, with their outcome.
+    let ds = deployments(&app).await;
+    let prod = ds
+        .iter()
+        .find(|d| d["environment"]["name"] == "production" && d["service"] == "Hello-World")
+        .unwrap_or_else(|| panic!("{ds:#?}"));
+    assert_eq!(
+        prod["commit_sha"],
+        "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
+    );
+    assert_eq!(
+        prod["status"], "succeeded",
+        "deployment_status success applied"
+    );
+    assert_eq!(prod["trigger"], "webhook");
+    assert_eq!(prod["recorded_by"], "github");
+    let pages: Vec<&Value> = ds
+        .iter()
+        .filter(|d| d["environment"]["raw"] == "github-pages")
+        .collect();
+    assert!(!pages.is_empty(), "{ds:#?}");
+    assert_eq!(pages[0]["deployer_type"], "pipeline", "github-pages[bot]");
+
+    // Every delivery is on record with its result.
+    let list = app.get("/api/v1/webhook-deliveries?limit=1000").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.body.as_array().unwrap().len(), files.len());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn github_deliveries_are_authenticated_deduplicated_and_validated() {
+    let Some(corpus) = corpus() else { return };
+    let app = app().await;
+    let created = std::fs::read(corpus.join("github/deployment/created.json")).unwrap();
+
+    // GitHub Enterprise Server before 3.x: the same event without `action`.
+    let mut ghes: Value = serde_json::from_slice(&created).unwrap();
+    ghes.as_object_mut().unwrap().remove("action");
+    let ghes = serde_json::to_vec(&ghes).unwrap();
+    let r = deliver(&app, "deployment", "d-1", ghes.clone(), None).await;
+    assert_eq!(
+        (r.status, r.body["result"].as_str()),
+        (200, Some("accepted")),
+        "{}",
+        r.body
+    );
+    assert_eq!(deployments(&app).await.len(), 1);
+
+    // A redelivery (same X-GitHub-Delivery): answered from its record, nothing recorded twice.
+    let r = deliver(&app, "deployment", "d-1", ghes.clone(), None).await;
+    assert_eq!(r.body["result"], "duplicate", "{}", r.body);
+    // The same deployment under a new delivery id: idempotent by its derived id.
+    let r = deliver(&app, "deployment", "d-2", created.clone(), None).await;
+    assert_eq!(r.body["result"], "accepted", "{}", r.body);
+    assert_eq!(deployments(&app).await.len(), 1);
+
+    // Bad signature, and a missing one: refused, recorded, nothing created.
+    let mut tampered: Value = serde_json::from_slice(&created).unwrap();
+    tampered["deployment"]["id"] = json!(999);
+    let tampered = serde_json::to_vec(&tampered).unwrap();
+    let r = deliver(
+        &app,
+        "deployment",
+        "d-3",
+        tampered.clone(),
+        Some(sign(&created)),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    let r = deliver(&app, "deployment", "d-4", tampered, Some(String::new())).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(deployments(&app).await.len(), 1);
+    // A forged delivery cannot claim an id: the real one with that id is still acted on.
+    let r = deliver(&app, "deployment", "d-3", created.clone(), None).await;
+    assert_eq!(r.body["result"], "accepted", "{}", r.body);
+
+    // Unknown event types are acknowledged with a reason.
+    let r = deliver(&app, "teleport", "d-5", b"{}".to_vec(), None).await;
+    assert_eq!(
+        (r.status, r.body["result"].as_str()),
+        (200, Some("ignored"))
+    );
+    // Truncated JSON: refused with a problem, recorded as rejected, nothing half-created.
+    let r = deliver(
+        &app,
+        "deployment",
+        "d-6",
+        created[..created.len() / 2].to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    // A deployment with no environment: 422 naming the field.
+    let mut bad: Value = serde_json::from_slice(&created).unwrap();
+    bad["deployment"]["environment"] = json!("");
+    let r = deliver(
+        &app,
+        "deployment",
+        "d-7",
+        serde_json::to_vec(&bad).unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "deployment.environment");
+    // An enormous payload: 413, never a 500.
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(3 * 1024 * 1024)).into_bytes();
+    let r = deliver(&app, "deployment", "d-8", huge, None).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(deployments(&app).await.len(), 1);
+
+    let list = app.get("/api/v1/webhook-deliveries").await;
+    let by_id = |id: &str| {
+        list.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["delivery_id"] == id && d["source"] == "github")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(by_id("d-6")["result"], "rejected");
+    assert_eq!(by_id("d-7")["result"], "rejected");
+    assert!(
+        by_id("d-7")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deployment.environment")
+    );
+    assert_eq!(by_id("d-5")["result"], "ignored");
+    // A webhook for a tenant with no secret does not exist.
+    let r = app
+        .req(
+            reqwest::Method::POST,
+            "/api/v1/webhooks/other/github",
+            None,
+            Some(created.into()),
+            &[("x-github-event", "deployment"), ("x-github-delivery", "x")],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn production_requirements_reject_a_github_deployment_with_the_reason() {
+    let Some(corpus) = corpus() else { return };
+    let app = TestApp::spawn_with(|s| {
+        s.webhooks.insert(
+            "default".into(),
+            shipgate_server::routes::webhooks::WebhookSecrets {
+                github_secret: Some(SECRET.to_owned().into()),
+            },
+        );
+    })
+    .await;
+    let created = std::fs::read(corpus.join("github/deployment/created.json")).unwrap();
+    let r = deliver(&app, "deployment", "p-1", created, None).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"artifact_digest"), "{fields:?}");
+    app.stop().await;
+}
