@@ -1,7 +1,7 @@
 //! `shipgate-bench`: throughput and latency figures, each beside a baseline measured in the
 //! same run on the same machine. Not a test: it prints figures for the issue notes.
 //!
-//!   shipgate-bench [--suite all|ingest|queries|gate|authz|stream] [--backend sqlite|postgres|both]
+//!   shipgate-bench [--suite all|ingest|queries|gate|authz|stream|webhooks] [--backend sqlite|postgres|both]
 //!                  [--requests N] [--concurrency C] [--rows N]
 //!
 //! 1. Durable ingest over HTTP on loopback: concurrent clients create deployments, each
@@ -41,6 +41,7 @@ pub(crate) const TOKEN: &str = "sg_bench_token_0123456789abcdef";
 mod bench_authz;
 mod bench_gate;
 mod bench_stream;
+mod bench_webhooks;
 
 struct Args {
     suite: String,
@@ -491,6 +492,9 @@ async fn main() {
     }
     if all || a.suite == "stream" {
         bench_stream::run().await;
+    }
+    if all || a.suite == "webhooks" {
+        bench_webhooks::run().await;
     }
     if all || a.suite == "gate" {
         for b in &backends {
