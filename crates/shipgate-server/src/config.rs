@@ -181,6 +181,22 @@ staging = ["commit_sha"]
 # refresh_secs = 300
 # [ldap.group_map]
 # "change-advisory-board" = "cab"
+
+# Event streaming: every state change is written to an outbox in its own transaction and relayed
+# in commit order; a broker outage loses nothing.
+# [nats]
+# url = "nats://127.0.0.1:4222"   # subjects shipgate.<tenant>.<kind>.<env-tier>
+# stream = "SHIPGATE"
+# [kafka]
+# brokers = ["127.0.0.1:9092"]
+# topic = "shipgate.events"
+[outbox]
+# Delivered events older than this are deleted.
+retention_days = 7
+
+# Inbound webhooks, per tenant: POST /api/v1/webhooks/<tenant>/github
+# [webhooks.default]
+# github_secret = "..."           # better: SHIPGATE_WEBHOOKS__DEFAULT__GITHUB_SECRET
 "#;
 
 #[cfg(test)]
