@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod authz;
+pub mod cdevents;
 pub mod config;
 pub mod error;
 pub mod governance;

@@ -4,6 +4,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
+pub mod cdevents;
 pub mod github;
 
 /// The namespace of shipgate's derived ids (UUID v5): the same upstream record always maps to the

@@ -39,6 +39,7 @@ pub struct WebhookSecrets {
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(github))
+        .routes(routes!(cdevents))
         .routes(routes!(list_deliveries))
 }
 
@@ -101,20 +102,13 @@ fn delivery(
     }
 }
 
-/// Records what the intents ask for, as `source` (a deployer in the tenant).
+/// Records what the intents ask for, as `caller`.
 pub(crate) async fn apply(
     state: &AppState,
-    tenant: &str,
-    source: &str,
+    caller: &Caller,
     intents: Vec<Intent>,
 ) -> ApiResult<Vec<String>> {
-    let caller = Caller {
-        tenant: tenant.to_owned(),
-        subject: source.to_owned(),
-        role: Role::Deployer,
-        root: false,
-        env_tier: None,
-    };
+    let tenant = caller.tenant.as_str();
     let none = HeaderMap::new();
     let mut records = Vec::new();
     let known = |id: Uuid| async move { state.store.get_deployment(tenant, id).await };
@@ -128,7 +122,7 @@ pub(crate) async fn apply(
                     records.push(id.to_string());
                     continue;
                 }
-                let c = deployments::record(state, &caller, &body, &none).await?;
+                let c = deployments::record(state, caller, &body, &none).await?;
                 records.push(c.deployment.record.id.to_string());
             }
             Intent::Status {
@@ -137,7 +131,7 @@ pub(crate) async fn apply(
                 status,
             } => {
                 if known(deployment_id).await?.is_none() {
-                    deployments::record(state, &caller, &deployment, &none).await?;
+                    deployments::record(state, caller, &deployment, &none).await?;
                 }
                 let mut h = HeaderMap::new();
                 if let Some(k) = status["id"]
@@ -146,7 +140,7 @@ pub(crate) async fn apply(
                 {
                     h.insert("idempotency-key", k);
                 }
-                deployments::append(state, &caller, deployment_id, &status, &h).await?;
+                deployments::append(state, caller, deployment_id, &status, &h).await?;
                 records.push(deployment_id.to_string());
             }
         }
@@ -156,7 +150,6 @@ pub(crate) async fn apply(
 
 /// Acts on a mapped delivery and records the outcome. A store outage is not recorded, so that
 /// the sender's retry is acted on.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn settle(
     state: &AppState,
     source: &str,
@@ -165,6 +158,27 @@ pub(crate) async fn settle(
     event: &str,
     mapped: Result<Result<Vec<Intent>, Ignored>, shipgate_domain::FieldErrors>,
 ) -> ApiResult<Response> {
+    // A webhook acts as its source: a deployer in the tenant.
+    let caller = Caller {
+        tenant: tenant.to_owned(),
+        subject: source.to_owned(),
+        role: Role::Deployer,
+        root: false,
+        env_tier: None,
+    };
+    settle_as(state, &caller, source, id, event, mapped).await
+}
+
+/// Acts on a mapped delivery as `caller` and records the outcome.
+pub(crate) async fn settle_as(
+    state: &AppState,
+    caller: &Caller,
+    source: &str,
+    id: &str,
+    event: &str,
+    mapped: Result<Result<Vec<Intent>, Ignored>, shipgate_domain::FieldErrors>,
+) -> ApiResult<Response> {
+    let tenant = caller.tenant.as_str();
     let d = |result: &str, reason: Option<String>, records: Vec<String>| {
         delivery(state, source, id, tenant, event, result, reason, records)
     };
@@ -188,7 +202,7 @@ pub(crate) async fn settle(
             })
             .into_response())
         }
-        Ok(Ok(intents)) => match apply(state, tenant, source, intents).await {
+        Ok(Ok(intents)) => match apply(state, caller, intents).await {
             Ok(records) => {
                 remember(state, d("accepted", None, records.clone())).await;
                 metrics::counter!("shipgate_webhook_deliveries_total", "source" => source.to_owned(), "result" => "accepted").increment(1);
@@ -318,6 +332,124 @@ async fn github(
     };
     let mapped = shipgate_domain::integrations::github::map(&event, &value);
     settle(&state, "github", &id, &tenant, &event, mapped).await
+}
+
+/// The CDEvent in a CloudEvents HTTP request: structured mode (`application/cloudevents+json`,
+/// the CDEvent in `data`), binary mode (`ce-*` headers, the CDEvent as the body), or a bare
+/// CDEvent. Returns the event and its delivery id.
+fn cdevent_of(headers: &HeaderMap, v: serde_json::Value) -> ApiResult<(serde_json::Value, String)> {
+    let ctype = header(headers, "content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (event, ce_id, ce_type) = if ctype.starts_with("application/cloudevents+json") {
+        if v["specversion"] != "1.0" {
+            return Err(ApiError::field(
+                "specversion",
+                "invalid_value",
+                "a CloudEvent 1.0 is expected",
+            ));
+        }
+        let data = v
+            .get("data")
+            .cloned()
+            .filter(|d| d.is_object())
+            .ok_or_else(|| {
+                ApiError::field(
+                    "data",
+                    "required",
+                    "the CloudEvent carries the CDEvent in data",
+                )
+            })?;
+        (
+            data,
+            v["id"].as_str().map(str::to_owned),
+            v["type"].as_str().map(str::to_owned),
+        )
+    } else if let Some(sv) = header(headers, "ce-specversion") {
+        if sv != "1.0" {
+            return Err(ApiError::field(
+                "ce-specversion",
+                "invalid_value",
+                "a CloudEvent 1.0 is expected",
+            ));
+        }
+        (
+            v,
+            header(headers, "ce-id").map(str::to_owned),
+            header(headers, "ce-type").map(str::to_owned),
+        )
+    } else {
+        (v, None, None)
+    };
+    let context_type = event.pointer("/context/type").and_then(|t| t.as_str());
+    if let (Some(ce), Some(ctx)) = (&ce_type, context_type)
+        && ce != ctx
+    {
+        return Err(ApiError::field(
+            "ce-type",
+            "mismatch",
+            format!("the CloudEvent type '{ce}' is not the CDEvent's context.type '{ctx}'"),
+        ));
+    }
+    let id = ce_id
+        .or_else(|| {
+            event
+                .pointer("/context/id")
+                .and_then(|i| i.as_str())
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| ApiError::field("context.id", "required", "is required"))?;
+    if id.is_empty() || id.len() > 256 {
+        return Err(ApiError::field(
+            "context.id",
+            "invalid_format",
+            "1-256 characters",
+        ));
+    }
+    Ok((event, id))
+}
+
+#[utoipa::path(post, path = "/api/v1/cdevents", tag = "integrations",
+    request_body(content = String, description = "A CDEvent (spec 0.5.1) as a CloudEvent: structured (application/cloudevents+json), binary (ce-* headers) or bare", content_type = "application/json"),
+    description = "Receives CDEvents from other tools. Each is validated against the CDEvents 0.5.1 schema of its type (unknown fields are refused); service.deployed, service.upgraded and service.rolledback record deployments; other types are acknowledged with a reason. The CloudEvent id deduplicates redeliveries.",
+    responses((status = 200, body = DeliveryAnswer), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn cdevents(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = body_bytes(body, state.settings.max_body_bytes)?;
+    let value = parse_json(&bytes)?;
+    let (event, id) = cdevent_of(&headers, value)?;
+    let ty = event
+        .pointer("/context/type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("")
+        .chars()
+        .take(128)
+        .collect::<String>();
+    let source = "cdevents";
+    // CloudEvents: source + id identify an event; the type is added so that one producer's
+    // reuse of an id for another kind of event is not taken for a redelivery.
+    let ce_source = event
+        .pointer("/context/source")
+        .and_then(|t| t.as_str())
+        .unwrap_or("");
+    let scoped = format!("{}:{ce_source}:{ty}:{id}", caller.tenant);
+    if let Some(prev) = state.store.find_delivery(source, &scoped).await?
+        && prev.result != "rejected"
+    {
+        return Ok(Json(DeliveryAnswer {
+            result: "duplicate".into(),
+            reason: Some(format!("event {id} was already {}", prev.result)),
+            records: prev.records,
+        })
+        .into_response());
+    }
+    let mapped = crate::cdevents::validate(&event)
+        .map(|_| shipgate_domain::integrations::cdevents::map(&event));
+    settle_as(&state, &caller, source, &scoped, &ty, mapped).await
 }
 
 #[utoipa::path(get, path = "/api/v1/webhook-deliveries", tag = "integrations",

@@ -284,3 +284,154 @@ async fn production_requirements_reject_a_github_deployment_with_the_reason() {
     assert!(fields.contains(&"artifact_digest"), "{fields:?}");
     app.stop().await;
 }
+
+async fn send_cdevent(app: &TestApp, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
+    app.req(
+        reqwest::Method::POST,
+        "/api/v1/cdevents",
+        Some(&app.token),
+        Some(body.into()),
+        headers,
+    )
+    .await
+}
+
+/// Every CDEvents sample in the corpus, in the three CloudEvents HTTP modes: the 0.5.1 events are
+/// validated and acted on or acknowledged; the draft-spec ones are refused, naming why.
+#[tokio::test]
+async fn every_cdevents_sample_is_acted_on_or_refused_with_a_reason() {
+    let Some(corpus) = corpus() else { return };
+    let app = app().await;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for sub in ["cdevents", "cdevents/v0.6.0-draft"] {
+        for f in std::fs::read_dir(corpus.join(sub)).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "json") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 13, "{files:?}");
+    let mut deployed = 0;
+    for (i, f) in files.iter().enumerate() {
+        let bytes = std::fs::read(f).unwrap();
+        let ev: Value = serde_json::from_slice(&bytes).unwrap();
+        let ty = ev["context"]["type"].as_str().unwrap().to_owned();
+        let id = format!("sample-{i}");
+        // Rotate through binary, structured and bare modes.
+        let r = match i % 3 {
+            0 => {
+                send_cdevent(
+                    &app,
+                    bytes.clone(),
+                    &[
+                        ("content-type", "application/json"),
+                        ("ce-specversion", "1.0"),
+                        ("ce-id", &id),
+                        ("ce-type", &ty),
+                        ("ce-source", "/corpus"),
+                    ],
+                )
+                .await
+            }
+            1 => {
+                let ce = json!({"specversion": "1.0", "id": id, "type": ty, "source": "/corpus", "data": ev});
+                send_cdevent(
+                    &app,
+                    serde_json::to_vec(&ce).unwrap(),
+                    &[("content-type", "application/cloudevents+json")],
+                )
+                .await
+            }
+            _ => send_cdevent(&app, bytes.clone(), &[("content-type", "application/json")]).await,
+        };
+        let draft = ev["context"]["specversion"]
+            .as_str()
+            .unwrap()
+            .contains("draft");
+        if draft {
+            assert_eq!(r.status, 422, "{}: {}", f.display(), r.body);
+            assert_eq!(r.body["errors"][0]["code"], "unknown_type", "{}", r.body);
+            continue;
+        }
+        assert_eq!(r.status, 200, "{}: {}", f.display(), r.body);
+        let result = r.body["result"].as_str().unwrap();
+        if ty.starts_with("dev.cdevents.service.deployed")
+            || ty.starts_with("dev.cdevents.service.upgraded")
+            || ty.starts_with("dev.cdevents.service.rolledback")
+        {
+            assert_eq!(result, "accepted", "{}: {}", f.display(), r.body);
+            deployed += 1;
+        } else {
+            assert_eq!(result, "ignored", "{}: {}", f.display(), r.body);
+            assert!(r.body["reason"].as_str().is_some_and(|s| !s.is_empty()));
+        }
+    }
+    assert!(deployed >= 1);
+    let ds = deployments(&app).await;
+    assert_eq!(ds.len(), deployed, "{ds:#?}");
+    let d = ds
+        .iter()
+        .find(|d| d["labels"]["cdevents.type"] == "dev.cdevents.service.deployed.0.3.0")
+        .unwrap();
+    assert_eq!(d["status"], "succeeded");
+    assert_eq!(d["environment"]["raw"], "test123");
+    assert!(
+        d["artifact_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
+    // Strict: an unknown field is refused with its path; nothing recorded.
+    let sample = std::fs::read(corpus.join("cdevents/service_deployed.json")).unwrap();
+    let mut bad: Value = serde_json::from_slice(&sample).unwrap();
+    bad["context"]["id"] = json!("bad-1");
+    bad["subject"]["content"]["color"] = json!("blue");
+    let r = send_cdevent(
+        &app,
+        serde_json::to_vec(&bad).unwrap(),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "subject.content");
+    // The CloudEvent type must be the CDEvent's.
+    let r = send_cdevent(
+        &app,
+        sample.clone(),
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "x-1"),
+            ("ce-type", "dev.cdevents.service.removed.0.3.0"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    // A redelivery of an accepted event acts on nothing.
+    let r = send_cdevent(&app, sample, &[("content-type", "application/json")]).await;
+    assert_eq!(r.body["result"], "duplicate", "{}", r.body);
+    assert_eq!(deployments(&app).await.len(), deployed);
+    // Truncated JSON.
+    let r = send_cdevent(
+        &app,
+        b"{\"context\": {".to_vec(),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // A viewer may not send events.
+    let viewer = app.token_for("v", "viewer", None).await;
+    let r = app
+        .req(
+            reqwest::Method::POST,
+            "/api/v1/cdevents",
+            Some(&viewer),
+            Some(b"{}".to_vec().into()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    app.stop().await;
+}
