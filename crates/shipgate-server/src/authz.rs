@@ -67,7 +67,10 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("DELETE", "/api/v1/role-grants/{id}", TokensAdmin),
     // Integrations: webhooks authenticate with the tenant's webhook secret, in the handler.
     ("POST", "/api/v1/webhooks/{tenant}/github", Public),
+    ("POST", "/api/v1/webhooks/{tenant}/gitlab", Public),
     ("POST", "/api/v1/cdevents", DeploymentsWrite),
+    ("POST", "/api/v1/integrations/jenkins", DeploymentsWrite),
+    ("POST", "/api/v1/integrations/argocd", DeploymentsWrite),
     ("GET", "/api/v1/webhook-deliveries", AuditRead),
     ("GET", "/api/v1/audit", AuditRead),
     ("GET", "/api/v1/audit/verify", AuditRead),

@@ -104,6 +104,7 @@ pub async fn run() {
         "default".into(),
         shipgate_server::routes::webhooks::WebhookSecrets {
             github_secret: Some(SECRET.to_owned().into()),
+            gitlab_token: Some(SECRET.to_owned().into()),
         },
     );
     let (app, _) = Application::build(settings, None).await.unwrap();

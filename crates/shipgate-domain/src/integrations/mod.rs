@@ -4,8 +4,11 @@
 use serde_json::Value;
 use uuid::Uuid;
 
+pub mod argocd;
 pub mod cdevents;
 pub mod github;
+pub mod gitlab;
+pub mod jenkins;
 
 /// The namespace of shipgate's derived ids (UUID v5): the same upstream record always maps to the
 /// same shipgate id, so redeliveries are idempotent.

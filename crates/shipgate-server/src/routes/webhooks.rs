@@ -34,12 +34,17 @@ use crate::state::AppState;
 pub struct WebhookSecrets {
     /// The secret set on the GitHub webhook (HMAC-SHA256 of each delivery).
     pub github_secret: Option<SecretString>,
+    /// The secret token set on the GitLab webhook (sent verbatim in `X-Gitlab-Token`).
+    pub gitlab_token: Option<SecretString>,
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(github))
         .routes(routes!(cdevents))
+        .routes(routes!(gitlab))
+        .routes(routes!(jenkins))
+        .routes(routes!(argocd))
         .routes(routes!(list_deliveries))
 }
 
@@ -450,6 +455,166 @@ async fn cdevents(
     let mapped = crate::cdevents::validate(&event)
         .map(|_| shipgate_domain::integrations::cdevents::map(&event));
     settle_as(&state, &caller, source, &scoped, &ty, mapped).await
+}
+
+/// A redelivery of an accepted or ignored delivery, answered from its record.
+async fn replayed(state: &AppState, source: &str, id: &str) -> ApiResult<Option<Response>> {
+    Ok(match state.store.find_delivery(source, id).await? {
+        Some(prev) if prev.result != "rejected" => Some(
+            Json(DeliveryAnswer {
+                result: "duplicate".into(),
+                reason: Some(format!("delivery {id} was already {}", prev.result)),
+                records: prev.records,
+            })
+            .into_response(),
+        ),
+        _ => None,
+    })
+}
+
+/// Compares two secrets in constant time (their HMACs under a fixed key, so lengths do not leak).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mac = |x: &[u8]| {
+        let mut m = Hmac::<Sha256>::new_from_slice(b"shipgate-token-compare").expect("any key");
+        m.update(x);
+        m
+    };
+    mac(a).verify_slice(&mac(b).finalize().into_bytes()).is_ok()
+}
+
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/gitlab", tag = "integrations",
+    params(("tenant" = String, Path), ("X-Gitlab-Token" = String, Header), ("X-Gitlab-Event" = String, Header)),
+    request_body(content = String, description = "A GitLab webhook payload", content_type = "application/json"),
+    description = "GitLab project or group webhook. Deployment events create and advance deployment records; pipeline, push, tag and merge request events are acknowledged. Authenticated by the tenant's secret token.",
+    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn gitlab(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let token = state
+        .settings
+        .webhooks
+        .get(&tenant)
+        .and_then(|w| w.gitlab_token.as_ref())
+        .ok_or(ApiError::NotFound)?;
+    let presented = header(&headers, "x-gitlab-token").unwrap_or("");
+    if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
+        metrics::counter!("shipgate_webhook_deliveries_total", "source" => "gitlab", "result" => "bad_token").increment(1);
+        return Err(ApiError::Unauthenticated(
+            "X-Gitlab-Token is not this tenant's webhook token".into(),
+        ));
+    }
+    let bytes = body_bytes(body, state.settings.max_body_bytes)?;
+    let event = header(&headers, "x-gitlab-event")
+        .unwrap_or("unknown")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let id = header(&headers, "x-gitlab-event-uuid")
+        .or_else(|| header(&headers, "idempotency-key"))
+        .map(|s| s.chars().take(128).collect::<String>())
+        .unwrap_or_else(|| shipgate_domain::audit::sha256_hex(&bytes));
+    if let Some(r) = replayed(&state, "gitlab", &id).await? {
+        return Ok(r);
+    }
+    let value = match parse_json(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            remember(
+                &state,
+                delivery(
+                    &state,
+                    "gitlab",
+                    &id,
+                    &tenant,
+                    &event,
+                    "rejected",
+                    Some(e.summary()),
+                    vec![],
+                ),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let mapped = shipgate_domain::integrations::gitlab::map(&value);
+    settle(&state, "gitlab", &id, &tenant, &event, mapped).await
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JenkinsQuery {
+    /// The service the job deploys (default: the job name or a SHIPGATE_SERVICE parameter).
+    service: Option<String>,
+    /// The environment it deploys to (or a SHIPGATE_ENVIRONMENT build parameter).
+    environment: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/integrations/jenkins", tag = "integrations", params(JenkinsQuery),
+    request_body(content = String, description = "A Jenkins Notification plugin message (JSON format)", content_type = "application/json"),
+    description = "Jenkins Notification plugin endpoint: each phase (queued, started, completed, finalized) advances the deployment of that build. Authenticated with a shipgate token.",
+    responses((status = 200, body = DeliveryAnswer), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn jenkins(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<JenkinsQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = body_bytes(body, state.settings.max_body_bytes)?;
+    let value = parse_json(&bytes)?;
+    let id = format!(
+        "{}:{}",
+        caller.tenant,
+        shipgate_domain::audit::sha256_hex(&bytes)
+    );
+    if let Some(r) = replayed(&state, "jenkins", &id).await? {
+        return Ok(r);
+    }
+    let phase = value
+        .pointer("/build/phase")
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown")
+        .chars()
+        .take(32)
+        .collect::<String>();
+    let mapped = shipgate_domain::integrations::jenkins::map(
+        &value,
+        q.service.as_deref(),
+        q.environment.as_deref(),
+    );
+    settle_as(&state, &caller, "jenkins", &id, &phase, mapped).await
+}
+
+#[utoipa::path(post, path = "/api/v1/integrations/argocd", tag = "integrations",
+    request_body(content = String, description = "The document rendered by shipgate's Argo CD notification template", content_type = "application/json"),
+    description = "Argo CD notifications endpoint (see integrations/argocd): sync running, succeeded and failed advance the deployment of that sync. Authenticated with a shipgate token.",
+    responses((status = 200, body = DeliveryAnswer), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn argocd(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = body_bytes(body, state.settings.max_body_bytes)?;
+    let value = parse_json(&bytes)?;
+    let id = format!(
+        "{}:{}",
+        caller.tenant,
+        shipgate_domain::audit::sha256_hex(&bytes)
+    );
+    if let Some(r) = replayed(&state, "argocd", &id).await? {
+        return Ok(r);
+    }
+    let phase = value
+        .get("phase")
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown")
+        .chars()
+        .take(32)
+        .collect::<String>();
+    let mapped = shipgate_domain::integrations::argocd::map(&value);
+    settle_as(&state, &caller, "argocd", &id, &phase, mapped).await
 }
 
 #[utoipa::path(get, path = "/api/v1/webhook-deliveries", tag = "integrations",

@@ -64,6 +64,7 @@ async fn app() -> TestApp {
             "default".into(),
             shipgate_server::routes::webhooks::WebhookSecrets {
                 github_secret: Some(SECRET.to_owned().into()),
+                gitlab_token: Some(SECRET.to_owned().into()),
             },
         );
         // GitHub deployments carry no artifact digest; production still needs the commit.
@@ -268,6 +269,7 @@ async fn production_requirements_reject_a_github_deployment_with_the_reason() {
             "default".into(),
             shipgate_server::routes::webhooks::WebhookSecrets {
                 github_secret: Some(SECRET.to_owned().into()),
+                gitlab_token: Some(SECRET.to_owned().into()),
             },
         );
     })
@@ -433,5 +435,156 @@ async fn every_cdevents_sample_is_acted_on_or_refused_with_a_reason() {
         )
         .await;
     assert_eq!(r.status, 403);
+    app.stop().await;
+}
+
+/// Every GitLab sample: the Deployment Hook records and advances a deployment (its
+/// `+0200` timestamp normalised); the other hooks are acknowledged with a reason.
+#[tokio::test]
+async fn every_gitlab_sample_is_acted_on_or_acknowledged_with_a_reason() {
+    let Some(corpus) = corpus() else { return };
+    let app = app().await;
+    let send = |body: Vec<u8>, token: &'static str, id: String| {
+        let app = &app;
+        async move {
+            app.req(
+                reqwest::Method::POST,
+                "/api/v1/webhooks/default/gitlab",
+                None,
+                Some(body.into()),
+                &[
+                    ("content-type", "application/json"),
+                    ("x-gitlab-token", token),
+                    ("x-gitlab-event-uuid", &id),
+                ],
+            )
+            .await
+        }
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus.join("gitlab"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 5);
+    for (i, f) in files.iter().enumerate() {
+        let r = send(std::fs::read(f).unwrap(), SECRET, format!("gl-{i}")).await;
+        assert_eq!(r.status, 200, "{}: {}", f.display(), r.body);
+        if f.ends_with("deployment.json") {
+            assert_eq!(r.body["result"], "accepted", "{}", r.body);
+        } else {
+            assert_eq!(r.body["result"], "ignored", "{}: {}", f.display(), r.body);
+            assert!(r.body["reason"].as_str().is_some_and(|s| !s.is_empty()));
+        }
+    }
+    let ds = deployments(&app).await;
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert_eq!(ds[0]["status"], "succeeded");
+    assert_eq!(
+        ds[0]["commit_sha"],
+        "279484c09fbe69ededfced8c1bb6e6d24616b468"
+    );
+    assert_eq!(
+        ds[0]["started_at"], "2021-04-28T19:50:00Z",
+        "the +0200 time in UTC"
+    );
+    assert_eq!(ds[0]["deployer"], "root");
+    // Redelivery, a wrong token, no token.
+    let body = std::fs::read(corpus.join("gitlab/deployment.json")).unwrap();
+    let r = send(body.clone(), SECRET, "gl-0".into()).await;
+    assert!(
+        r.body["result"] == "duplicate" || r.body["result"] == "accepted",
+        "{}",
+        r.body
+    );
+    let r = send(body.clone(), "guess", "gl-x".into()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(deployments(&app).await.len(), 1);
+    app.stop().await;
+}
+
+/// Jenkins Notification plugin samples, and the Argo CD notification template's document
+/// rendered from the corpus Application.
+#[tokio::test]
+async fn jenkins_and_argocd_notifications_record_deployments() {
+    let Some(corpus) = corpus() else { return };
+    let app = app().await;
+    let post = |path: String, body: Vec<u8>| {
+        let app = &app;
+        async move {
+            app.req(
+                reqwest::Method::POST,
+                &path,
+                Some(&app.token),
+                Some(body.into()),
+                &[("content-type", "application/json")],
+            )
+            .await
+        }
+    };
+    for f in ["notification_started.json", "notification_finalized.json"] {
+        let body = std::fs::read(corpus.join("jenkins").join(f)).unwrap();
+        // Without an environment: refused, naming how to give one.
+        let r = post("/api/v1/integrations/jenkins".into(), body.clone()).await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert_eq!(r.body["errors"][0]["field"], "environment");
+        let r = post(
+            "/api/v1/integrations/jenkins?environment=staging&service=support".into(),
+            body,
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.body["result"].as_str()),
+            (200, Some("accepted")),
+            "{}",
+            r.body
+        );
+    }
+    let ds = deployments(&app).await;
+    let by_build = |n: &str| {
+        ds.iter()
+            .find(|d| d["labels"]["cicd.pipeline.run.id"] == n)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(by_build("162")["status"], "started");
+    assert_eq!(by_build("148")["status"], "succeeded");
+
+    // Argo CD: the template renders these fields from the Application (values below are the
+    // corpus Application's).
+    let argo = |phase: &str, health: &str| {
+        json!({"app": "velero-test", "uid": "velero-test-uid", "destination": "gke-alpha-01-europe-west1/test-lla",
+            "environment": "staging-europe-west1", "revision": "ea875996a9a4b13e5e4ae10a4cba5f2cb1f3b3b5",
+            "history_id": "23", "target_revision": "test-lla", "repo_url": "https://github.com/foo/manifests-velero.git",
+            "phase": phase, "health": health, "initiated_by": "foo@example.com",
+            "started_at": "2024-03-05T07:33:00Z", "finished_at": "2024-03-05T07:33:04Z", "message": "successfully synced"})
+    };
+    for (phase, health) in [("Running", "Progressing"), ("Succeeded", "Healthy")] {
+        let r = post(
+            "/api/v1/integrations/argocd".into(),
+            serde_json::to_vec(&argo(phase, health)).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.body["result"].as_str()),
+            (200, Some("accepted")),
+            "{}",
+            r.body
+        );
+    }
+    let ds = deployments(&app).await;
+    let a = ds
+        .iter()
+        .find(|d| d["labels"]["argocd.app"] == "velero-test")
+        .unwrap();
+    assert_eq!(a["status"], "succeeded");
+    assert_eq!(a["trigger"], "gitops");
+    assert_eq!(a["commit_sha"], "ea875996a9a4b13e5e4ae10a4cba5f2cb1f3b3b5");
+    let r = post(
+        "/api/v1/integrations/argocd".into(),
+        b"{\"app\": \"x\"}".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
     app.stop().await;
 }
