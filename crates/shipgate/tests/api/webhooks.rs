@@ -550,15 +550,47 @@ async fn jenkins_and_argocd_notifications_record_deployments() {
     assert_eq!(by_build("162")["status"], "started");
     assert_eq!(by_build("148")["status"], "succeeded");
 
-    // Argo CD: the template renders these fields from the Application (values below are the
-    // corpus Application's).
+    // Argo CD: the document shipgate's notification template renders, built here from the
+    // corpus Application with the template's own paths.
+    let yaml = std::fs::read_to_string(corpus.join("argocd/application.synced-healthy.yaml")).unwrap();
+    let app_doc: Value = serde_yaml::from_str(&yaml).unwrap();
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../integrations/argocd/shipgate-notifications.yaml"
+    ))
+    .unwrap();
+    let at = |p: &str| app_doc.pointer(p).and_then(Value::as_str).unwrap_or("").to_owned();
+    for path in [
+        ".app.status.operationState.syncResult.revision",
+        ".app.spec.destination.namespace",
+        ".app.status.operationState.phase",
+        ".app.status.health.status",
+        ".app.status.operationState.operation.initiatedBy.username",
+    ] {
+        assert!(template.contains(path), "the template renders {path}");
+        let ptr = path.trim_start_matches(".app").replace('.', "/");
+        assert!(!at(&ptr).is_empty(), "the corpus Application has {path}");
+    }
+    let history = app_doc["status"]["history"].as_array().unwrap();
+    let last = history.last().unwrap()["id"].to_string();
     let argo = |phase: &str, health: &str| {
-        json!({"app": "velero-test", "uid": "velero-test-uid", "destination": "gke-alpha-01-europe-west1/test-lla",
-            "environment": "staging-europe-west1", "revision": "ea875996a9a4b13e5e4ae10a4cba5f2cb1f3b3b5",
-            "history_id": "23", "target_revision": "test-lla", "repo_url": "https://github.com/foo/manifests-velero.git",
-            "phase": phase, "health": health, "initiated_by": "foo@example.com",
-            "started_at": "2024-03-05T07:33:00Z", "finished_at": "2024-03-05T07:33:04Z", "message": "successfully synced"})
+        json!({"app": at("/metadata/name"), "uid": at("/metadata/name"),
+            "destination": format!("{}/{}", at("/spec/destination/name"), at("/spec/destination/namespace")),
+            "environment": at("/spec/destination/namespace"),
+            "revision": at("/status/operationState/syncResult/revision"), "history_id": last,
+            "target_revision": at("/spec/source/targetRevision"), "repo_url": at("/spec/source/repoURL"),
+            "phase": phase, "health": health,
+            "initiated_by": at("/status/operationState/operation/initiatedBy/username"),
+            "started_at": at("/status/operationState/startedAt"), "finished_at": at("/status/operationState/finishedAt"),
+            "message": at("/status/operationState/message")})
     };
+    // The catalog's triggers and templates are Argo CD configuration, not payloads: they parse.
+    for sub in ["argocd/catalog/templates", "argocd/catalog/triggers"] {
+        for f in std::fs::read_dir(corpus.join(sub)).unwrap() {
+            let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            let _: Value = serde_yaml::from_str(&text).unwrap();
+        }
+    }
     for (phase, health) in [("Running", "Progressing"), ("Succeeded", "Healthy")] {
         let r = post(
             "/api/v1/integrations/argocd".into(),
@@ -579,7 +611,8 @@ async fn jenkins_and_argocd_notifications_record_deployments() {
         .unwrap();
     assert_eq!(a["status"], "succeeded");
     assert_eq!(a["trigger"], "gitops");
-    assert_eq!(a["commit_sha"], "ea875996a9a4b13e5e4ae10a4cba5f2cb1f3b3b5");
+    assert_eq!(a["commit_sha"], at("/status/operationState/syncResult/revision"));
+    assert_eq!(a["deployer"], "foo@example.com");
     let r = post(
         "/api/v1/integrations/argocd".into(),
         b"{\"app\": \"x\"}".to_vec(),
