@@ -68,6 +68,8 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     // Integrations: webhooks authenticate with the tenant's webhook secret, in the handler.
     ("POST", "/api/v1/webhooks/{tenant}/github", Public),
     ("POST", "/api/v1/webhooks/{tenant}/gitlab", Public),
+    ("POST", "/api/v1/webhooks/{tenant}/servicenow", Public),
+    ("POST", "/api/v1/webhooks/{tenant}/jira", Public),
     ("POST", "/api/v1/cdevents", DeploymentsWrite),
     ("POST", "/api/v1/integrations/jenkins", DeploymentsWrite),
     ("POST", "/api/v1/integrations/argocd", DeploymentsWrite),

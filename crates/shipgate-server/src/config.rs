@@ -43,6 +43,8 @@ pub struct Settings {
     pub outbox: crate::stream::OutboxSettings,
     /// Webhook secrets per tenant: `[webhooks.<tenant>] github_secret = "..."`.
     pub webhooks: std::collections::BTreeMap<String, crate::routes::webhooks::WebhookSecrets>,
+    /// ServiceNow and Jira per tenant: `[itsm.<tenant>.servicenow]`, `[itsm.<tenant>.jira]`.
+    pub itsm: crate::itsm::ItsmSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +86,7 @@ impl Default for Settings {
             kafka: Default::default(),
             outbox: Default::default(),
             webhooks: Default::default(),
+            itsm: Default::default(),
         }
     }
 }

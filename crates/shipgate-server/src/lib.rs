@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod governance;
 pub mod ingest;
+pub mod itsm;
 pub mod ldap;
 pub mod oidc;
 pub mod routes;

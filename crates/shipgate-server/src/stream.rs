@@ -412,6 +412,11 @@ pub fn sinks(state: &AppState) -> Vec<Box<dyn Sink>> {
     if let Some(k) = KafkaSink::new(&state.settings.kafka) {
         out.push(Box::new(k));
     }
+    for system in ["servicenow", "jira"] {
+        if let Some(w) = crate::itsm::WriteBackSink::new(system, &state.settings.itsm) {
+            out.push(Box::new(w));
+        }
+    }
     out
 }
 

@@ -8,6 +8,7 @@ pub mod argocd;
 pub mod cdevents;
 pub mod github;
 pub mod gitlab;
+pub mod itsm;
 pub mod jenkins;
 
 /// The namespace of shipgate's derived ids (UUID v5): the same upstream record always maps to the

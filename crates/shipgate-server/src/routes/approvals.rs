@@ -421,7 +421,17 @@ async fn create_change(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<ChangeRequest>)> {
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
-    let spec = parse_spec(&state, &caller.tenant, &v).await?;
+    Ok((StatusCode::CREATED, Json(open(&state, &caller, &v).await?)))
+}
+
+/// Opens a change request from a request body, as `caller` (the requester).
+pub(crate) async fn open(
+    state: &AppState,
+    caller: &Caller,
+    v: &serde_json::Value,
+) -> ApiResult<ChangeRequest> {
+    let state = state.clone();
+    let spec = parse_spec(&state, &caller.tenant, v).await?;
     let pv = require_policy(&state, &caller.tenant).await?;
     let groups = governance::groups(&state, &caller.tenant).await?;
     let now = state.clock.now();
@@ -451,7 +461,7 @@ async fn create_change(
     governance::check_emergency_threshold(&state, &c).await?;
     metrics::counter!("shipgate_changes_opened_total", "type" => c.spec.change_type.as_str())
         .increment(1);
-    Ok((StatusCode::CREATED, Json(c)))
+    Ok(c)
 }
 
 #[utoipa::path(get, path = "/api/v1/changes", tag = "approvals",

@@ -45,6 +45,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(gitlab))
         .routes(routes!(jenkins))
         .routes(routes!(argocd))
+        .routes(routes!(servicenow))
+        .routes(routes!(jira))
         .routes(routes!(list_deliveries))
 }
 
@@ -615,6 +617,161 @@ async fn argocd(
         .collect::<String>();
     let mapped = shipgate_domain::integrations::argocd::map(&value);
     settle_as(&state, &caller, "argocd", &id, &phase, mapped).await
+}
+
+/// Opens a change request for an ITSM record unless one already tracks its ticket.
+async fn itsm_change(
+    state: &AppState,
+    system: &str,
+    tenant: &str,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    mapped: Result<Option<(serde_json::Value, String)>, shipgate_domain::FieldErrors>,
+    event: &str,
+) -> ApiResult<Response> {
+    let id = header(headers, "x-shipgate-delivery")
+        .map(|s| s.chars().take(128).collect::<String>())
+        .unwrap_or_else(|| shipgate_domain::audit::sha256_hex(bytes));
+    let id = format!("{tenant}:{id}");
+    if let Some(r) = replayed(state, system, &id).await? {
+        return Ok(r);
+    }
+    let d = |result: &str, reason: Option<String>, records: Vec<String>| {
+        delivery(state, system, &id, tenant, event, result, reason, records)
+    };
+    let answer = |result: &str, reason: Option<String>, records: Vec<String>| {
+        Json(DeliveryAnswer {
+            result: result.into(),
+            reason,
+            records,
+        })
+        .into_response()
+    };
+    let (body, requester) = match mapped {
+        Err(errors) => {
+            let e = ApiError::Validation(errors);
+            remember(state, d("rejected", Some(e.summary()), vec![])).await;
+            return Err(e);
+        }
+        Ok(None) => {
+            let reason = format!("{event} does not open a change request");
+            remember(state, d("ignored", Some(reason.clone()), vec![])).await;
+            return Ok(answer("ignored", Some(reason), vec![]));
+        }
+        Ok(Some(x)) => x,
+    };
+    let ticket = body["ticket"].as_str().unwrap_or_default().to_owned();
+    let existing = state
+        .store
+        .list_changes(tenant, None, 10_000)
+        .await?
+        .into_iter()
+        .find(|c| c.spec.ticket.as_deref() == Some(ticket.as_str()));
+    if let Some(c) = existing {
+        let reason = format!("{ticket} is already tracked as {}", c.key);
+        remember(
+            state,
+            d("ignored", Some(reason.clone()), vec![c.key.clone()]),
+        )
+        .await;
+        return Ok(answer("ignored", Some(reason), vec![c.key]));
+    }
+    let caller = Caller {
+        tenant: tenant.to_owned(),
+        subject: requester,
+        role: Role::Requester,
+        root: false,
+        env_tier: None,
+    };
+    match super::approvals::open(state, &caller, &body).await {
+        Ok(c) => {
+            remember(state, d("accepted", None, vec![c.key.clone()])).await;
+            Ok(answer("accepted", None, vec![c.key]))
+        }
+        Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::Overloaded)) => {
+            Err(e)
+        }
+        Err(e) => {
+            remember(state, d("rejected", Some(e.summary()), vec![])).await;
+            Err(e)
+        }
+    }
+}
+
+fn inbound_token_ok(headers: &HeaderMap, want: Option<&SecretString>) -> ApiResult<()> {
+    let want = want.ok_or(ApiError::NotFound)?;
+    let got = header(headers, "x-shipgate-token").unwrap_or("");
+    if constant_time_eq(got.as_bytes(), want.expose_secret().as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthenticated(
+            "X-Shipgate-Token is not this tenant's inbound token".into(),
+        ))
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/servicenow", tag = "integrations",
+    params(("tenant" = String, Path), ("X-Shipgate-Token" = String, Header)),
+    request_body(content = String, description = "A change_request record (Table API JSON, bare or in `result`)", content_type = "application/json"),
+    description = "ServiceNow outbound REST message: a change_request opens a shipgate change request (fields mapped by configuration), whose approval runs under shipgate's policy; the decision is written back to the record.",
+    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn servicenow(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let cfg = state
+        .settings
+        .itsm
+        .get(&tenant)
+        .and_then(|t| t.servicenow.clone())
+        .ok_or(ApiError::NotFound)?;
+    inbound_token_ok(&headers, cfg.inbound_token.as_ref())?;
+    let bytes = body_bytes(body, state.settings.max_body_bytes)?;
+    let value = parse_json(&bytes)?;
+    let mapped = shipgate_domain::integrations::itsm::servicenow(&value, &cfg.mapping).map(Some);
+    itsm_change(
+        &state,
+        "servicenow",
+        &tenant,
+        &headers,
+        &bytes,
+        mapped,
+        "change_request",
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/jira", tag = "integrations",
+    params(("tenant" = String, Path), ("X-Shipgate-Token" = String, Header)),
+    request_body(content = String, description = "A Jira issue webhook", content_type = "application/json"),
+    description = "Jira webhook: jira:issue_created opens a shipgate change request (fields mapped by configuration); the decision is written back as a transition and a comment. Other events are acknowledged.",
+    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn jira(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let cfg = state
+        .settings
+        .itsm
+        .get(&tenant)
+        .and_then(|t| t.jira.clone())
+        .ok_or(ApiError::NotFound)?;
+    inbound_token_ok(&headers, cfg.inbound_token.as_ref())?;
+    let bytes = body_bytes(body, state.settings.max_body_bytes)?;
+    let value = parse_json(&bytes)?;
+    let event = value
+        .get("webhookEvent")
+        .and_then(|e| e.as_str())
+        .unwrap_or("unknown")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let mapped = shipgate_domain::integrations::itsm::jira(&value, &cfg.mapping);
+    itsm_change(&state, "jira", &tenant, &headers, &bytes, mapped, &event).await
 }
 
 #[utoipa::path(get, path = "/api/v1/webhook-deliveries", tag = "integrations",

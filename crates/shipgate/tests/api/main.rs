@@ -11,6 +11,7 @@ mod cli;
 mod deployments;
 mod import;
 mod isolation;
+mod itsm;
 mod ldap;
 mod oidc;
 mod ops;

@@ -552,14 +552,21 @@ async fn jenkins_and_argocd_notifications_record_deployments() {
 
     // Argo CD: the document shipgate's notification template renders, built here from the
     // corpus Application with the template's own paths.
-    let yaml = std::fs::read_to_string(corpus.join("argocd/application.synced-healthy.yaml")).unwrap();
+    let yaml =
+        std::fs::read_to_string(corpus.join("argocd/application.synced-healthy.yaml")).unwrap();
     let app_doc: Value = serde_yaml::from_str(&yaml).unwrap();
     let template = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../integrations/argocd/shipgate-notifications.yaml"
     ))
     .unwrap();
-    let at = |p: &str| app_doc.pointer(p).and_then(Value::as_str).unwrap_or("").to_owned();
+    let at = |p: &str| {
+        app_doc
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     for path in [
         ".app.status.operationState.syncResult.revision",
         ".app.spec.destination.namespace",
@@ -611,7 +618,10 @@ async fn jenkins_and_argocd_notifications_record_deployments() {
         .unwrap();
     assert_eq!(a["status"], "succeeded");
     assert_eq!(a["trigger"], "gitops");
-    assert_eq!(a["commit_sha"], at("/status/operationState/syncResult/revision"));
+    assert_eq!(
+        a["commit_sha"],
+        at("/status/operationState/syncResult/revision")
+    );
     assert_eq!(a["deployer"], "foo@example.com");
     let r = post(
         "/api/v1/integrations/argocd".into(),

@@ -1,0 +1,302 @@
+//! ServiceNow and Jira: a change record in either opens a shipgate change request, and
+//! shipgate's decision is written back. The tools are HTTP mocks (third-party SaaS) that answer
+//! with the corpus records and record what shipgate sends.
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, patch, post};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::webhooks::corpus;
+
+type Calls = Arc<Mutex<Vec<(String, String, Value, bool)>>>;
+
+fn authed(h: &HeaderMap) -> bool {
+    h.get("authorization").is_some()
+}
+
+/// A mock of the parts of ServiceNow's Table API and Jira's REST API shipgate calls.
+async fn mock(record: Value) -> (String, Calls) {
+    let calls: Calls = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/api/now/table/change_request",
+            get(
+                |State((c, rec)): State<(Calls, Value)>, h: HeaderMap, q: axum::extract::RawQuery| async move {
+                    let q = q.0.unwrap_or_default();
+                    c.lock().unwrap().push(("GET".into(), format!("change_request?{q}"), Value::Null, authed(&h)));
+                    let number = rec["number"].as_str().unwrap_or_default().to_owned();
+                    if q.contains(&number) {
+                        axum::Json(json!({"result": [{"sys_id": rec["sys_id"], "number": rec["number"]}]}))
+                    } else {
+                        axum::Json(json!({"result": []}))
+                    }
+                },
+            ),
+        )
+        .route(
+            "/api/now/table/change_request/{id}",
+            patch(
+                |State((c, rec)): State<(Calls, Value)>, Path(id): Path<String>, h: HeaderMap, axum::Json(b): axum::Json<Value>| async move {
+                    c.lock().unwrap().push(("PATCH".into(), format!("change_request/{id}"), b.clone(), authed(&h)));
+                    let mut merged = rec.clone();
+                    for (k, v) in b.as_object().unwrap() {
+                        merged[k] = v.clone();
+                    }
+                    axum::Json(json!({"result": merged}))
+                },
+            ),
+        )
+        .route(
+            "/rest/api/2/issue/{key}/transitions",
+            get(|State((c, _)): State<(Calls, Value)>, Path(key): Path<String>, h: HeaderMap| async move {
+                c.lock().unwrap().push(("GET".into(), format!("{key}/transitions"), Value::Null, authed(&h)));
+                axum::Json(json!({"transitions": [
+                    {"id": "31", "name": "Approve", "to": {"name": "Approved"}},
+                    {"id": "41", "name": "Reject", "to": {"name": "Rejected"}}]}))
+            })
+            .post(
+                |State((c, _)): State<(Calls, Value)>, Path(key): Path<String>, h: HeaderMap, axum::Json(b): axum::Json<Value>| async move {
+                    c.lock().unwrap().push(("POST".into(), format!("{key}/transitions"), b, authed(&h)));
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/rest/api/2/issue/{key}/comment",
+            post(
+                |State((c, _)): State<(Calls, Value)>, Path(key): Path<String>, h: HeaderMap, axum::Json(b): axum::Json<Value>| async move {
+                    c.lock().unwrap().push(("POST".into(), format!("{key}/comment"), b, authed(&h)));
+                    axum::Json(json!({}))
+                },
+            ),
+        )
+        .with_state((calls.clone(), record));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
+}
+
+async fn wait_for(calls: &Calls, what: &str) -> (String, String, Value, bool) {
+    let t = Instant::now();
+    loop {
+        if let Some(c) = calls
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(m, p, _, _)| format!("{m} {p}").contains(what))
+            .cloned()
+        {
+            return c;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no {what}: {:?}",
+            calls.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn inbound(app: &TestApp, system: &str, token: &str, body: Vec<u8>) -> Resp {
+    app.req(
+        reqwest::Method::POST,
+        &format!("/api/v1/webhooks/default/{system}"),
+        None,
+        Some(body.into()),
+        &[
+            ("content-type", "application/json"),
+            ("x-shipgate-token", token),
+        ],
+    )
+    .await
+}
+
+const POLICY: &str = r#"
+[[rule]]
+name = "production"
+approvals = [{ group = "cab" }]
+[rule.match]
+env_tier = ["production"]
+change_type = ["normal", "emergency"]
+"#;
+
+#[tokio::test]
+async fn itsm_change_records_open_change_requests_and_get_the_decision_back() {
+    let Some(corpus) = corpus() else { return };
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(corpus.join("servicenow/change_request.CHG0000023.json")).unwrap(),
+    )
+    .unwrap();
+    let (snow, snow_calls) = mock(record.clone()).await;
+    let (jira, jira_calls) = mock(Value::Null).await;
+    let app = TestApp::spawn_with(|s| {
+        s.outbox.poll_ms = 5;
+        let mut t = shipgate_server::itsm::ItsmTenant::default();
+        let mut sn = shipgate_server::itsm::ServiceNowSettings {
+            instance_url: snow.clone(),
+            username: Some("shipgate".into()),
+            password: Some("pw".to_owned().into()),
+            inbound_token: Some("in-snow".to_owned().into()),
+            ..Default::default()
+        };
+        sn.mapping.default_service = Some("legacy-app".into());
+        t.servicenow = Some(sn);
+        let mut j = shipgate_server::itsm::JiraSettings {
+            base_url: jira.clone(),
+            username: Some("shipgate".into()),
+            api_token: Some("tok".to_owned().into()),
+            inbound_token: Some("in-jira".to_owned().into()),
+            approve_transition: "Approved".into(),
+            reject_transition: "Reject".into(),
+            ..Default::default()
+        };
+        j.mapping.default_service = Some("web".into());
+        t.jira = Some(j);
+        s.itsm.insert("default".into(), t);
+    })
+    .await;
+    let r = app
+        .post(
+            "/api/v1/people",
+            json!({"subject": "carol", "token_role": "approver"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let carol = r.body["token"].as_str().unwrap().to_owned();
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/groups/cab",
+            Some(&app.token),
+            Some(json!({"members": ["carol"]}).to_string().into()),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/policy",
+            Some(&app.token),
+            Some(POLICY.to_owned().into()),
+            &[("content-type", "application/toml")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // ServiceNow: the corpus change_request opens a change request.
+    let body = serde_json::to_vec(&record).unwrap();
+    assert_eq!(
+        inbound(&app, "servicenow", "guess", body.clone())
+            .await
+            .status,
+        401
+    );
+    // The corpus record is a standard change; this policy pre-approves none: refused, saying so.
+    let r = inbound(&app, "servicenow", "in-snow", body.clone()).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["code"], "not_pre_approved");
+    // With a standard-change rule the same record (redelivered) opens a pre-approved change,
+    // and the approval is written back at once.
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/policy",
+            Some(&app.token),
+            Some(format!("[[rule]]\nname = \"standard\"\nauto_approve = true\n[rule.match]\nchange_type = [\"standard\"]\n{POLICY}").into()),
+            &[("content-type", "application/toml")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = inbound(&app, "servicenow", "in-snow", body.clone()).await;
+    assert_eq!(
+        (r.status, r.body["result"].as_str()),
+        (200, Some("accepted")),
+        "{}",
+        r.body
+    );
+    let cr = r.body["records"][0].as_str().unwrap().to_owned();
+    let c = app.get(&format!("/api/v1/changes/{cr}")).await;
+    assert_eq!(c.body["ticket"], "CHG0000023");
+    assert_eq!(c.body["title"], record["short_description"]);
+    assert_eq!(c.body["type"], "standard");
+    assert_eq!(c.body["status"], "approved", "{}", c.body);
+    // The same record again: already tracked, nothing new.
+    let again = inbound(&app, "servicenow", "in-snow", body).await;
+    assert_eq!(again.status, 200);
+    assert_ne!(again.body["result"], "accepted", "{}", again.body);
+    let (_, path, sent, authed) = wait_for(&snow_calls, "PATCH change_request/").await;
+    assert!(path.ends_with(record["sys_id"].as_str().unwrap()), "{path}");
+    assert_eq!(sent["approval"], "approved");
+    assert!(sent["work_notes"].as_str().unwrap().contains(&cr), "{sent}");
+    assert!(
+        sent["work_notes"].as_str().unwrap().contains("by policy"),
+        "{sent}"
+    );
+    assert!(authed);
+
+    // Jira: a created issue opens a change; a rejection takes the Reject transition.
+    let created = std::fs::read(corpus.join("jira/issue_created.json")).unwrap();
+    let r = inbound(&app, "jira", "in-jira", created).await;
+    assert_eq!(
+        (r.status, r.body["result"].as_str()),
+        (200, Some("accepted")),
+        "{}",
+        r.body
+    );
+    let cr2 = r.body["records"][0].as_str().unwrap().to_owned();
+    let c = app.get(&format!("/api/v1/changes/{cr2}")).await;
+    assert_eq!(
+        c.body["status"], "pending",
+        "normal: the policy's approval runs: {}",
+        c.body
+    );
+    assert_eq!(c.body["requester"], "admin", "the Jira user");
+    let updated = std::fs::read(corpus.join("jira/issue_updated_status_updated.json")).unwrap();
+    let r = inbound(&app, "jira", "in-jira", updated).await;
+    assert_eq!(
+        (r.status, r.body["result"].as_str()),
+        (200, Some("ignored")),
+        "{}",
+        r.body
+    );
+    let r = app
+        .post_as(
+            &format!("/api/v1/changes/{cr2}/decisions"),
+            json!({"decision": "reject", "comment": "not this week"}),
+            &carol,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, path, sent, _) = wait_for(&jira_calls, "POST TEST-4/transitions").await;
+    assert_eq!(path, "TEST-4/transitions");
+    assert_eq!(sent["transition"]["id"], "41");
+    assert!(
+        sent.pointer("/update/comment/0/add/body")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("rejected"),
+        "{sent}"
+    );
+    // A record that names no service and none is configured: refused, naming the field.
+    let mut bad = record.clone();
+    bad["number"] = json!("CHG0099999");
+    bad["short_description"] = json!("");
+    let r = inbound(
+        &app,
+        "servicenow",
+        "in-snow",
+        serde_json::to_vec(&bad).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "short_description");
+    app.stop().await;
+}
