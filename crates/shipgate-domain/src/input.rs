@@ -526,6 +526,7 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
         },
         recorded_by: ctx.recorded_by.to_owned(),
         approval: None,
+        provenance: None,
     };
     ctx.requirements.check(&deployment, &mut errors);
     errors.into_result(CreateDeployment {

@@ -20,6 +20,7 @@ pub mod input;
 pub mod integrations;
 pub mod lifecycle;
 pub mod policy;
+pub mod provenance;
 pub mod requirements;
 pub mod time;
 

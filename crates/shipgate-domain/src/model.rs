@@ -177,6 +177,9 @@ pub struct NewDeployment {
     /// Whether the deployment had a valid approval when it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalCheck>,
+    /// The deployed digest against what builds published (artifact immutability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::provenance::Provenance>,
 }
 
 /// What the gate said about a deployment when it was recorded: a deployment to production

@@ -45,6 +45,16 @@ pub struct Settings {
     pub webhooks: std::collections::BTreeMap<String, crate::routes::webhooks::WebhookSecrets>,
     /// ServiceNow and Jira per tenant: `[itsm.<tenant>.servicenow]`, `[itsm.<tenant>.jira]`.
     pub itsm: crate::itsm::ItsmSettings,
+    /// Artifact immutability: tiers whose gate requires a published digest.
+    pub provenance: ProvenanceSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvenanceSettings {
+    /// In these tiers the gate denies a digest no build published, or one that differs from the
+    /// digest published under the same name and version (e.g. `["production"]`).
+    pub required_tiers: Vec<shipgate_domain::EnvTier>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +97,7 @@ impl Default for Settings {
             outbox: Default::default(),
             webhooks: Default::default(),
             itsm: Default::default(),
+            provenance: Default::default(),
         }
     }
 }

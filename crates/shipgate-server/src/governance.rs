@@ -227,8 +227,8 @@ pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<
             },
             None,
         ),
-        Ok((Some(c), pv, groups)) => (
-            decide(
+        Ok((Some(c), pv, groups)) => {
+            let mut d = decide(
                 &c,
                 pv.as_deref(),
                 &groups,
@@ -236,9 +236,10 @@ pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<
                 q.digest.as_deref(),
                 q.deployer.as_deref(),
                 now,
-            ),
-            Some(c),
-        ),
+            );
+            require_provenance(state, q, &mut d).await;
+            (d, Some(c))
+        }
         Err(e) => {
             let (code, msg) = match &e {
                 ApiError::Unavailable(m) => {
@@ -327,6 +328,72 @@ pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecisio
 
 /// What the gate says about a deployment being recorded: the deployment is kept either way,
 /// but one that goes to production (or names a change) without a valid approval is flagged.
+/// The provenance of a deployed digest (none without a digest).
+pub async fn check_provenance(
+    state: &AppState,
+    tenant: &str,
+    name: Option<&str>,
+    version: &str,
+    digest: Option<&str>,
+) -> ApiResult<Option<shipgate_domain::provenance::Provenance>> {
+    let Some(digest) = digest else {
+        return Ok(None);
+    };
+    let published = state.store.find_artifacts(tenant, name, digest).await?;
+    let p = shipgate_domain::provenance::check(name, version, digest, &published);
+    if !p.ok() {
+        metrics::counter!("shipgate_provenance_flagged_total", "status" => p.status.as_str())
+            .increment(1);
+    }
+    Ok(Some(p))
+}
+
+/// Where the tier requires provenance, an allowed gate answer becomes a denial unless the
+/// digest was published (and is the one published under its name and version).
+async fn require_provenance(state: &AppState, q: &GateQuery, d: &mut GateDecision) {
+    if d.state != GateState::Allowed || state.settings.provenance.required_tiers.is_empty() {
+        return;
+    }
+    let tier = crate::routes::resolve_environment(state, &q.tenant, &q.environment)
+        .await
+        .ok()
+        .and_then(|e| e.tier);
+    if !tier.is_some_and(|t| state.settings.provenance.required_tiers.contains(&t)) {
+        return;
+    }
+    let reason = |code: &str, message: String| shipgate_domain::approval::Reason {
+        code: code.into(),
+        message,
+    };
+    let Some(digest) = q.digest.as_deref() else {
+        d.state = GateState::Denied;
+        d.reasons.push(reason(
+            "provenance_required",
+            "this environment requires the artifact's digest (pass --digest) to check its provenance".into(),
+        ));
+        return;
+    };
+    match state.store.find_artifacts(&q.tenant, None, digest).await {
+        Ok(published) => {
+            let p = shipgate_domain::provenance::check(None, "", digest, &published);
+            if !p.ok() {
+                d.state = GateState::Denied;
+                d.reasons.push(reason(
+                    &format!("provenance_{}", p.status.as_str()),
+                    p.message,
+                ));
+            }
+        }
+        Err(e) => {
+            d.state = GateState::Error;
+            d.reasons.push(reason(
+                "unavailable",
+                format!("provenance could not be checked: {e:?}"),
+            ));
+        }
+    }
+}
+
 pub async fn check_deployment(
     state: &AppState,
     d: &shipgate_domain::NewDeployment,

@@ -337,6 +337,20 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     /// Recomputes the whole chain and checks every deployment and status event against it.
     async fn verify_audit(&self) -> StoreResult<VerifyReport>;
 
+    /// Records a published artifact (audited); `false` when it was already known.
+    async fn publish_artifact(
+        &self,
+        tenant: &str,
+        a: &shipgate_domain::provenance::PublishedArtifact,
+        actor: &str,
+    ) -> StoreResult<bool>;
+    /// Published artifacts with this digest, or with this name (full or last path segment).
+    async fn find_artifacts(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        digest: &str,
+    ) -> StoreResult<Vec<shipgate_domain::provenance::PublishedArtifact>>;
     /// Records a delivery; `false` when (source, delivery_id) was already recorded (a rejected
     /// delivery may be redelivered, and its record is replaced).
     async fn record_delivery(

@@ -24,7 +24,7 @@ pub(super) type Conn = <Db as sqlx::Database>::Connection;
 /// Rows per multi-row INSERT statement (keeps under SQLite's bind-parameter limit).
 const CHUNK: usize = 500;
 
-const DEPLOYMENT_COLUMNS: &str = "id, tenant, correlation_id, service, team, environment, environment_raw, env_tier, region, version, commit_sha, git_ref, repository, artifact_name, artifact_digest, deployer, deployer_type, kind, trigger_type, change_ref, labels, targets, corrects, schema_version, started_at, ingested_at, backfilled, initial_status, initial_finished_at, recorded_by, status, finished_at, last_event_at, target_status, approval";
+const DEPLOYMENT_COLUMNS: &str = "id, tenant, correlation_id, service, team, environment, environment_raw, env_tier, region, version, commit_sha, git_ref, repository, artifact_name, artifact_digest, deployer, deployer_type, kind, trigger_type, change_ref, labels, targets, corrects, schema_version, started_at, ingested_at, backfilled, initial_status, initial_finished_at, recorded_by, status, finished_at, last_event_at, target_status, approval, provenance";
 /// What runs where, computed from the deployments themselves: the latest succeeded deployment
 /// of each service in each environment. The `running` table is this, kept up to date.
 const RUNNING_FROM_DEPLOYMENTS: &str = "SELECT tenant, service, environment, deployment_id, finished_at FROM (\
@@ -119,6 +119,12 @@ fn deployment_from_row(r: &DbRow) -> StoreResult<Deployment> {
         recorded_by: r.try_get("recorded_by")?,
         approval: {
             let a: Option<String> = r.try_get("approval")?;
+            a.map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(internal)?
+        },
+        provenance: {
+            let a: Option<String> = r.try_get("provenance")?;
             a.map(|s| serde_json::from_str(&s))
                 .transpose()
                 .map_err(internal)?
@@ -275,7 +281,8 @@ async fn insert_deployments(conn: &mut Conn, rows: &[DeploymentRow<'_>]) -> Stor
                 .push_bind(r.finished_at.map(to_micros))
                 .push_bind(to_micros(r.last_event_at))
                 .push_bind(json_text(&r.target_status))
-                .push_bind(d.approval.as_ref().map(json_text));
+                .push_bind(d.approval.as_ref().map(json_text))
+                .push_bind(d.provenance.as_ref().map(json_text));
         });
         qb.build().execute(&mut *conn).await?;
     }
@@ -1591,6 +1598,77 @@ impl Store for SqlStore {
         append_audit(&mut tx, &head, now, entries).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn publish_artifact(
+        &self,
+        tenant: &str,
+        a: &shipgate_domain::provenance::PublishedArtifact,
+        actor: &str,
+    ) -> StoreResult<bool> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO artifacts (tenant, digest, name, version, source, published_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (tenant, digest, name) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&a.digest)
+        .bind(&a.name)
+        .bind(&a.version)
+        .bind(&a.source)
+        .bind(to_micros(a.published_at))
+        .execute(&mut *tx)
+        .await?;
+        let created = r.rows_affected() == 1;
+        if created {
+            let head = lock_head(&mut tx).await?;
+            append_audit(
+                &mut tx,
+                &head,
+                a.published_at,
+                vec![PendingEntry::new(
+                    tenant,
+                    actor,
+                    "artifact.published",
+                    &a.digest,
+                    &serde_json::json!(a),
+                )],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn find_artifacts(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        digest: &str,
+    ) -> StoreResult<Vec<shipgate_domain::provenance::PublishedArtifact>> {
+        let short = name.map(|n| n.rsplit('/').next().unwrap_or(n).to_owned());
+        let rows = sqlx::query(
+            "SELECT name, version, digest, source, published_at FROM artifacts WHERE tenant = $1 \
+             AND (digest = $2 OR name = $3 OR name = $4) ORDER BY published_at DESC LIMIT 200",
+        )
+        .bind(tenant)
+        .bind(digest)
+        .bind(name.unwrap_or(""))
+        .bind(short.unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(shipgate_domain::provenance::PublishedArtifact {
+                    name: r.try_get("name")?,
+                    version: r.try_get("version")?,
+                    digest: r.try_get("digest")?,
+                    source: r.try_get("source")?,
+                    published_at: ts(r, "published_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn record_delivery(

@@ -77,6 +77,9 @@ enum Command {
     /// Roles for people and groups signing in through SSO, per tenant and environment tier.
     #[command(subcommand)]
     Role(RoleCmd),
+    /// Artifacts builds publish (for artifact immutability checks).
+    #[command(subcommand)]
+    Artifact(ArtifactCmd),
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -290,6 +293,17 @@ enum TokenCmd {
     Rotate { id: String },
     /// Confirm an emergency privilege as the second admin (two-person rule).
     Confirm { id: String },
+}
+
+#[derive(Subcommand)]
+enum ArtifactCmd {
+    /// Record the digest a build published: NAME@sha256:<hex>.
+    Publish {
+        artifact: String,
+        /// The tag or version it was published under.
+        #[arg(long)]
+        version: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -913,6 +927,15 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
                 out,
                 &["id", "tenant", "subject", "role", "env_tier", "expires_at"],
             );
+            Ok(())
+        }
+        Command::Artifact(ArtifactCmd::Publish { artifact, version }) => {
+            let mut body = json!({"name": artifact, "version": version});
+            if let Value::Object(m) = &mut body {
+                m.retain(|_, v| !v.is_null());
+            }
+            let (_, v) = c.post("/api/v1/artifacts", body, None).await?;
+            simple_output(&v, out, &["name", "version", "digest", "published_at"]);
             Ok(())
         }
         Command::Role(RoleCmd::List) => {

@@ -87,6 +87,19 @@ pub fn map(ev: &Value) -> Mapped {
                 body: Value::Object(body),
             }])
         }
+        ("artifact", "published") => {
+            let purl = s(ev, "/subject/id").unwrap_or_default();
+            match parse_purl(purl) {
+                Some((name, version, Some(digest))) => Ok(vec![Intent::Artifact {
+                    name,
+                    version: version.filter(|v| *v != digest),
+                    digest,
+                }]),
+                _ => Err(Ignored(format!(
+                    "artifact.published names no digest in '{purl}'; nothing to check deployments against"
+                ))),
+            }
+        }
         ("service", p) => Err(Ignored(format!("service.{p} does not record a deployment"))),
         (subj, p) => Err(Ignored(format!(
             "{subj}.{p} is valid and acknowledged; shipgate does not act on it yet"

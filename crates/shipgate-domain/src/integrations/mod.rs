@@ -50,6 +50,12 @@ pub enum Intent {
         deployment: Value,
         status: Value,
     },
+    /// A build published an artifact: its digest is what deployments are checked against.
+    Artifact {
+        name: String,
+        version: Option<String>,
+        digest: String,
+    },
 }
 
 /// A delivery shipgate acknowledges but does not act on, and why.

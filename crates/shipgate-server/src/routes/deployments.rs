@@ -85,6 +85,14 @@ pub(crate) async fn record(
         &cmd.deployment.environment.name,
     )?;
     cmd.deployment.approval = crate::governance::check_deployment(state, &cmd.deployment).await;
+    cmd.deployment.provenance = crate::governance::check_provenance(
+        state,
+        &caller.tenant,
+        cmd.deployment.artifact_name.as_deref(),
+        &cmd.deployment.version,
+        cmd.deployment.artifact_digest.as_deref(),
+    )
+    .await?;
     state.ingest.submit(cmd).await
 }
 

@@ -46,6 +46,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jenkins))
         .routes(routes!(argocd))
         .routes(routes!(servicenow))
+        .routes(routes!(publish_artifact))
         .routes(routes!(jira))
         .routes(routes!(list_deliveries))
 }
@@ -149,6 +150,24 @@ pub(crate) async fn apply(
                 }
                 deployments::append(state, caller, deployment_id, &status, &h).await?;
                 records.push(deployment_id.to_string());
+            }
+            Intent::Artifact {
+                name,
+                version,
+                digest,
+            } => {
+                let a = shipgate_domain::provenance::PublishedArtifact {
+                    name,
+                    version,
+                    digest: digest.clone(),
+                    source: caller.subject.clone(),
+                    published_at: state.clock.now(),
+                };
+                state
+                    .store
+                    .publish_artifact(tenant, &a, &caller.subject)
+                    .await?;
+                records.push(digest);
             }
         }
     }
@@ -772,6 +791,89 @@ async fn jira(
         .collect::<String>();
     let mapped = shipgate_domain::integrations::itsm::jira(&value, &cfg.mapping);
     itsm_change(&state, "jira", &tenant, &headers, &bytes, mapped, &event).await
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct PublishArtifactRequest {
+    /// `registry/name` or `NAME@sha256:<hex>` (then `digest` may be left out).
+    name: String,
+    /// The tag or version published.
+    version: Option<String>,
+    /// `sha256:<hex>`.
+    digest: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/artifacts", tag = "integrations", request_body = PublishArtifactRequest,
+    description = "Records the digest a build published (artifact immutability): deployments of another digest under the same name and version, or of a digest never published, are flagged, and the gate denies them in tiers that require provenance.",
+    responses((status = 201, body = shipgate_domain::provenance::PublishedArtifact), (status = 200, body = shipgate_domain::provenance::PublishedArtifact), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn publish_artifact(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
+    let map = v
+        .as_object()
+        .ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))?;
+    let mut f = shipgate_domain::input::Fields::new(map, "");
+    let name = f.req_str("name", 512);
+    let version = f.opt_str("version", 128);
+    let digest = f.opt_str("digest", 80);
+    let mut errors = f.finish();
+    let (name, digest) = match (name, digest) {
+        (Some(n), Some(d)) => (Some(n), Some(d)),
+        (Some(n), None) => match n.split_once('@') {
+            Some((n, d)) => (Some(n.to_owned()), Some(d.to_owned())),
+            None => {
+                errors.add(
+                    "digest",
+                    "required",
+                    "give digest, or name as NAME@sha256:<hex>",
+                );
+                (Some(n), None)
+            }
+        },
+        (n, d) => (n, d),
+    };
+    let digest = digest.and_then(|d| {
+        let ok = d.strip_prefix("sha256:").is_some_and(|h| {
+            h.len() == 64
+                && h.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        });
+        if !ok {
+            errors.add(
+                "digest",
+                "invalid_format",
+                "sha256: and 64 lowercase hex digits",
+            );
+        }
+        ok.then_some(d)
+    });
+    let (Some(name), Some(digest)) = (name, digest) else {
+        return Err(ApiError::Validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let a = shipgate_domain::provenance::PublishedArtifact {
+        name,
+        version,
+        digest,
+        source: caller.subject.clone(),
+        published_at: state.clock.now(),
+    };
+    let created = state
+        .store
+        .publish_artifact(&caller.tenant, &a, &caller.subject)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(a)).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/webhook-deliveries", tag = "integrations",

@@ -15,5 +15,6 @@ mod itsm;
 mod ldap;
 mod oidc;
 mod ops;
+mod provenance;
 mod stream;
 mod webhooks;
