@@ -23,6 +23,7 @@ pub mod policy;
 pub mod provenance;
 pub mod requirements;
 pub mod time;
+pub mod vcs;
 
 pub use error::{FieldError, FieldErrors};
 pub use model::*;

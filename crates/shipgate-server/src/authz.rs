@@ -26,6 +26,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/api/v1/deployments/import", DeploymentsWrite),
     ("GET", "/api/v1/deployments/{id}", DeploymentsRead),
     ("POST", "/api/v1/deployments/{id}/events", DeploymentsWrite),
+    ("GET", "/api/v1/deployments/{id}/shipped", DeploymentsRead),
     ("GET", "/api/v1/running", DeploymentsRead),
     ("GET", "/api/v1/recent-changes", DeploymentsRead),
     ("GET", "/api/v1/releases", DeploymentsRead),

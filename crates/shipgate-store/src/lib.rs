@@ -337,6 +337,33 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     /// Recomputes the whole chain and checks every deployment and status event against it.
     async fn verify_audit(&self) -> StoreResult<VerifyReport>;
 
+    /// Records pushed commits (known ones are kept as they are).
+    async fn record_commits(
+        &self,
+        tenant: &str,
+        commits: &[shipgate_domain::vcs::CommitRecord],
+    ) -> StoreResult<()>;
+    /// Records or updates a pull request.
+    async fn record_pull_request(
+        &self,
+        tenant: &str,
+        pr: &shipgate_domain::vcs::PullRequestRecord,
+    ) -> StoreResult<()>;
+    /// Walks first parents from `from` until `stop` (exclusive) or `limit` commits; the flag is
+    /// true when the walk ran out of known history before reaching `stop`.
+    async fn commits_between(
+        &self,
+        tenant: &str,
+        from: &str,
+        stop: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<shipgate_domain::vcs::CommitRecord>, bool)>;
+    /// Pull requests merged as, or headed at, one of these commits.
+    async fn pull_requests_for(
+        &self,
+        tenant: &str,
+        shas: &[String],
+    ) -> StoreResult<Vec<shipgate_domain::vcs::PullRequestRecord>>;
     /// Records a published artifact (audited); `false` when it was already known.
     async fn publish_artifact(
         &self,

@@ -1600,6 +1600,120 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn record_commits(
+        &self,
+        tenant: &str,
+        commits: &[shipgate_domain::vcs::CommitRecord],
+    ) -> StoreResult<()> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        for chunk in commits.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Db> =
+                QueryBuilder::new("INSERT INTO commits (tenant, repository, sha, body) ");
+            qb.push_values(chunk, |mut b, c| {
+                b.push_bind(tenant.to_owned())
+                    .push_bind(c.repository.clone())
+                    .push_bind(c.sha.clone())
+                    .push_bind(json_text(c));
+            });
+            qb.push(" ON CONFLICT (tenant, repository, sha) DO NOTHING");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_pull_request(
+        &self,
+        tenant: &str,
+        pr: &shipgate_domain::vcs::PullRequestRecord,
+    ) -> StoreResult<()> {
+        let _writer = self.write_lock.lock().await;
+        sqlx::query(
+            "INSERT INTO pull_requests (tenant, repository, number, head_sha, merge_commit_sha, body) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, repository, number) DO UPDATE SET \
+             head_sha = excluded.head_sha, merge_commit_sha = excluded.merge_commit_sha, body = excluded.body",
+        )
+        .bind(tenant)
+        .bind(&pr.repository)
+        .bind(pr.number)
+        .bind(&pr.head_sha)
+        .bind(&pr.merge_commit_sha)
+        .bind(json_text(pr))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn commits_between(
+        &self,
+        tenant: &str,
+        from: &str,
+        stop: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<shipgate_domain::vcs::CommitRecord>, bool)> {
+        let mut out: Vec<shipgate_domain::vcs::CommitRecord> = Vec::new();
+        let mut next = Some(from.to_owned());
+        while let Some(sha) = next.take() {
+            if Some(sha.as_str()) == stop {
+                return Ok((out, false));
+            }
+            if out.len() >= limit || out.iter().any(|c| c.sha == sha) {
+                return Ok((out, true));
+            }
+            let r = sqlx::query("SELECT body FROM commits WHERE tenant = $1 AND sha = $2 LIMIT 1")
+                .bind(tenant)
+                .bind(&sha)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(r) = r else {
+                // History unknown from here: complete only when there was nothing to stop at.
+                return Ok((out, stop.is_some()));
+            };
+            let c: shipgate_domain::vcs::CommitRecord = json_col(&r, "body")?;
+            next = c.parent.clone();
+            out.push(c);
+        }
+        Ok((out, stop.is_some()))
+    }
+
+    async fn pull_requests_for(
+        &self,
+        tenant: &str,
+        shas: &[String],
+    ) -> StoreResult<Vec<shipgate_domain::vcs::PullRequestRecord>> {
+        let mut out: Vec<shipgate_domain::vcs::PullRequestRecord> = Vec::new();
+        for chunk in shas.chunks(200) {
+            let mut qb: QueryBuilder<Db> =
+                QueryBuilder::new("SELECT body FROM pull_requests WHERE tenant = ");
+            qb.push_bind(tenant.to_owned())
+                .push(" AND (merge_commit_sha IN (");
+            let mut sep = qb.separated(", ");
+            for s in chunk {
+                sep.push_bind(s.clone());
+            }
+            qb.push(") OR head_sha IN (");
+            let mut sep = qb.separated(", ");
+            for s in chunk {
+                sep.push_bind(s.clone());
+            }
+            qb.push(")) ORDER BY number");
+            for r in qb.build().fetch_all(&self.pool).await? {
+                let pr: shipgate_domain::vcs::PullRequestRecord = json_col(&r, "body")?;
+                if !out
+                    .iter()
+                    .any(|x| x.repository == pr.repository && x.number == pr.number)
+                {
+                    out.push(pr);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn publish_artifact(
         &self,
         tenant: &str,

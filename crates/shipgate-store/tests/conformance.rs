@@ -1273,6 +1273,88 @@ async fn change_requests(db: &TestDb) {
 
 /// Tokens keep their scope, grantor and last use; rotation, revocation and access reviews
 /// write what they say, with audit entries.
+async fn source_history(db: &TestDb) {
+    use shipgate_domain::vcs::{CommitRecord, PullRequestRecord};
+    let s = db.store.as_ref();
+    let commit = |n: u8, parent: Option<u8>| CommitRecord {
+        repository: "https://github.com/acme/app".into(),
+        sha: sha(n),
+        parent: parent.map(sha),
+        message: format!("c{n}"),
+        author: Some("dev".into()),
+        committed_at: None,
+        url: None,
+        files: vec!["src/main.rs".into()],
+    };
+    s.record_commits(
+        "acme",
+        &[commit(1, None), commit(2, Some(1)), commit(3, Some(2))],
+    )
+    .await
+    .unwrap();
+    // Re-recording keeps what is known.
+    s.record_commits("acme", &[commit(3, Some(2))])
+        .await
+        .unwrap();
+    let (walk, incomplete) = s
+        .commits_between("acme", &sha(3), Some(&sha(1)), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        walk.iter().map(|c| c.message.as_str()).collect::<Vec<_>>(),
+        vec!["c3", "c2"]
+    );
+    assert!(!incomplete);
+    let (walk, incomplete) = s
+        .commits_between("acme", &sha(3), Some(&sha(9)), 100)
+        .await
+        .unwrap();
+    assert_eq!(walk.len(), 3);
+    assert!(incomplete, "the stop commit was never reached");
+    assert!(
+        s.commits_between("other", &sha(3), None, 100)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let pr = PullRequestRecord {
+        repository: "https://github.com/acme/app".into(),
+        number: 7,
+        title: "feature".into(),
+        state: "open".into(),
+        merged: false,
+        head_sha: Some(sha(2)),
+        merge_commit_sha: None,
+        url: None,
+        author: None,
+    };
+    s.record_pull_request("acme", &pr).await.unwrap();
+    s.record_pull_request(
+        "acme",
+        &PullRequestRecord {
+            state: "closed".into(),
+            merged: true,
+            merge_commit_sha: Some(sha(3)),
+            ..pr.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let prs = s
+        .pull_requests_for("acme", &[sha(3), sha(2)])
+        .await
+        .unwrap();
+    assert_eq!(prs.len(), 1);
+    assert!(prs[0].merged);
+    assert!(
+        s.pull_requests_for("other", &[sha(3)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn outbox_in_commit_order(db: &TestDb) {
     use shipgate_domain::events::EventKind;
     let s = db.store.as_ref();
@@ -1596,4 +1678,5 @@ conformance!(
     tokens_and_access_reviews,
     directory_sync,
     outbox_in_commit_order,
+    source_history,
 );

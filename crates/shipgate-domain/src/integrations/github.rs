@@ -110,6 +110,90 @@ fn deployment_body(p: &Value, errors: &mut FieldErrors) -> Option<Value> {
     Some(Value::Object(body))
 }
 
+fn repo_url(p: &Value) -> Option<String> {
+    s(p, "/repository/html_url")
+        .or_else(|| s(p, "/repository/full_name"))
+        .map(str::to_owned)
+}
+
+fn push(p: &Value) -> Mapped {
+    let Some(repository) = repo_url(p) else {
+        return Err(Ignored("push names no repository".into()));
+    };
+    let commits = p
+        .get("commits")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if commits.is_empty() {
+        return Err(Ignored(format!(
+            "push to {} carries no commits (a tag, or a deleted branch)",
+            s(p, "/ref").unwrap_or("?")
+        )));
+    }
+    let zero = |x: &str| x.chars().all(|c| c == '0');
+    let mut parent = s(p, "/before").filter(|b| !zero(b)).map(str::to_owned);
+    let mut out = Vec::new();
+    for c in &commits {
+        let Some(sha) = s(c, "/id") else { continue };
+        let files = ["added", "modified", "removed"]
+            .iter()
+            .flat_map(|k| {
+                c.get(*k)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect();
+        out.push(crate::vcs::CommitRecord {
+            repository: repository.clone(),
+            sha: sha.to_owned(),
+            parent: parent.clone(),
+            message: s(c, "/message")
+                .unwrap_or_default()
+                .chars()
+                .take(2000)
+                .collect(),
+            author: s(c, "/author/username")
+                .or_else(|| s(c, "/author/name"))
+                .map(str::to_owned),
+            committed_at: s(c, "/timestamp").map(str::to_owned),
+            url: s(c, "/url").map(str::to_owned),
+            files,
+        });
+        parent = Some(sha.to_owned());
+    }
+    Ok(vec![Intent::Commits(out)])
+}
+
+fn pull_request(p: &Value) -> Mapped {
+    let (Some(repository), Some(number)) = (
+        repo_url(p),
+        p.pointer("/pull_request/number").and_then(Value::as_i64),
+    ) else {
+        return Err(Ignored("pull_request names no repository or number".into()));
+    };
+    Ok(vec![Intent::PullRequest(crate::vcs::PullRequestRecord {
+        repository,
+        number,
+        title: s(p, "/pull_request/title")
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect(),
+        state: s(p, "/pull_request/state").unwrap_or("open").to_owned(),
+        merged: p
+            .pointer("/pull_request/merged")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        head_sha: s(p, "/pull_request/head/sha").map(str::to_owned),
+        merge_commit_sha: s(p, "/pull_request/merge_commit_sha").map(str::to_owned),
+        url: s(p, "/pull_request/html_url").map(str::to_owned),
+        author: s(p, "/pull_request/user/login").map(str::to_owned),
+    })])
+}
+
 /// Maps one GitHub delivery (`event` is the `X-GitHub-Event` header).
 pub fn map(event: &str, p: &Value) -> Result<Mapped, FieldErrors> {
     let mut errors = FieldErrors::default();
@@ -185,9 +269,9 @@ pub fn map(event: &str, p: &Value) -> Result<Mapped, FieldErrors> {
         "deployment" | "deployment_status" => Ok(Err(Ignored(format!(
             "{event} action '{action}' is not acted on"
         )))),
-        "push"
-        | "pull_request"
-        | "release"
+        "push" => Ok(push(p)),
+        "pull_request" => Ok(pull_request(p)),
+        "release"
         | "workflow_run"
         | "workflow_job"
         | "deployment_review"

@@ -50,6 +50,10 @@ pub enum Intent {
         deployment: Value,
         status: Value,
     },
+    /// Commits pushed to a branch (history for "what did this deployment ship").
+    Commits(Vec<crate::vcs::CommitRecord>),
+    /// A pull request opened, updated, merged or closed.
+    PullRequest(crate::vcs::PullRequestRecord),
     /// A build published an artifact: its digest is what deployments are checked against.
     Artifact {
         name: String,

@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_deployment))
         .routes(routes!(append_event))
         .routes(routes!(import_deployments))
+        .routes(routes!(shipped))
 }
 
 /// A deployment to record. Only `service`, `environment` and `version` are always required;
@@ -69,6 +70,57 @@ pub struct CreateDeploymentRequest {
     started_at: Option<String>,
     finished_at: Option<String>,
     backfilled: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/api/v1/deployments/{id}/shipped", tag = "deployments",
+    params(("id" = Uuid, Path)),
+    description = "What the deployment shipped: the commits between the previous successful deployment of its service to its environment and this one (from push webhooks), and their pull requests. `incomplete` when shipgate's history does not reach back that far.",
+    responses((status = 200, body = shipgate_domain::vcs::Shipped), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn shipped(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<shipgate_domain::vcs::Shipped>> {
+    let id = parse_id(&id)?;
+    let d = state
+        .store
+        .get_deployment(&caller.tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let filter = DeploymentFilter {
+        tenant: caller.tenant.clone(),
+        service: Some(d.record.service.clone()),
+        environment: Some(d.record.environment.name.clone()),
+        status: Some(DeploymentStatus::Succeeded),
+        until: Some(d.record.started_at - chrono::Duration::microseconds(1)),
+        ..Default::default()
+    };
+    let previous = state
+        .store
+        .list_deployments(&filter, None, 20)
+        .await?
+        .items
+        .into_iter()
+        .find(|p| p.record.id != id && p.record.commit_sha.is_some());
+    let previous_commit = previous.as_ref().and_then(|p| p.record.commit_sha.clone());
+    let (commits, incomplete) = match &d.record.commit_sha {
+        Some(sha) => {
+            state
+                .store
+                .commits_between(&caller.tenant, sha, previous_commit.as_deref(), 1000)
+                .await?
+        }
+        None => (Vec::new(), true),
+    };
+    let shas: Vec<String> = commits.iter().map(|c| c.sha.clone()).collect();
+    let pull_requests = state.store.pull_requests_for(&caller.tenant, &shas).await?;
+    Ok(Json(shipgate_domain::vcs::Shipped {
+        previous_deployment: previous.map(|p| p.record.id),
+        previous_commit,
+        commits,
+        pull_requests,
+        incomplete,
+    }))
 }
 
 /// Validates and records one deployment (the API, imports aside, and integrations).

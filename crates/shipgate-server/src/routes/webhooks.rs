@@ -151,6 +151,14 @@ pub(crate) async fn apply(
                 deployments::append(state, caller, deployment_id, &status, &h).await?;
                 records.push(deployment_id.to_string());
             }
+            Intent::Commits(commits) => {
+                state.store.record_commits(tenant, &commits).await?;
+                records.extend(commits.into_iter().map(|c| c.sha));
+            }
+            Intent::PullRequest(pr) => {
+                state.store.record_pull_request(tenant, &pr).await?;
+                records.push(format!("{}#{}", pr.repository, pr.number));
+            }
             Intent::Artifact {
                 name,
                 version,

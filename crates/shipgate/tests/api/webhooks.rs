@@ -102,7 +102,10 @@ async fn every_github_sample_is_acted_on_or_acknowledged_with_a_reason() {
         let r = deliver(&app, event, &format!("corpus-{i}"), bytes, None).await;
         assert_eq!(r.status, 200, "{}: {}", f.display(), r.body);
         let result = r.body["result"].as_str().unwrap();
-        if event.starts_with("deployment") && event != "deployment_review" {
+        let acted = (event.starts_with("deployment") && event != "deployment_review")
+            || event == "pull_request"
+            || (event == "push" && f.ends_with("push.new-branch.json"));
+        if acted {
             assert_eq!(result, "accepted", "{}: {}", f.display(), r.body);
             assert!(!r.body["records"].as_array().unwrap().is_empty());
         } else {
@@ -629,5 +632,70 @@ async fn jenkins_and_argocd_notifications_record_deployments() {
     )
     .await;
     assert_eq!(r.status, 422, "{}", r.body);
+    app.stop().await;
+}
+
+/// Pushes and pull requests give the history a deployment is placed in: what it shipped since
+/// the previous deployment of its service to its environment.
+#[tokio::test]
+async fn a_deployment_shows_the_commits_and_pull_requests_it_shipped() {
+    let app = app().await;
+    let repo = "https://github.com/acme/checkout";
+    let c = |n: u8| format!("{:040x}", n);
+    let push = |before: String, ids: Vec<String>| {
+        json!({"ref": "refs/heads/main", "before": before, "after": ids.last().unwrap(),
+            "repository": {"id": 1, "name": "checkout", "full_name": "acme/checkout", "html_url": repo},
+            "commits": ids.iter().map(|id| json!({"id": id, "message": format!("commit {}", &id[38..]),
+                "timestamp": "2026-11-20T10:00:00Z", "author": {"name": "Dev", "username": "dev"},
+                "added": [], "modified": ["services/checkout/main.go"], "removed": []})).collect::<Vec<_>>()})
+    };
+    let send = |event: &'static str, id: String, body: Value| {
+        let app = &app;
+        async move { deliver(app, event, &id, serde_json::to_vec(&body).unwrap(), None).await }
+    };
+    let r = send("push", "p1".into(), push(c(0), vec![c(1), c(2)])).await;
+    assert_eq!(r.body["result"], "accepted", "{}", r.body);
+    let deploy = |version: &str, sha: String, at: &str| {
+        let app = &app;
+        let body = json!({"service": "checkout", "environment": "staging", "version": version,
+            "commit_sha": sha, "repository": repo, "status": "succeeded", "started_at": at, "finished_at": at});
+        async move {
+            let r = app.post("/api/v1/deployments", body).await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let v1 = deploy("1", c(2), "2026-11-20T11:00:00Z").await;
+    send("push", "p2".into(), push(c(2), vec![c(3), c(4)])).await;
+    let r = send(
+        "pull_request",
+        "pr7".into(),
+        json!({"action": "closed", "number": 7, "repository": {"html_url": repo},
+            "pull_request": {"number": 7, "title": "Faster checkout", "state": "closed", "merged": true,
+                "head": {"sha": c(3)}, "merge_commit_sha": c(4), "html_url": format!("{repo}/pull/7"),
+                "user": {"login": "dev"}}}),
+    )
+    .await;
+    assert_eq!(r.body["result"], "accepted", "{}", r.body);
+    let v2 = deploy("2", c(4), "2026-11-20T12:00:00Z").await;
+
+    let s = app.get(&format!("/api/v1/deployments/{v2}/shipped")).await;
+    assert_eq!(s.status, 200, "{}", s.body);
+    let shas: Vec<&str> = s.body["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["sha"].as_str().unwrap())
+        .collect();
+    assert_eq!(shas, vec![c(4), c(3)], "{}", s.body);
+    assert_eq!(s.body["previous_deployment"], v1.as_str());
+    assert_eq!(s.body["previous_commit"], c(2));
+    assert_eq!(s.body["incomplete"], false);
+    assert_eq!(s.body["pull_requests"][0]["number"], 7);
+    assert_eq!(s.body["pull_requests"][0]["title"], "Faster checkout");
+    // The first deployment shipped everything known before it.
+    let s = app.get(&format!("/api/v1/deployments/{v1}/shipped")).await;
+    assert_eq!(s.body["commits"].as_array().unwrap().len(), 2, "{}", s.body);
+    assert!(s.body["previous_deployment"].is_null());
     app.stop().await;
 }
