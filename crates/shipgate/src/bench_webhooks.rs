@@ -105,6 +105,7 @@ pub async fn run() {
         shipgate_server::routes::webhooks::WebhookSecrets {
             github_secret: Some(SECRET.to_owned().into()),
             gitlab_token: Some(SECRET.to_owned().into()),
+            ..Default::default()
         },
     );
     let (app, _) = Application::build(settings, None).await.unwrap();

@@ -194,6 +194,45 @@ fn pull_request(p: &Value) -> Mapped {
     })])
 }
 
+/// A `deployment_protection_rule` request: GitHub waits on shipgate's answer at the callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectionRequest {
+    pub callback_url: String,
+    pub environment: String,
+    /// The change request the deployment runs under (`payload.change_ref` or `payload.change`).
+    pub change: Option<String>,
+    pub digest: Option<String>,
+    pub deployer: Option<String>,
+}
+
+pub fn protection_request(p: &Value) -> Result<ProtectionRequest, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    let callback = s(p, "/deployment_callback_url");
+    let env = s(p, "/environment").or_else(|| s(p, "/deployment/environment"));
+    if callback.is_none() {
+        errors.add("deployment_callback_url", "required", "is required");
+    }
+    if env.is_none() {
+        errors.add("environment", "required", "is required");
+    }
+    let (Some(callback), Some(env)) = (callback, env) else {
+        return Err(errors);
+    };
+    let from_payload = |k: &str| {
+        p.pointer(&format!("/deployment/payload/{k}"))
+            .and_then(Value::as_str)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+    };
+    Ok(ProtectionRequest {
+        callback_url: callback.to_owned(),
+        environment: env.to_owned(),
+        change: from_payload("change_ref").or_else(|| from_payload("change")),
+        digest: from_payload("artifact_digest"),
+        deployer: s(p, "/sender/login").map(str::to_owned),
+    })
+}
+
 /// Maps one GitHub delivery (`event` is the `X-GitHub-Event` header).
 pub fn map(event: &str, p: &Value) -> Result<Mapped, FieldErrors> {
     let mut errors = FieldErrors::default();

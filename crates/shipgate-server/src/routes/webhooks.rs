@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use shipgate_domain::Role;
 use shipgate_domain::integrations::{Delivery, Ignored, Intent};
+use std::time::Duration;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
 use uuid::Uuid;
 
 use super::{Params, body_bytes, deployments, parse_json};
@@ -34,6 +36,11 @@ use crate::state::AppState;
 pub struct WebhookSecrets {
     /// The secret set on the GitHub webhook (HMAC-SHA256 of each delivery).
     pub github_secret: Option<SecretString>,
+    /// A GitHub token allowed to review deployment protection rules (a GitHub App installation
+    /// token); used to answer `deployment_callback_url`.
+    pub github_token: Option<SecretString>,
+    /// How long a protection rule waits on shipgate's gate before it is answered `rejected`.
+    pub github_protection_wait_secs: Option<u64>,
     /// The secret token set on the GitLab webhook (sent verbatim in `X-Gitlab-Token`).
     pub gitlab_token: Option<SecretString>,
 }
@@ -364,6 +371,9 @@ async fn github(
             return Err(e);
         }
     };
+    if event == "deployment_protection_rule" {
+        return protection_rule(&state, &tenant, &id, &value).await;
+    }
     let mapped = shipgate_domain::integrations::github::map(&event, &value);
     settle(&state, "github", &id, &tenant, &event, mapped).await
 }
@@ -484,6 +494,151 @@ async fn cdevents(
     let mapped = crate::cdevents::validate(&event)
         .map(|_| shipgate_domain::integrations::cdevents::map(&event));
     settle_as(&state, &caller, source, &scoped, &ty, mapped).await
+}
+
+/// GitHub waits on shipgate: the gate decides (waiting for approvals up to the configured
+/// time) and shipgate answers the callback with `approved` or `rejected` and the reasons. Any
+/// failure to decide answers `rejected` with the reason; a run is never left waiting silently.
+async fn protection_rule(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    value: &serde_json::Value,
+) -> ApiResult<Response> {
+    let req = match shipgate_domain::integrations::github::protection_request(value) {
+        Ok(r) => r,
+        Err(errors) => {
+            let e = ApiError::Validation(errors);
+            remember(
+                state,
+                delivery(
+                    state,
+                    "github",
+                    id,
+                    tenant,
+                    "deployment_protection_rule",
+                    "rejected",
+                    Some(e.summary()),
+                    vec![],
+                ),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let secrets = state
+        .settings
+        .webhooks
+        .get(tenant)
+        .cloned()
+        .unwrap_or_default();
+    let wait = Duration::from_secs(
+        secrets
+            .github_protection_wait_secs
+            .unwrap_or(state.settings.max_gate_wait_secs),
+    );
+    remember(
+        state,
+        delivery(
+            state,
+            "github",
+            id,
+            tenant,
+            "deployment_protection_rule",
+            "accepted",
+            Some(format!(
+                "deciding {} for {}",
+                req.change.as_deref().unwrap_or("(no change)"),
+                req.environment
+            )),
+            vec![],
+        ),
+    )
+    .await;
+    let (state2, tenant) = (state.clone(), tenant.to_owned());
+    tokio::spawn(async move {
+        let state = state2;
+        let (verdict, comment) = match &req.change {
+            None => (
+                "rejected",
+                "shipgate: the deployment names no change request (set payload.change_ref)"
+                    .to_owned(),
+            ),
+            Some(change) => {
+                let q = crate::governance::GateQuery {
+                    tenant: tenant.clone(),
+                    caller: "github".into(),
+                    change: change.clone(),
+                    environment: req.environment.clone(),
+                    digest: req.digest.clone(),
+                    deployer: req.deployer.clone(),
+                };
+                let d = crate::governance::gate(&state, q, wait).await;
+                let reasons: Vec<String> = d
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{}: {}", r.code, r.message))
+                    .collect();
+                if d.allowed() {
+                    (
+                        "approved",
+                        format!("shipgate: {change} allows {}", req.environment),
+                    )
+                } else {
+                    (
+                        "rejected",
+                        format!(
+                            "shipgate: {change} is {} for {} ({})",
+                            d.state.as_str(),
+                            req.environment,
+                            reasons.join("; ")
+                        ),
+                    )
+                }
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let body = serde_json::json!({"environment_name": req.environment, "state": verdict, "comment": comment});
+        for attempt in 0..5u32 {
+            let mut r = http
+                .post(&req.callback_url)
+                .header("accept", "application/vnd.github+json")
+                .header("x-github-api-version", "2022-11-28")
+                .header("user-agent", "shipgate")
+                .json(&body);
+            if let Some(t) = &secrets.github_token {
+                r = r.bearer_auth(t.expose_secret());
+            }
+            match r.send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    tracing::info!(environment = %req.environment, verdict, "protection rule answered");
+                    metrics::counter!("shipgate_github_protection_answers_total", "state" => verdict).increment(1);
+                    return;
+                }
+                Ok(resp) if resp.status().is_client_error() => {
+                    tracing::error!(status = %resp.status(), "GitHub refused the protection rule answer");
+                    return;
+                }
+                Ok(resp) => {
+                    tracing::warn!(status = %resp.status(), attempt, "protection rule answer failed; retrying")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "protection rule answer failed; retrying")
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+        }
+        tracing::error!(environment = %req.environment, "could not answer a deployment protection rule");
+    });
+    Ok(Json(DeliveryAnswer {
+        result: "accepted".into(),
+        reason: Some("the gate decides; the answer goes to deployment_callback_url".into()),
+        records: vec![],
+    })
+    .into_response())
 }
 
 /// A redelivery of an accepted or ignored delivery, answered from its record.

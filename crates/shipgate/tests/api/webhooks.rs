@@ -65,6 +65,7 @@ async fn app() -> TestApp {
             shipgate_server::routes::webhooks::WebhookSecrets {
                 github_secret: Some(SECRET.to_owned().into()),
                 gitlab_token: Some(SECRET.to_owned().into()),
+                ..Default::default()
             },
         );
         // GitHub deployments carry no artifact digest; production still needs the commit.
@@ -273,6 +274,7 @@ async fn production_requirements_reject_a_github_deployment_with_the_reason() {
             shipgate_server::routes::webhooks::WebhookSecrets {
                 github_secret: Some(SECRET.to_owned().into()),
                 gitlab_token: Some(SECRET.to_owned().into()),
+                ..Default::default()
             },
         );
     })
@@ -697,5 +699,181 @@ async fn a_deployment_shows_the_commits_and_pull_requests_it_shipped() {
     let s = app.get(&format!("/api/v1/deployments/{v1}/shipped")).await;
     assert_eq!(s.body["commits"].as_array().unwrap().len(), 2, "{}", s.body);
     assert!(s.body["previous_deployment"].is_null());
+    app.stop().await;
+}
+
+/// GitHub's deployment protection rules are decided by shipgate's gate and answered at the
+/// callback (a recorded-API mock of GitHub): approved, rejected with the reasons, and rejected when
+/// shipgate cannot decide. A pending change is answered when it is approved.
+#[tokio::test]
+async fn deployment_protection_rules_are_answered_by_the_gate() {
+    use std::sync::{Arc, Mutex};
+    let answers: Arc<Mutex<Vec<(HeaderMapLite, Value)>>> = Default::default();
+    type HeaderMapLite = Option<String>;
+    let sink = answers.clone();
+    let mock = axum::Router::new().route(
+        "/repos/acme/checkout/actions/runs/{run}/deployment_protection_rule",
+        axum::routing::post(
+            move |h: axum::http::HeaderMap, axum::Json(b): axum::Json<Value>| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().unwrap().push((
+                        h.get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned),
+                        b,
+                    ));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gh = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, mock).await });
+    let app = TestApp::spawn_with(|s| {
+        s.webhooks.insert(
+            "default".into(),
+            shipgate_server::routes::webhooks::WebhookSecrets {
+                github_secret: Some(SECRET.to_owned().into()),
+                github_token: Some("ghs_installation".to_owned().into()),
+                github_protection_wait_secs: Some(10),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/policy",
+            Some(&app.token),
+            Some("[[rule]]\nname = \"std\"\nauto_approve = true\n[rule.match]\nchange_type = [\"standard\"]\n\n[[rule]]\nname = \"normal\"\napprovals = [{ group = \"cab\" }]\n[rule.match]\nchange_type = [\"normal\"]\n".to_owned().into()),
+            &[("content-type", "application/toml")],
+        )
+        .await;
+    assert_eq!(r.status, 422, "cab does not exist yet: {}", r.body);
+    let carol = app
+        .post(
+            "/api/v1/people",
+            json!({"subject": "carol", "token_role": "approver"}),
+        )
+        .await;
+    let carol = carol.body["token"].as_str().unwrap().to_owned();
+    app.req(
+        reqwest::Method::PUT,
+        "/api/v1/groups/cab",
+        Some(&app.token),
+        Some(json!({"members": ["carol"]}).to_string().into()),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/policy",
+            Some(&app.token),
+            Some("[[rule]]\nname = \"std\"\nauto_approve = true\n[rule.match]\nchange_type = [\"standard\"]\n\n[[rule]]\nname = \"normal\"\napprovals = [{ group = \"cab\" }]\n[rule.match]\nchange_type = [\"normal\"]\n".to_owned().into()),
+            &[("content-type", "application/toml")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let open = |kind: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .post("/api/v1/changes", json!({"type": kind, "title": "t", "services": ["checkout"], "environments": ["staging"]}))
+                .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            r.body["key"].as_str().unwrap().to_owned()
+        }
+    };
+    let std_cr = open("standard").await;
+    let normal_cr = open("normal").await;
+    let request = |run: u32, change: Option<&str>| {
+        let payload = match change {
+            Some(c) => json!({"change_ref": c}),
+            None => json!({}),
+        };
+        json!({"action": "requested", "environment": "staging", "event": "push",
+            "deployment_callback_url": format!("{gh}/repos/acme/checkout/actions/runs/{run}/deployment_protection_rule"),
+            "deployment": {"id": run, "sha": format!("{:040x}", run), "ref": "main", "environment": "staging", "payload": payload},
+            "repository": {"id": 1, "name": "checkout", "full_name": "acme/checkout"}, "sender": {"login": "octocat"}})
+    };
+    let send = |run: u32, change: Option<&str>| {
+        let app = &app;
+        let body = serde_json::to_vec(&request(run, change)).unwrap();
+        async move {
+            deliver(
+                app,
+                "deployment_protection_rule",
+                &format!("dpr-{run}"),
+                body,
+                None,
+            )
+            .await
+        }
+    };
+    let wait_answers = |n: usize| {
+        let answers = answers.clone();
+        async move {
+            let t = std::time::Instant::now();
+            loop {
+                let a = answers.lock().unwrap().clone();
+                if a.len() >= n {
+                    return a;
+                }
+                assert!(t.elapsed() < std::time::Duration::from_secs(10), "{a:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let r = send(1, Some(&std_cr)).await;
+    assert_eq!(
+        (r.status, r.body["result"].as_str()),
+        (200, Some("accepted")),
+        "{}",
+        r.body
+    );
+    let a = wait_answers(1).await;
+    assert_eq!(a[0].1["state"], "approved", "{:?}", a);
+    assert_eq!(a[0].1["environment_name"], "staging");
+    assert_eq!(a[0].0.as_deref(), Some("Bearer ghs_installation"));
+    // An unknown change: rejected with the reason.
+    send(2, Some("CR-99")).await;
+    let a = wait_answers(2).await;
+    assert_eq!(a[1].1["state"], "rejected");
+    assert!(
+        a[1].1["comment"]
+            .as_str()
+            .unwrap()
+            .contains("unknown_change"),
+        "{:?}",
+        a[1]
+    );
+    // No change named: rejected, saying how to name one.
+    send(3, None).await;
+    let a = wait_answers(3).await;
+    assert_eq!(a[2].1["state"], "rejected");
+    assert!(a[2].1["comment"].as_str().unwrap().contains("change_ref"));
+    // Pending: answered once carol approves.
+    send(4, Some(&normal_cr)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        answers.lock().unwrap().len(),
+        3,
+        "not answered while pending"
+    );
+    let r = app
+        .post_as(
+            &format!("/api/v1/changes/{normal_cr}/decisions"),
+            json!({"decision": "approve"}),
+            &carol,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let a = wait_answers(4).await;
+    assert_eq!(a[3].1["state"], "approved", "{:?}", a[3]);
     app.stop().await;
 }
