@@ -273,6 +273,37 @@ impl<'a> Fields<'a> {
         out
     }
 
+    /// A list of free-form strings (e.g. path globs); the caller validates each.
+    pub fn text_list(&mut self, key: &'static str) -> Vec<String> {
+        let Some(v) = self.get(key) else {
+            return Vec::new();
+        };
+        let Value::Array(items) = v else {
+            let p = self.path(key);
+            self.errors.add(
+                p,
+                "invalid_type",
+                format!("expected an array, got {}", type_name(v)),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::String(s) => out.push(s.trim().to_owned()),
+                other => {
+                    let path = format!("{}[{i}]", self.path(key));
+                    self.errors.add(
+                        path,
+                        "invalid_type",
+                        format!("expected a string, got {}", type_name(other)),
+                    )
+                }
+            }
+        }
+        out
+    }
+
     pub fn string_list(&mut self, key: &'static str) -> Vec<String> {
         let Some(v) = self.get(key) else {
             return Vec::new();

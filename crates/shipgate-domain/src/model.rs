@@ -266,6 +266,10 @@ pub struct RunningVersion {
 pub struct Service {
     pub name: String,
     pub team: Option<String>,
+    /// Path globs the service owns in a monorepo (`services/checkout/**`); empty: the whole
+    /// repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
     /// Declared ahead (true) or created on first sight (false).
     pub declared: bool,
     #[schema(value_type = String, format = DateTime)]

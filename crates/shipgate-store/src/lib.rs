@@ -262,6 +262,7 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         tenant: &str,
         name: &str,
         team: Option<&str>,
+        paths: &[String],
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<Service>;

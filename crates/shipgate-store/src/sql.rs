@@ -184,6 +184,14 @@ fn delivery_from_row(r: &DbRow) -> StoreResult<shipgate_domain::integrations::De
     })
 }
 
+fn service_paths(r: &DbRow) -> StoreResult<Vec<String>> {
+    let p: Option<String> = r.try_get("paths")?;
+    p.map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(internal)
+        .map(Option::unwrap_or_default)
+}
+
 fn scoped_key(tenant: &str, key: &str) -> String {
     format!("{tenant}\n{key}")
 }
@@ -1197,6 +1205,7 @@ impl Store for SqlStore {
         tenant: &str,
         name: &str,
         team: Option<&str>,
+        paths: &[String],
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<Service> {
@@ -1204,17 +1213,19 @@ impl Store for SqlStore {
         let mut tx = self.writer.begin().await?;
         let head = lock_head(&mut tx).await?;
         sqlx::query(
-            "INSERT INTO services (tenant, name, team, declared, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant, name) DO UPDATE SET team = excluded.team, declared = excluded.declared",
+            "INSERT INTO services (tenant, name, team, declared, created_at, paths) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (tenant, name) DO UPDATE SET team = excluded.team, declared = excluded.declared, paths = excluded.paths",
         )
         .bind(tenant)
         .bind(name)
         .bind(team)
         .bind(true)
         .bind(to_micros(now))
+        .bind(json_text(&paths))
         .execute(&mut *tx)
         .await?;
-        let payload = serde_json::json!({"tenant": tenant, "name": name, "team": team});
+        let payload =
+            serde_json::json!({"tenant": tenant, "name": name, "team": team, "paths": paths});
         append_audit(
             &mut tx,
             &head,
@@ -1229,7 +1240,7 @@ impl Store for SqlStore {
         )
         .await?;
         let r = sqlx::query(
-            "SELECT name, team, declared, created_at FROM services WHERE tenant = $1 AND name = $2",
+            "SELECT name, team, declared, created_at, paths FROM services WHERE tenant = $1 AND name = $2",
         )
         .bind(tenant)
         .bind(name)
@@ -1240,6 +1251,7 @@ impl Store for SqlStore {
             team: r.try_get("team")?,
             declared: r.try_get("declared")?,
             created_at: ts(&r, "created_at")?,
+            paths: service_paths(&r)?,
         };
         tx.commit().await?;
         Ok(s)
@@ -1299,7 +1311,7 @@ impl Store for SqlStore {
 
     async fn list_services(&self, tenant: &str) -> StoreResult<Vec<Service>> {
         let rows = sqlx::query(
-            "SELECT name, team, declared, created_at FROM services WHERE tenant = $1 ORDER BY name",
+            "SELECT name, team, declared, created_at, paths FROM services WHERE tenant = $1 ORDER BY name",
         )
         .bind(tenant)
         .fetch_all(&self.pool)
@@ -1311,6 +1323,7 @@ impl Store for SqlStore {
                     team: r.try_get("team")?,
                     declared: r.try_get("declared")?,
                     created_at: ts(r, "created_at")?,
+                    paths: service_paths(r)?,
                 })
             })
             .collect()

@@ -798,10 +798,22 @@ async fn late_events_and_corrections(db: &TestDb) {
 async fn declared_entities_and_tokens(db: &TestDb) {
     let s = db.store.as_ref();
     let svc = s
-        .declare_service("acme", "ledger", Some("finance"), "admin", now())
+        .declare_service(
+            "acme",
+            "ledger",
+            Some("finance"),
+            &["ledger/**".to_owned()],
+            "admin",
+            now(),
+        )
         .await
         .unwrap();
     assert!(svc.declared);
+    assert_eq!(svc.paths, vec!["ledger/**"]);
+    assert_eq!(
+        s.list_services("acme").await.unwrap()[0].paths,
+        vec!["ledger/**"]
+    );
     let env = Taxonomy::default()
         .resolve("live-us-east-1", |_| None)
         .unwrap();

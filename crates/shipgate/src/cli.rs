@@ -248,6 +248,9 @@ enum ServiceCmd {
         name: String,
         #[arg(long)]
         team: Option<String>,
+        /// A path glob the service owns in a monorepo (repeatable), e.g. services/checkout/**.
+        #[arg(long = "path")]
+        paths: Vec<String>,
     },
 }
 
@@ -793,10 +796,10 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
         Command::Service(cmd) => {
             let v = match cmd {
                 ServiceCmd::List => c.get("/api/v1/services").await?,
-                ServiceCmd::Declare { name, team } => {
+                ServiceCmd::Declare { name, team, paths } => {
                     c.post(
                         "/api/v1/services",
-                        json!({"name": name, "team": team}),
+                        json!({"name": name, "team": team, "paths": paths}),
                         None,
                     )
                     .await?

@@ -49,7 +49,7 @@ pub async fn seed(store: &dyn Store) -> anyhow::Result<String> {
     let mut cmds: Vec<CreateDeployment> = Vec::new();
     for (team, services) in TEAMS {
         store
-            .declare_service("default", services[0], Some(team), "demo", now)
+            .declare_service("default", services[0], Some(team), &[], "demo", now)
             .await?;
         for (si, svc) in services.iter().enumerate() {
             let mut minor = 0u32;

@@ -112,6 +112,19 @@ async fn shipped(
         }
         None => (Vec::new(), true),
     };
+    // Monorepos: only the commits that touch the service's paths were shipped by it.
+    let paths = state
+        .store
+        .list_services(&caller.tenant)
+        .await?
+        .into_iter()
+        .find(|s| s.name == d.record.service)
+        .map(|s| s.paths)
+        .unwrap_or_default();
+    let commits: Vec<_> = commits
+        .into_iter()
+        .filter(|c| shipgate_domain::vcs::touches(c, &paths))
+        .collect();
     let shas: Vec<String> = commits.iter().map(|c| c.sha.clone()).collect();
     let pull_requests = state.store.pull_requests_for(&caller.tenant, &shas).await?;
     Ok(Json(shipgate_domain::vcs::Shipped {

@@ -132,6 +132,8 @@ async fn list_services(
 pub struct DeclareServiceRequest {
     name: String,
     team: Option<String>,
+    /// Path globs the service owns in a monorepo (`services/checkout/**`).
+    paths: Option<Vec<String>>,
 }
 
 fn object(v: &Value) -> ApiResult<&serde_json::Map<String, Value>> {
@@ -151,7 +153,20 @@ async fn declare_service(
     let mut f = Fields::new(object(&v)?, "");
     let name = f.name("name", true);
     let team = f.name("team", false);
-    let errors = f.finish();
+    let paths = f.text_list("paths");
+    let mut errors = f.finish();
+    for (i, p) in paths.iter().enumerate() {
+        if p.is_empty() || p.len() > 256 || p.starts_with('/') {
+            errors.add(
+                format!("paths[{i}]"),
+                "invalid_format",
+                "a relative path glob of 1-256 characters, such as services/checkout/**",
+            );
+        }
+    }
+    if paths.len() > 50 {
+        errors.add("paths", "too_many", "at most 50 globs");
+    }
     let Some(name) = name.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
@@ -161,6 +176,7 @@ async fn declare_service(
             &caller.tenant,
             &name,
             team.as_deref(),
+            &paths,
             &caller.subject,
             state.clock.now(),
         )

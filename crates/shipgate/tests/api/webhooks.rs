@@ -649,12 +649,25 @@ async fn a_deployment_shows_the_commits_and_pull_requests_it_shipped() {
             "repository": {"id": 1, "name": "checkout", "full_name": "acme/checkout", "html_url": repo},
             "commits": ids.iter().map(|id| json!({"id": id, "message": format!("commit {}", &id[38..]),
                 "timestamp": "2026-11-20T10:00:00Z", "author": {"name": "Dev", "username": "dev"},
-                "added": [], "modified": ["services/checkout/main.go"], "removed": []})).collect::<Vec<_>>()})
+                "added": [], "modified": [if id.ends_with('3') { "services/web/main.go" } else { "services/checkout/main.go" }],
+                "removed": []})).collect::<Vec<_>>()})
     };
     let send = |event: &'static str, id: String, body: Value| {
         let app = &app;
         async move { deliver(app, event, &id, serde_json::to_vec(&body).unwrap(), None).await }
     };
+    // A monorepo: checkout owns services/checkout/**; commit 3 touches only services/web.
+    let r = app
+        .post(
+            "/api/v1/services",
+            json!({"name": "checkout", "paths": ["services/checkout/**"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post("/api/v1/services", json!({"name": "x", "paths": ["/abs"]}))
+        .await;
+    assert_eq!(r.status, 422);
     let r = send("push", "p1".into(), push(c(0), vec![c(1), c(2)])).await;
     assert_eq!(r.body["result"], "accepted", "{}", r.body);
     let deploy = |version: &str, sha: String, at: &str| {
@@ -689,7 +702,12 @@ async fn a_deployment_shows_the_commits_and_pull_requests_it_shipped() {
         .iter()
         .map(|x| x["sha"].as_str().unwrap())
         .collect();
-    assert_eq!(shas, vec![c(4), c(3)], "{}", s.body);
+    assert_eq!(
+        shas,
+        vec![c(4)],
+        "commit 3 belongs to another service: {}",
+        s.body
+    );
     assert_eq!(s.body["previous_deployment"], v1.as_str());
     assert_eq!(s.body["previous_commit"], c(2));
     assert_eq!(s.body["incomplete"], false);
