@@ -273,3 +273,44 @@ pub fn gate_event(
         event_type: t,
     }
 }
+
+/// An incident opened or changed: CDEvents `incident.detected` / `incident.resolved` (0.3.0);
+/// an acknowledgement is a custom `shipgate-incident.acknowledged`.
+pub fn incident_event(
+    tenant: &str,
+    i: &crate::incident::Incident,
+    tier: Option<EnvTier>,
+    at: Timestamp,
+) -> OutboxEvent {
+    use crate::incident::IncidentStatus;
+    let t = match i.status {
+        IncidentStatus::Open => "dev.cdevents.incident.detected.0.3.0".to_owned(),
+        IncidentStatus::Resolved => "dev.cdevents.incident.resolved.0.3.0".to_owned(),
+        IncidentStatus::Acknowledged => {
+            "dev.cdeventsx.shipgate-incident.acknowledged.0.1.0".to_owned()
+        }
+    };
+    let mut content = serde_json::Map::new();
+    content.insert("description".into(), json!(i.title));
+    content.insert(
+        "environment".into(),
+        json!({"id": i.environment.clone().unwrap_or_else(|| "unknown".into()), "source": source(tenant)}),
+    );
+    if let Some(s) = &i.service {
+        content.insert("service".into(), json!({"id": s, "source": source(tenant)}));
+    }
+    let subject_id = format!("{}:{}", i.source, i.external_id);
+    OutboxEvent {
+        kind: EventKind::Incident,
+        env_tier: tier,
+        subject_id: subject_id.clone(),
+        body: envelope(
+            tenant,
+            &t,
+            at,
+            json!({"id": subject_id, "source": source(tenant), "content": content}),
+            json!({"incident": i}),
+        ),
+        event_type: t,
+    }
+}

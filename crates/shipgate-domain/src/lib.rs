@@ -16,6 +16,7 @@ pub mod environment;
 pub mod error;
 pub mod events;
 pub mod import;
+pub mod incident;
 pub mod input;
 pub mod integrations;
 pub mod lifecycle;

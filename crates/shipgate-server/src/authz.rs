@@ -73,6 +73,13 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/api/v1/webhooks/{tenant}/jira", Public),
     ("POST", "/api/v1/cdevents", DeploymentsWrite),
     ("POST", "/api/v1/artifacts", DeploymentsWrite),
+    (
+        "POST",
+        "/api/v1/integrations/alertmanager",
+        DeploymentsWrite,
+    ),
+    ("POST", "/api/v1/webhooks/{tenant}/pagerduty", Public),
+    ("GET", "/api/v1/incidents", DeploymentsRead),
     ("POST", "/api/v1/integrations/jenkins", DeploymentsWrite),
     ("POST", "/api/v1/integrations/argocd", DeploymentsWrite),
     ("GET", "/api/v1/webhook-deliveries", AuditRead),

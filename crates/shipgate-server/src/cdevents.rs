@@ -170,4 +170,28 @@ mod tests {
         bad["context"].as_object_mut().unwrap().remove("timestamp");
         assert!(validate(&bad).is_err());
     }
+
+    /// What shipgate emits for its vocabulary types validates against the spec's schemas.
+    #[test]
+    fn emitted_events_are_schema_valid() {
+        use shipgate_domain::incident::{Incident, IncidentStatus};
+        let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        for status in [IncidentStatus::Open, IncidentStatus::Resolved] {
+            let i = Incident {
+                source: "alertmanager".into(),
+                external_id: "abc".into(),
+                title: "CPU".into(),
+                status,
+                severity: None,
+                service: Some("checkout".into()),
+                environment: None,
+                started_at: now,
+                resolved_at: None,
+                url: None,
+            };
+            let e = shipgate_domain::events::incident_event("acme", &i, None, now);
+            let v: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+            assert_eq!(validate(&v), Ok(true), "{v}");
+        }
+    }
 }

@@ -338,6 +338,21 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     /// Recomputes the whole chain and checks every deployment and status event against it.
     async fn verify_audit(&self) -> StoreResult<VerifyReport>;
 
+    /// Records an incident, or its change of status (audited and published); `false` when
+    /// nothing changed.
+    async fn record_incident(
+        &self,
+        tenant: &str,
+        incident: &shipgate_domain::incident::Incident,
+        env_tier: Option<shipgate_domain::EnvTier>,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    async fn list_incidents(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<shipgate_domain::incident::Incident>>;
     /// Records pushed commits (known ones are kept as they are).
     async fn record_commits(
         &self,

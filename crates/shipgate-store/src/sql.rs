@@ -1613,6 +1613,82 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn record_incident(
+        &self,
+        tenant: &str,
+        i: &shipgate_domain::incident::Incident,
+        env_tier: Option<shipgate_domain::EnvTier>,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let prev: Option<String> = sqlx::query(
+            "SELECT status FROM incidents WHERE tenant = $1 AND source = $2 AND external_id = $3",
+        )
+        .bind(tenant)
+        .bind(&i.source)
+        .bind(&i.external_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("status"))
+        .transpose()?;
+        if prev.as_deref() == Some(i.status.as_str()) {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO incidents (tenant, source, external_id, status, service, started_at, updated_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant, source, external_id) DO UPDATE SET \
+             status = excluded.status, updated_at = excluded.updated_at, body = excluded.body",
+        )
+        .bind(tenant)
+        .bind(&i.source)
+        .bind(&i.external_id)
+        .bind(i.status.as_str())
+        .bind(&i.service)
+        .bind(to_micros(i.started_at))
+        .bind(to_micros(now))
+        .bind(json_text(i))
+        .execute(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            &head,
+            now,
+            vec![
+                PendingEntry::new(
+                    tenant,
+                    actor,
+                    &format!("incident.{}", i.status.as_str()),
+                    &format!("{}:{}", i.source, i.external_id),
+                    &serde_json::json!(i),
+                )
+                .with_event(shipgate_domain::events::incident_event(
+                    tenant, i, env_tier, now,
+                )),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_incidents(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<shipgate_domain::incident::Incident>> {
+        let rows = sqlx::query(
+            "SELECT body FROM incidents WHERE tenant = $1 ORDER BY started_at DESC LIMIT $2",
+        )
+        .bind(tenant)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| json_col(r, "body")).collect()
+    }
+
     async fn record_commits(
         &self,
         tenant: &str,

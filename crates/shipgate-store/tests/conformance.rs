@@ -1285,6 +1285,55 @@ async fn change_requests(db: &TestDb) {
 
 /// Tokens keep their scope, grantor and last use; rotation, revocation and access reviews
 /// write what they say, with audit entries.
+async fn incidents(db: &TestDb) {
+    use shipgate_domain::incident::{Incident, IncidentStatus};
+    let s = db.store.as_ref();
+    let mut i = Incident {
+        source: "pagerduty".into(),
+        external_id: "P1".into(),
+        title: "checkout down".into(),
+        status: IncidentStatus::Open,
+        severity: Some("high".into()),
+        service: Some("checkout".into()),
+        environment: None,
+        started_at: now(),
+        resolved_at: None,
+        url: None,
+    };
+    assert!(
+        s.record_incident("acme", &i, None, "pd", now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.record_incident("acme", &i, None, "pd", now())
+            .await
+            .unwrap(),
+        "no change"
+    );
+    i.status = IncidentStatus::Resolved;
+    i.resolved_at = Some(now());
+    assert!(
+        s.record_incident("acme", &i, None, "pd", now())
+            .await
+            .unwrap()
+    );
+    let list = s.list_incidents("acme", 10).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].status, IncidentStatus::Resolved);
+    assert!(s.list_incidents("other", 10).await.unwrap().is_empty());
+    let (_, rows) = s.outbox_pending("nats", 100).await.unwrap();
+    let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "dev.cdevents.incident.detected.0.3.0",
+            "dev.cdevents.incident.resolved.0.3.0"
+        ]
+    );
+    assert!(s.verify_audit().await.unwrap().ok);
+}
+
 async fn source_history(db: &TestDb) {
     use shipgate_domain::vcs::{CommitRecord, PullRequestRecord};
     let s = db.store.as_ref();
@@ -1691,4 +1740,5 @@ conformance!(
     directory_sync,
     outbox_in_commit_order,
     source_history,
+    incidents,
 );

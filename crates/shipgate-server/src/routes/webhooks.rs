@@ -41,6 +41,8 @@ pub struct WebhookSecrets {
     pub github_token: Option<SecretString>,
     /// How long a protection rule waits on shipgate's gate before it is answered `rejected`.
     pub github_protection_wait_secs: Option<u64>,
+    /// The PagerDuty V3 webhook subscription's signing secret (`X-PagerDuty-Signature`).
+    pub pagerduty_secret: Option<SecretString>,
     /// The secret token set on the GitLab webhook (sent verbatim in `X-Gitlab-Token`).
     pub gitlab_token: Option<SecretString>,
 }
@@ -54,6 +56,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(argocd))
         .routes(routes!(servicenow))
         .routes(routes!(publish_artifact))
+        .routes(routes!(alertmanager))
+        .routes(routes!(pagerduty))
+        .routes(routes!(list_incidents))
         .routes(routes!(jira))
         .routes(routes!(list_deliveries))
 }
@@ -639,6 +644,140 @@ async fn protection_rule(
         records: vec![],
     })
     .into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IncidentAnswer {
+    /// `accepted` (recorded or changed) or `unchanged`.
+    result: String,
+    incidents: Vec<shipgate_domain::incident::Incident>,
+    /// Deployments to the affected services (or environments) in the last 24 hours, newest
+    /// first: the first suspects during triage.
+    suggested_changes: Vec<shipgate_store::Change>,
+}
+
+/// Records incidents and answers with the recent changes to what they affect.
+async fn take_incidents(
+    state: &AppState,
+    tenant: &str,
+    actor: &str,
+    incidents: Vec<shipgate_domain::incident::Incident>,
+) -> ApiResult<Response> {
+    let now = state.clock.now();
+    let mut changed = false;
+    let mut suggested: Vec<shipgate_store::Change> = Vec::new();
+    for i in &incidents {
+        let env = match &i.environment {
+            Some(e) => super::resolve_environment(state, tenant, e).await.ok(),
+            None => None,
+        };
+        changed |= state
+            .store
+            .record_incident(tenant, i, env.as_ref().and_then(|e| e.tier), actor, now)
+            .await?;
+        if i.service.is_none() && env.is_none() {
+            continue;
+        }
+        let filter = shipgate_domain::DeploymentFilter {
+            tenant: tenant.to_owned(),
+            service: i.service.clone(),
+            environment: env.map(|e| e.name),
+            since: Some(now - chrono::Duration::hours(24)),
+            ..Default::default()
+        };
+        for c in state.store.changes(&filter, 10).await? {
+            if !suggested.contains(&c) {
+                suggested.push(c);
+            }
+        }
+    }
+    Ok(Json(IncidentAnswer {
+        result: if changed { "accepted" } else { "unchanged" }.into(),
+        incidents,
+        suggested_changes: suggested,
+    })
+    .into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/integrations/alertmanager", tag = "integrations",
+    request_body(content = String, description = "An Alertmanager webhook (version 4)", content_type = "application/json"),
+    description = "Alertmanager webhook receiver (bearer token in http_config): each alert is recorded as an incident (by fingerprint), streamed as a CDEvents incident event, and answered with the recent changes to its service or environment.",
+    responses((status = 200, body = IncidentAnswer), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn alertmanager(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let value = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
+    let incidents = shipgate_domain::incident::alertmanager(&value, state.clock.now())
+        .map_err(ApiError::Validation)?;
+    take_incidents(&state, &caller.tenant, &caller.subject, incidents).await
+}
+
+/// `X-PagerDuty-Signature: v1=<hex>[,v1=<hex>]` (several during secret rotation).
+fn pagerduty_signature_ok(secret: &str, body: &[u8], header: Option<&str>) -> bool {
+    header.is_some_and(|h| {
+        h.split(',').map(str::trim).any(|sig| {
+            sig.strip_prefix("v1=")
+                .and_then(|hexsig| hex::decode(hexsig).ok())
+                .is_some_and(|expected| {
+                    Hmac::<Sha256>::new_from_slice(secret.as_bytes()).is_ok_and(|mut m| {
+                        m.update(body);
+                        m.verify_slice(&expected).is_ok()
+                    })
+                })
+        })
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/pagerduty", tag = "integrations",
+    params(("tenant" = String, Path), ("X-PagerDuty-Signature" = String, Header)),
+    request_body(content = String, description = "A PagerDuty V3 webhook", content_type = "application/json"),
+    description = "PagerDuty V3 webhook: incident events are recorded (triggered, acknowledged, resolved), streamed, and answered with the recent changes to the incident's service.",
+    responses((status = 200, body = IncidentAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn pagerduty(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let secret = state
+        .settings
+        .webhooks
+        .get(&tenant)
+        .and_then(|w| w.pagerduty_secret.clone())
+        .ok_or(ApiError::NotFound)?;
+    let bytes = body_bytes(body, state.settings.max_body_bytes)?;
+    if !pagerduty_signature_ok(
+        secret.expose_secret(),
+        &bytes,
+        header(&headers, "x-pagerduty-signature"),
+    ) {
+        return Err(ApiError::Unauthenticated(
+            "X-PagerDuty-Signature does not match the body and the webhook secret".into(),
+        ));
+    }
+    let value = parse_json(&bytes)?;
+    match shipgate_domain::incident::pagerduty(&value, state.clock.now()) {
+        Err(e) => Err(ApiError::Validation(e)),
+        Ok(None) => Ok(Json(DeliveryAnswer {
+            result: "ignored".into(),
+            reason: Some("only incident events are recorded".into()),
+            records: vec![],
+        })
+        .into_response()),
+        Ok(Some(i)) => take_incidents(&state, &tenant, "pagerduty", vec![i]).await,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "integrations",
+    description = "The tenant's incidents, newest first.",
+    responses((status = 200, body = Vec<shipgate_domain::incident::Incident>)))]
+async fn list_incidents(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<shipgate_domain::incident::Incident>>> {
+    Ok(Json(state.store.list_incidents(&caller.tenant, 200).await?))
 }
 
 /// A redelivery of an accepted or ignored delivery, answered from its record.

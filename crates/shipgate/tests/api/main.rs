@@ -10,6 +10,7 @@ mod bad_input;
 mod cli;
 mod deployments;
 mod import;
+mod incidents;
 mod isolation;
 mod itsm;
 mod ldap;

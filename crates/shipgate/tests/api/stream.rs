@@ -221,6 +221,19 @@ async fn no_event_lost_while_the_broker_is_down() {
         "dev.cdevents.service.deployed.0.3.0"
     );
     assert_eq!(deployed.0, "shipgate.default.status.staging");
+    // What shipgate emits in the CDEvents vocabulary validates against the spec's schemas.
+    for (_, _, body) in &all {
+        if body["context"]["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("dev.cdevents."))
+        {
+            assert_eq!(
+                shipgate_server::cdevents::validate(body),
+                Ok(true),
+                "{body}"
+            );
+        }
+    }
     app.stop().await;
 }
 
