@@ -34,6 +34,79 @@ fn status_of(s: &str) -> Option<&'static str> {
     })
 }
 
+fn push(p: &Value) -> Mapped {
+    let Some(repository) = s(p, "/project/web_url").map(str::to_owned) else {
+        return Err(Ignored("push names no project".into()));
+    };
+    let commits = p
+        .get("commits")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if commits.is_empty() {
+        return Err(Ignored("push carries no commits (a deleted branch)".into()));
+    }
+    let zero = |x: &str| x.chars().all(|c| c == '0');
+    let mut parent = s(p, "/before").filter(|b| !zero(b)).map(str::to_owned);
+    let mut out = Vec::new();
+    for c in &commits {
+        let Some(sha) = s(c, "/id") else { continue };
+        let files = ["added", "modified", "removed"]
+            .iter()
+            .flat_map(|k| {
+                c.get(*k)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect();
+        out.push(crate::vcs::CommitRecord {
+            repository: repository.clone(),
+            sha: sha.to_owned(),
+            parent: parent.clone(),
+            message: s(c, "/message")
+                .unwrap_or_default()
+                .chars()
+                .take(2000)
+                .collect(),
+            author: s(c, "/author/name").map(str::to_owned),
+            committed_at: s(c, "/timestamp")
+                .and_then(parse_time)
+                .map(|t| t.to_rfc3339()),
+            url: s(c, "/url").map(str::to_owned),
+            files,
+        });
+        parent = Some(sha.to_owned());
+    }
+    Ok(vec![Intent::Commits(out)])
+}
+
+fn merge_request(p: &Value) -> Mapped {
+    let (Some(repository), Some(iid)) = (
+        s(p, "/project/web_url").map(str::to_owned),
+        p.pointer("/object_attributes/iid").and_then(Value::as_i64),
+    ) else {
+        return Err(Ignored("merge request names no project or iid".into()));
+    };
+    let state = s(p, "/object_attributes/state").unwrap_or("opened");
+    Ok(vec![Intent::PullRequest(crate::vcs::PullRequestRecord {
+        repository,
+        number: iid,
+        title: s(p, "/object_attributes/title")
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect(),
+        state: state.to_owned(),
+        merged: state == "merged",
+        head_sha: s(p, "/object_attributes/last_commit/id").map(str::to_owned),
+        merge_commit_sha: s(p, "/object_attributes/merge_commit_sha").map(str::to_owned),
+        url: s(p, "/object_attributes/url").map(str::to_owned),
+        author: s(p, "/user/username").map(str::to_owned),
+    })])
+}
+
 /// Maps one GitLab delivery (`object_kind` in the body names the hook).
 pub fn map(p: &Value) -> Result<Mapped, FieldErrors> {
     let mut errors = FieldErrors::default();
@@ -47,9 +120,16 @@ pub fn map(p: &Value) -> Result<Mapped, FieldErrors> {
     };
     match kind {
         "deployment" => {}
-        "pipeline" | "push" | "tag_push" | "merge_request" | "build" | "release" => {
+        "push" => return Ok(push(p)),
+        "merge_request" => return Ok(merge_request(p)),
+        "tag_push" => {
+            return Ok(Err(Ignored(
+                "tag pushes carry no new commits; commits arrive with branch pushes".into(),
+            )));
+        }
+        "pipeline" | "build" | "release" => {
             return Ok(Err(Ignored(format!(
-                "{kind} hooks are accepted but not yet acted on"
+                "{kind} hooks are acknowledged; deployments are recorded from Deployment hooks"
             ))));
         }
         other => {
