@@ -33,6 +33,15 @@ pub struct PullRequestRecord {
     pub author: Option<String>,
 }
 
+/// A tag, from a tag push (which names its commit) and/or a release (which names its page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TagRecord {
+    pub repository: String,
+    pub name: String,
+    pub sha: Option<String>,
+    pub release_url: Option<String>,
+}
+
 /// What a deployment shipped: the commits since the previous deployment, and their pull requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Shipped {
@@ -41,6 +50,8 @@ pub struct Shipped {
     pub previous_commit: Option<String>,
     pub commits: Vec<CommitRecord>,
     pub pull_requests: Vec<PullRequestRecord>,
+    /// Tags on the shipped commits (releases included).
+    pub tags: Vec<TagRecord>,
     /// The walk stopped before reaching the previous commit (history not known that far back).
     pub incomplete: bool,
 }

@@ -374,6 +374,19 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         stop: Option<&str>,
         limit: usize,
     ) -> StoreResult<(Vec<shipgate_domain::vcs::CommitRecord>, bool)>;
+    /// Records a tag; a `None` sha or release URL keeps the known one.
+    async fn record_tag(
+        &self,
+        tenant: &str,
+        tag: &shipgate_domain::vcs::TagRecord,
+    ) -> StoreResult<()>;
+    async fn delete_tag(&self, tenant: &str, repository: &str, name: &str) -> StoreResult<()>;
+    /// Tags pointing at one of these commits.
+    async fn tags_for(
+        &self,
+        tenant: &str,
+        shas: &[String],
+    ) -> StoreResult<Vec<shipgate_domain::vcs::TagRecord>>;
     /// Pull requests merged as, or headed at, one of these commits.
     async fn pull_requests_for(
         &self,

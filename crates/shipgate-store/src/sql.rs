@@ -1769,6 +1769,66 @@ impl Store for SqlStore {
         Ok((out, stop.is_some()))
     }
 
+    async fn record_tag(
+        &self,
+        tenant: &str,
+        t: &shipgate_domain::vcs::TagRecord,
+    ) -> StoreResult<()> {
+        let _writer = self.write_lock.lock().await;
+        sqlx::query(
+            "INSERT INTO tags (tenant, repository, name, sha, release_url) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant, repository, name) DO UPDATE SET \
+             sha = COALESCE(excluded.sha, tags.sha), release_url = COALESCE(excluded.release_url, tags.release_url)",
+        )
+        .bind(tenant)
+        .bind(&t.repository)
+        .bind(&t.name)
+        .bind(&t.sha)
+        .bind(&t.release_url)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_tag(&self, tenant: &str, repository: &str, name: &str) -> StoreResult<()> {
+        let _writer = self.write_lock.lock().await;
+        sqlx::query("DELETE FROM tags WHERE tenant = $1 AND repository = $2 AND name = $3")
+            .bind(tenant)
+            .bind(repository)
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn tags_for(
+        &self,
+        tenant: &str,
+        shas: &[String],
+    ) -> StoreResult<Vec<shipgate_domain::vcs::TagRecord>> {
+        let mut out = Vec::new();
+        for chunk in shas.chunks(200) {
+            let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+                "SELECT repository, name, sha, release_url FROM tags WHERE tenant = ",
+            );
+            qb.push_bind(tenant.to_owned()).push(" AND sha IN (");
+            let mut sep = qb.separated(", ");
+            for s in chunk {
+                sep.push_bind(s.clone());
+            }
+            qb.push(") ORDER BY name");
+            for r in qb.build().fetch_all(&self.pool).await? {
+                out.push(shipgate_domain::vcs::TagRecord {
+                    repository: r.try_get("repository")?,
+                    name: r.try_get("name")?,
+                    sha: r.try_get("sha")?,
+                    release_url: r.try_get("release_url")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn pull_requests_for(
         &self,
         tenant: &str,

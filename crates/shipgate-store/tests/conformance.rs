@@ -1414,6 +1414,23 @@ async fn source_history(db: &TestDb) {
             .unwrap()
             .is_empty()
     );
+    use shipgate_domain::vcs::TagRecord;
+    let repo = "https://github.com/acme/app".to_owned();
+    let tag = |sha: Option<String>, url: Option<&str>| TagRecord {
+        repository: repo.clone(),
+        name: "v1".into(),
+        sha,
+        release_url: url.map(str::to_owned),
+    };
+    s.record_tag("acme", &tag(Some(sha(3)), None))
+        .await
+        .unwrap();
+    // A release later names the page; the known commit stays.
+    s.record_tag("acme", &tag(None, Some("u"))).await.unwrap();
+    let tags = s.tags_for("acme", &[sha(3)]).await.unwrap();
+    assert_eq!((tags.len(), tags[0].release_url.as_deref()), (1, Some("u")));
+    s.delete_tag("acme", &repo, "v1").await.unwrap();
+    assert!(s.tags_for("acme", &[sha(3)]).await.unwrap().is_empty());
 }
 
 async fn outbox_in_commit_order(db: &TestDb) {

@@ -120,6 +120,22 @@ fn push(p: &Value) -> Mapped {
     let Some(repository) = repo_url(p) else {
         return Err(Ignored("push names no repository".into()));
     };
+    if let Some(tag) = s(p, "/ref").and_then(|r| r.strip_prefix("refs/tags/")) {
+        let after = s(p, "/after").unwrap_or_default();
+        return Ok(vec![if after.chars().all(|c| c == '0') {
+            Intent::TagDeleted {
+                repository,
+                name: tag.to_owned(),
+            }
+        } else {
+            Intent::Tag(crate::vcs::TagRecord {
+                repository,
+                name: tag.to_owned(),
+                sha: Some(after.to_owned()),
+                release_url: None,
+            })
+        }]);
+    }
     let commits = p
         .get("commits")
         .and_then(Value::as_array)
@@ -310,13 +326,22 @@ pub fn map(event: &str, p: &Value) -> Result<Mapped, FieldErrors> {
         )))),
         "push" => Ok(push(p)),
         "pull_request" => Ok(pull_request(p)),
-        "release"
-        | "workflow_run"
-        | "workflow_job"
-        | "deployment_review"
-        | "deployment_protection_rule" => Ok(Err(Ignored(format!(
-            "{event} events are accepted but not yet acted on"
-        )))),
+        "release" => Ok(match (repo_url(p), s(p, "/release/tag_name")) {
+            (Some(repository), Some(tag)) if action != "deleted" => {
+                Ok(vec![Intent::Tag(crate::vcs::TagRecord {
+                    repository,
+                    name: tag.to_owned(),
+                    sha: None,
+                    release_url: s(p, "/release/html_url").map(str::to_owned),
+                })])
+            }
+            _ => Err(Ignored(format!("release action '{action}' links nothing"))),
+        }),
+        "workflow_run" | "workflow_job" | "deployment_review" | "deployment_protection_rule" => {
+            Ok(Err(Ignored(format!(
+                "{event} events are accepted but not yet acted on"
+            ))))
+        }
         other => Ok(Err(Ignored(format!("event type '{other}' is not handled")))),
     }
 }

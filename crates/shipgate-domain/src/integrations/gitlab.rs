@@ -123,9 +123,30 @@ pub fn map(p: &Value) -> Result<Mapped, FieldErrors> {
         "push" => return Ok(push(p)),
         "merge_request" => return Ok(merge_request(p)),
         "tag_push" => {
-            return Ok(Err(Ignored(
-                "tag pushes carry no new commits; commits arrive with branch pushes".into(),
-            )));
+            let (Some(repository), Some(tag)) = (
+                s(p, "/project/web_url").map(str::to_owned),
+                s(p, "/ref").and_then(|r| r.strip_prefix("refs/tags/")),
+            ) else {
+                return Ok(Err(Ignored("tag push names no project or tag".into())));
+            };
+            let after = s(p, "/checkout_sha")
+                .or_else(|| s(p, "/after"))
+                .unwrap_or_default();
+            return Ok(Ok(vec![
+                if after.is_empty() || after.chars().all(|c| c == '0') {
+                    Intent::TagDeleted {
+                        repository,
+                        name: tag.to_owned(),
+                    }
+                } else {
+                    Intent::Tag(crate::vcs::TagRecord {
+                        repository,
+                        name: tag.to_owned(),
+                        sha: Some(after.to_owned()),
+                        release_url: None,
+                    })
+                },
+            ]));
         }
         "pipeline" | "build" | "release" => {
             return Ok(Err(Ignored(format!(

@@ -54,6 +54,10 @@ pub enum Intent {
     Commits(Vec<crate::vcs::CommitRecord>),
     /// A pull request opened, updated, merged or closed.
     PullRequest(crate::vcs::PullRequestRecord),
+    /// A tag created or updated (from a tag push or a release); `None` sha keeps a known one.
+    Tag(crate::vcs::TagRecord),
+    /// A tag deleted.
+    TagDeleted { repository: String, name: String },
     /// A build published an artifact: its digest is what deployments are checked against.
     Artifact {
         name: String,

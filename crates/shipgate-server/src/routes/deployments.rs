@@ -127,11 +127,13 @@ async fn shipped(
         .collect();
     let shas: Vec<String> = commits.iter().map(|c| c.sha.clone()).collect();
     let pull_requests = state.store.pull_requests_for(&caller.tenant, &shas).await?;
+    let tags = state.store.tags_for(&caller.tenant, &shas).await?;
     Ok(Json(shipgate_domain::vcs::Shipped {
         previous_deployment: previous.map(|p| p.record.id),
         previous_commit,
         commits,
         pull_requests,
+        tags,
         incomplete,
     }))
 }

@@ -171,6 +171,14 @@ pub(crate) async fn apply(
                 state.store.record_pull_request(tenant, &pr).await?;
                 records.push(format!("{}#{}", pr.repository, pr.number));
             }
+            Intent::Tag(t) => {
+                state.store.record_tag(tenant, &t).await?;
+                records.push(format!("{}@{}", t.repository, t.name));
+            }
+            Intent::TagDeleted { repository, name } => {
+                state.store.delete_tag(tenant, &repository, &name).await?;
+                records.push(format!("{repository}@{name} (deleted)"));
+            }
             Intent::Artifact {
                 name,
                 version,

@@ -104,8 +104,7 @@ async fn every_github_sample_is_acted_on_or_acknowledged_with_a_reason() {
         assert_eq!(r.status, 200, "{}: {}", f.display(), r.body);
         let result = r.body["result"].as_str().unwrap();
         let acted = (event.starts_with("deployment") && event != "deployment_review")
-            || event == "pull_request"
-            || (event == "push" && f.ends_with("push.new-branch.json"));
+            || ["pull_request", "push", "release"].contains(&event);
         if acted {
             assert_eq!(result, "accepted", "{}: {}", f.display(), r.body);
             assert!(!r.body["records"].as_array().unwrap().is_empty());
@@ -475,10 +474,7 @@ async fn every_gitlab_sample_is_acted_on_or_acknowledged_with_a_reason() {
     for (i, f) in files.iter().enumerate() {
         let r = send(std::fs::read(f).unwrap(), SECRET, format!("gl-{i}")).await;
         assert_eq!(r.status, 200, "{}: {}", f.display(), r.body);
-        if f.ends_with("deployment.json")
-            || f.ends_with("push.json")
-            || f.ends_with("merge_request.json")
-        {
+        if !f.ends_with("pipeline.json") {
             assert_eq!(r.body["result"], "accepted", "{}", r.body);
         } else {
             assert_eq!(r.body["result"], "ignored", "{}: {}", f.display(), r.body);
@@ -696,6 +692,19 @@ async fn a_deployment_shows_the_commits_and_pull_requests_it_shipped() {
     .await;
     assert_eq!(r.body["result"], "accepted", "{}", r.body);
     let v2 = deploy("2", c(4), "2026-11-20T12:00:00Z").await;
+    // v2 is tagged (tag push) and released (release event).
+    let tag = json!({"ref": "refs/tags/v2", "before": c(0), "after": c(4), "commits": [],
+        "repository": {"html_url": repo}});
+    assert_eq!(
+        send("push", "t1".into(), tag).await.body["result"],
+        "accepted"
+    );
+    let rel = json!({"action": "published", "repository": {"html_url": repo},
+        "release": {"tag_name": "v2", "target_commitish": "main", "html_url": format!("{repo}/releases/tag/v2")}});
+    assert_eq!(
+        send("release", "r1".into(), rel).await.body["result"],
+        "accepted"
+    );
 
     let s = app.get(&format!("/api/v1/deployments/{v2}/shipped")).await;
     assert_eq!(s.status, 200, "{}", s.body);
@@ -716,6 +725,11 @@ async fn a_deployment_shows_the_commits_and_pull_requests_it_shipped() {
     assert_eq!(s.body["incomplete"], false);
     assert_eq!(s.body["pull_requests"][0]["number"], 7);
     assert_eq!(s.body["pull_requests"][0]["title"], "Faster checkout");
+    assert_eq!(s.body["tags"][0]["name"], "v2", "{}", s.body);
+    assert_eq!(
+        s.body["tags"][0]["release_url"],
+        format!("{repo}/releases/tag/v2")
+    );
     // The first deployment shipped everything known before it.
     let s = app.get(&format!("/api/v1/deployments/{v1}/shipped")).await;
     assert_eq!(s.body["commits"].as_array().unwrap().len(), 2, "{}", s.body);
