@@ -128,6 +128,7 @@ impl Application {
             background.push(d.spawn(state.clone()));
         }
         background.extend(crate::stream::spawn_all(&state));
+        crate::routes::webhooks::resume_protection_requests(&state).await;
         let router = crate::routes::router(state.clone());
         Ok((
             Application {

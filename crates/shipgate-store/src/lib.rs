@@ -353,6 +353,19 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         tenant: &str,
         limit: u32,
     ) -> StoreResult<Vec<shipgate_domain::incident::Incident>>;
+    /// Keeps a GitHub protection-rule request until it is answered (`false`: already kept).
+    async fn save_protection_request(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &serde_json::Value,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Requests not answered yet: (tenant, id, body, received at).
+    async fn pending_protection_requests(
+        &self,
+    ) -> StoreResult<Vec<(String, String, serde_json::Value, Timestamp)>>;
+    async fn answer_protection_request(&self, id: &str, now: Timestamp) -> StoreResult<()>;
     /// Records pushed commits (known ones are kept as they are).
     async fn record_commits(
         &self,

@@ -1689,6 +1689,57 @@ impl Store for SqlStore {
         rows.iter().map(|r| json_col(r, "body")).collect()
     }
 
+    async fn save_protection_request(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &serde_json::Value,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let _writer = self.write_lock.lock().await;
+        let r = sqlx::query(
+            "INSERT INTO protection_requests (id, tenant, body, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(body.to_string())
+        .bind(to_micros(now))
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn pending_protection_requests(
+        &self,
+    ) -> StoreResult<Vec<(String, String, serde_json::Value, Timestamp)>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant, body, created_at FROM protection_requests WHERE answered_at IS NULL ORDER BY created_at LIMIT 10000",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("tenant")?,
+                    r.try_get("id")?,
+                    json_col(r, "body")?,
+                    ts(r, "created_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn answer_protection_request(&self, id: &str, now: Timestamp) -> StoreResult<()> {
+        let _writer = self.write_lock.lock().await;
+        sqlx::query("UPDATE protection_requests SET answered_at = $1 WHERE id = $2")
+            .bind(to_micros(now))
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn record_commits(
         &self,
         tenant: &str,

@@ -518,38 +518,30 @@ async fn protection_rule(
     id: &str,
     value: &serde_json::Value,
 ) -> ApiResult<Response> {
-    let req = match shipgate_domain::integrations::github::protection_request(value) {
-        Ok(r) => r,
-        Err(errors) => {
-            let e = ApiError::Validation(errors);
-            remember(
+    if let Err(errors) = shipgate_domain::integrations::github::protection_request(value) {
+        let e = ApiError::Validation(errors);
+        remember(
+            state,
+            delivery(
                 state,
-                delivery(
-                    state,
-                    "github",
-                    id,
-                    tenant,
-                    "deployment_protection_rule",
-                    "rejected",
-                    Some(e.summary()),
-                    vec![],
-                ),
-            )
-            .await;
-            return Err(e);
-        }
-    };
-    let secrets = state
-        .settings
-        .webhooks
-        .get(tenant)
-        .cloned()
-        .unwrap_or_default();
-    let wait = Duration::from_secs(
-        secrets
-            .github_protection_wait_secs
-            .unwrap_or(state.settings.max_gate_wait_secs),
-    );
+                "github",
+                id,
+                tenant,
+                "deployment_protection_rule",
+                "rejected",
+                Some(e.summary()),
+                vec![],
+            ),
+        )
+        .await;
+        return Err(e);
+    }
+    let now = state.clock.now();
+    // Kept until answered: a restart resumes the wait (see `resume_protection_requests`).
+    let fresh = state
+        .store
+        .save_protection_request(tenant, id, value, now)
+        .await?;
     remember(
         state,
         delivery(
@@ -559,18 +551,70 @@ async fn protection_rule(
             tenant,
             "deployment_protection_rule",
             "accepted",
-            Some(format!(
-                "deciding {} for {}",
-                req.change.as_deref().unwrap_or("(no change)"),
-                req.environment
-            )),
+            Some("the gate decides; the answer goes to deployment_callback_url".into()),
             vec![],
         ),
     )
     .await;
-    let (state2, tenant) = (state.clone(), tenant.to_owned());
+    if fresh {
+        spawn_protection_answer(
+            state.clone(),
+            tenant.to_owned(),
+            id.to_owned(),
+            value.clone(),
+            now,
+        );
+    }
+    Ok(Json(DeliveryAnswer {
+        result: "accepted".into(),
+        reason: Some("the gate decides; the answer goes to deployment_callback_url".into()),
+        records: vec![],
+    })
+    .into_response())
+}
+
+/// Answers the protection-rule requests a previous run left unanswered.
+pub async fn resume_protection_requests(state: &AppState) {
+    match state.store.pending_protection_requests().await {
+        Ok(pending) => {
+            for (tenant, id, body, received) in pending {
+                spawn_protection_answer(state.clone(), tenant, id, body, received);
+            }
+        }
+        Err(e) => tracing::error!(error = ?e, "could not load pending deployment protection rules"),
+    }
+}
+
+/// Decides one protection rule (waiting on the gate until `received` + the configured wait) and
+/// answers GitHub; anything shipgate cannot decide is answered `rejected` with the reason.
+fn spawn_protection_answer(
+    state: AppState,
+    tenant: String,
+    id: String,
+    value: serde_json::Value,
+    received: shipgate_domain::time::Timestamp,
+) {
     tokio::spawn(async move {
-        let state = state2;
+        let Ok(req) = shipgate_domain::integrations::github::protection_request(&value) else {
+            let _ = state
+                .store
+                .answer_protection_request(&id, state.clock.now())
+                .await;
+            return;
+        };
+        let secrets = state
+            .settings
+            .webhooks
+            .get(&tenant)
+            .cloned()
+            .unwrap_or_default();
+        let total = Duration::from_secs(
+            secrets
+                .github_protection_wait_secs
+                .unwrap_or(state.settings.max_gate_wait_secs),
+        );
+        let elapsed = (state.clock.now() - received).to_std().unwrap_or_default();
+        let wait = total.saturating_sub(elapsed);
         let (verdict, comment) = match &req.change {
             None => (
                 "rejected",
@@ -610,6 +654,10 @@ async fn protection_rule(
                 }
             }
         };
+        if state.shutdown.is_cancelled() && verdict == "rejected" {
+            // Shutting down mid-wait: the next start resumes this request.
+            return;
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -629,10 +677,18 @@ async fn protection_rule(
                 Ok(resp) if resp.status().is_success() => {
                     tracing::info!(environment = %req.environment, verdict, "protection rule answered");
                     metrics::counter!("shipgate_github_protection_answers_total", "state" => verdict).increment(1);
+                    let _ = state
+                        .store
+                        .answer_protection_request(&id, state.clock.now())
+                        .await;
                     return;
                 }
                 Ok(resp) if resp.status().is_client_error() => {
                     tracing::error!(status = %resp.status(), "GitHub refused the protection rule answer");
+                    let _ = state
+                        .store
+                        .answer_protection_request(&id, state.clock.now())
+                        .await;
                     return;
                 }
                 Ok(resp) => {
@@ -644,14 +700,8 @@ async fn protection_rule(
             }
             tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
         }
-        tracing::error!(environment = %req.environment, "could not answer a deployment protection rule");
+        tracing::error!(environment = %req.environment, "could not answer a deployment protection rule; it is retried at the next start");
     });
-    Ok(Json(DeliveryAnswer {
-        result: "accepted".into(),
-        reason: Some("the gate decides; the answer goes to deployment_callback_url".into()),
-        records: vec![],
-    })
-    .into_response())
 }
 
 #[derive(Serialize, ToSchema)]

@@ -899,6 +899,26 @@ async fn deployment_protection_rules_are_answered_by_the_gate() {
         3,
         "not answered while pending"
     );
+    // Not forgotten across a restart: answered by the restarted server.
+    let db = app.db_url.clone();
+    let dir = app.stop().await;
+    assert_eq!(
+        answers.lock().unwrap().len(),
+        3,
+        "a shutdown is not a rejection"
+    );
+    let app = TestApp::spawn_on(db, dir, |s| {
+        s.webhooks.insert(
+            "default".into(),
+            shipgate_server::routes::webhooks::WebhookSecrets {
+                github_secret: Some(SECRET.to_owned().into()),
+                github_token: Some("ghs_installation".to_owned().into()),
+                github_protection_wait_secs: Some(10),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
     let r = app
         .post_as(
             &format!("/api/v1/changes/{normal_cr}/decisions"),
