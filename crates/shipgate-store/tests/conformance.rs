@@ -1331,6 +1331,21 @@ async fn incidents(db: &TestDb) {
             "dev.cdevents.incident.resolved.0.3.0"
         ]
     );
+    // Protection-rule requests wait until answered.
+    assert!(
+        s.save_protection_request("acme", "d1", &json!({"x": 1}), now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.save_protection_request("acme", "d1", &json!({"x": 1}), now())
+            .await
+            .unwrap()
+    );
+    let pending = s.pending_protection_requests().await.unwrap();
+    assert_eq!((pending.len(), pending[0].2["x"].as_i64()), (1, Some(1)));
+    s.answer_protection_request("d1", now()).await.unwrap();
+    assert!(s.pending_protection_requests().await.unwrap().is_empty());
     assert!(s.verify_audit().await.unwrap().ok);
 }
 
