@@ -100,6 +100,43 @@ pub fn map(ev: &Value) -> Mapped {
                 ))),
             }
         }
+        ("incident", pred @ ("detected" | "reported" | "resolved")) => {
+            let at = s(ev, "/context/timestamp")
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            let Some(at) = at else {
+                return Err(Ignored(
+                    "incident event without a readable timestamp".into(),
+                ));
+            };
+            let last = |p: &str| s(ev, p).map(|x| x.rsplit('/').next().unwrap_or(x).to_owned());
+            Ok(vec![Intent::Incident(crate::incident::Incident {
+                source: "cdevents".into(),
+                external_id: format!(
+                    "{}{}",
+                    s(ev, "/subject/source")
+                        .or_else(|| s(ev, "/context/source"))
+                        .unwrap_or(""),
+                    s(ev, "/subject/id")
+                        .map(|i| format!("/{i}"))
+                        .unwrap_or_default()
+                ),
+                title: s(ev, "/subject/content/description")
+                    .unwrap_or("incident")
+                    .to_owned(),
+                status: if pred == "resolved" {
+                    crate::incident::IncidentStatus::Resolved
+                } else {
+                    crate::incident::IncidentStatus::Open
+                },
+                severity: None,
+                service: last("/subject/content/service/id"),
+                environment: last("/subject/content/environment/id"),
+                started_at: at,
+                resolved_at: (pred == "resolved").then_some(at),
+                url: None,
+            })])
+        }
         ("service", p) => Err(Ignored(format!("service.{p} does not record a deployment"))),
         (subj, p) => Err(Ignored(format!(
             "{subj}.{p} is valid and acknowledged; shipgate does not act on it yet"

@@ -58,6 +58,8 @@ pub enum Intent {
     Tag(crate::vcs::TagRecord),
     /// A tag deleted.
     TagDeleted { repository: String, name: String },
+    /// An incident detected, reported or resolved elsewhere.
+    Incident(crate::incident::Incident),
     /// A build published an artifact: its digest is what deployments are checked against.
     Artifact {
         name: String,

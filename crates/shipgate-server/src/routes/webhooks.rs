@@ -179,6 +179,23 @@ pub(crate) async fn apply(
                 state.store.delete_tag(tenant, &repository, &name).await?;
                 records.push(format!("{repository}@{name} (deleted)"));
             }
+            Intent::Incident(i) => {
+                let env = match &i.environment {
+                    Some(e) => super::resolve_environment(state, tenant, e).await.ok(),
+                    None => None,
+                };
+                state
+                    .store
+                    .record_incident(
+                        tenant,
+                        &i,
+                        env.and_then(|e| e.tier),
+                        &caller.subject,
+                        state.clock.now(),
+                    )
+                    .await?;
+                records.push(format!("{}:{}", i.source, i.external_id));
+            }
             Intent::Artifact {
                 name,
                 version,

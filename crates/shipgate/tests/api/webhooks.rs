@@ -369,6 +369,8 @@ async fn every_cdevents_sample_is_acted_on_or_refused_with_a_reason() {
         {
             assert_eq!(result, "accepted", "{}: {}", f.display(), r.body);
             deployed += 1;
+        } else if ty.starts_with("dev.cdevents.incident.") {
+            assert_eq!(result, "accepted", "{}: {}", f.display(), r.body);
         } else {
             assert_eq!(result, "ignored", "{}: {}", f.display(), r.body);
             assert!(r.body["reason"].as_str().is_some_and(|s| !s.is_empty()));
@@ -389,6 +391,12 @@ async fn every_cdevents_sample_is_acted_on_or_refused_with_a_reason() {
             .unwrap()
             .starts_with("sha256:")
     );
+    // The incident samples: detected, then resolved.
+    let incidents = app.get("/api/v1/incidents").await;
+    let i = &incidents.body[0];
+    assert_eq!(i["source"], "cdevents", "{}", incidents.body);
+    assert_eq!(i["status"], "resolved");
+    assert_eq!(i["service"], "myApp");
 
     // Strict: an unknown field is refused with its path; nothing recorded.
     let sample = std::fs::read(corpus.join("cdevents/service_deployed.json")).unwrap();
