@@ -41,6 +41,10 @@ pub struct WebhookSecrets {
     pub github_token: Option<SecretString>,
     /// How long a protection rule waits on shipgate's gate before it is answered `rejected`.
     pub github_protection_wait_secs: Option<u64>,
+    /// The GitHub API the token may be sent to (GitHub Enterprise Server:
+    /// `https://ghe.example.com/api/v3`); a callback URL elsewhere is refused. Default
+    /// `https://api.github.com`.
+    pub github_api_url: Option<String>,
     /// The PagerDuty V3 webhook subscription's signing secret (`X-PagerDuty-Signature`).
     pub pagerduty_secret: Option<SecretString>,
     /// The secret token set on the GitLab webhook (sent verbatim in `X-Gitlab-Token`).
@@ -625,6 +629,21 @@ fn spawn_protection_answer(
             .get(&tenant)
             .cloned()
             .unwrap_or_default();
+        // The token goes only to the configured GitHub API, whatever the payload says.
+        let api = secrets
+            .github_api_url
+            .clone()
+            .unwrap_or_else(|| "https://api.github.com".into());
+        let api = format!("{}/", api.trim_end_matches('/'));
+        if !req.callback_url.starts_with(&api) {
+            tracing::error!(callback = %req.callback_url, api = %api, "protection rule callback is not on the configured GitHub API; not answered");
+            metrics::counter!("shipgate_github_protection_answers_total", "state" => "refused_callback").increment(1);
+            let _ = state
+                .store
+                .answer_protection_request(&id, state.clock.now())
+                .await;
+            return;
+        }
         let total = Duration::from_secs(
             secrets
                 .github_protection_wait_secs

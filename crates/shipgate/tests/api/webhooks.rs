@@ -781,6 +781,7 @@ async fn deployment_protection_rules_are_answered_by_the_gate() {
                 github_secret: Some(SECRET.to_owned().into()),
                 github_token: Some("ghs_installation".to_owned().into()),
                 github_protection_wait_secs: Some(10),
+                github_api_url: Some(gh.clone()),
                 ..Default::default()
             },
         );
@@ -899,6 +900,27 @@ async fn deployment_protection_rules_are_answered_by_the_gate() {
     let a = wait_answers(3).await;
     assert_eq!(a[2].1["state"], "rejected");
     assert!(a[2].1["comment"].as_str().unwrap().contains("change_ref"));
+    // A callback outside the configured GitHub API never gets the token (same mock, other
+    // host name).
+    let mut elsewhere = request(5, Some(&std_cr));
+    elsewhere["deployment_callback_url"] = json!(format!(
+        "{}/repos/acme/checkout/actions/runs/5/deployment_protection_rule",
+        gh.replace("127.0.0.1", "localhost")
+    ));
+    deliver(
+        &app,
+        "deployment_protection_rule",
+        "dpr-5",
+        serde_json::to_vec(&elsewhere).unwrap(),
+        None,
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        answers.lock().unwrap().len(),
+        3,
+        "not sent outside the GitHub API"
+    );
     // Pending: answered once carol approves.
     send(4, Some(&normal_cr)).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -922,6 +944,7 @@ async fn deployment_protection_rules_are_answered_by_the_gate() {
                 github_secret: Some(SECRET.to_owned().into()),
                 github_token: Some("ghs_installation".to_owned().into()),
                 github_protection_wait_secs: Some(10),
+                github_api_url: Some(gh.clone()),
                 ..Default::default()
             },
         );
