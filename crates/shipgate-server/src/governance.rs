@@ -354,17 +354,25 @@ async fn require_provenance(state: &AppState, q: &GateQuery, d: &mut GateDecisio
     if d.state != GateState::Allowed || state.settings.provenance.required_tiers.is_empty() {
         return;
     }
-    let tier = crate::routes::resolve_environment(state, &q.tenant, &q.environment)
-        .await
-        .ok()
-        .and_then(|e| e.tier);
-    if !tier.is_some_and(|t| state.settings.provenance.required_tiers.contains(&t)) {
-        return;
-    }
     let reason = |code: &str, message: String| shipgate_domain::approval::Reason {
         code: code.into(),
         message,
     };
+    let tier = match crate::routes::resolve_environment(state, &q.tenant, &q.environment).await {
+        Ok(e) => e.tier,
+        Err(m) => {
+            // Cannot tell whether provenance is required: fail closed.
+            d.state = GateState::Error;
+            d.reasons.push(reason(
+                "unavailable",
+                format!("the environment's tier could not be resolved to check provenance: {m}"),
+            ));
+            return;
+        }
+    };
+    if !tier.is_some_and(|t| state.settings.provenance.required_tiers.contains(&t)) {
+        return;
+    }
     let Some(digest) = q.digest.as_deref() else {
         d.state = GateState::Denied;
         d.reasons.push(reason(

@@ -90,6 +90,7 @@ pub struct WriteBackSink {
     system: &'static str,
     tenants: ItsmSettings,
     http: reqwest::Client,
+    store: std::sync::Arc<dyn shipgate_store::Store>,
 }
 
 enum Outcome {
@@ -99,7 +100,11 @@ enum Outcome {
 }
 
 impl WriteBackSink {
-    pub fn new(system: &'static str, tenants: &ItsmSettings) -> Option<WriteBackSink> {
+    pub fn new(
+        system: &'static str,
+        tenants: &ItsmSettings,
+        store: std::sync::Arc<dyn shipgate_store::Store>,
+    ) -> Option<WriteBackSink> {
         let any = tenants.values().any(|t| match system {
             "servicenow" => t.servicenow.is_some(),
             _ => t.jira.is_some(),
@@ -109,8 +114,10 @@ impl WriteBackSink {
             tenants: tenants.clone(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
+            store,
         })
     }
 
@@ -128,7 +135,9 @@ impl WriteBackSink {
     async fn check(r: reqwest::Response) -> anyhow::Result<Result<Value, String>> {
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
-        if status.is_server_error() || status.as_u16() == 429 {
+        // Outages, throttling and credential problems are retried (the decision waits in the
+        // outbox); only a refusal of the record itself is skipped.
+        if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 407 | 429) {
             anyhow::bail!("{status}: {body}");
         }
         if !status.is_success() {
@@ -243,6 +252,17 @@ impl Sink for WriteBackSink {
             let Some(t) = self.tenants.get(&w.tenant) else {
                 continue;
             };
+            // Only changes opened from this system's own records are written back: a change
+            // that merely names a ticket does not act on it.
+            match self
+                .store
+                .delivery_created(self.system, &w.tenant, &w.change)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return (i, Some(anyhow::anyhow!("{e:?}"))),
+            }
             let r = match (self.system, &t.servicenow, &t.jira) {
                 ("servicenow", Some(s), _) => self.servicenow(s, &w).await,
                 ("jira", _, Some(j)) => self.jira(j, &w).await,

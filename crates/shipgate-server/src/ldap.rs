@@ -98,6 +98,7 @@ impl LdapSettings {
 
 struct Snapshot {
     groups_of: HashMap<String, Vec<String>>,
+    read_at: std::time::Instant,
 }
 
 /// The directory as last read.
@@ -130,11 +131,20 @@ impl Directory {
     }
 
     /// The directory groups of `subject` as of the last successful read.
+    /// The directory groups of `subject` as of the last successful read. A read older than
+    /// three refresh intervals counts for nothing: a revocation in the directory is not
+    /// outlived by an outage (roles from directory groups lapse; approver groups in the store
+    /// keep their last synchronised members).
     pub fn groups_of(&self, subject: &str) -> Vec<String> {
+        let max_age = Duration::from_secs(self.settings.refresh_secs.max(1) * 3);
         self.snapshot
             .read()
             .ok()
-            .and_then(|s| s.as_ref().and_then(|s| s.groups_of.get(subject).cloned()))
+            .and_then(|s| {
+                s.as_ref()
+                    .filter(|s| s.read_at.elapsed() <= max_age)
+                    .and_then(|s| s.groups_of.get(subject).cloned())
+            })
             .unwrap_or_default()
     }
 
@@ -219,6 +229,13 @@ impl Directory {
     /// One synchronisation: read the directory, write what changed.
     pub async fn sync(&self, state: &AppState) -> anyhow::Result<usize> {
         let read = self.read().await?;
+        // Roles follow the directory as soon as it is read, whatever happens to the store write.
+        if let Ok(mut g) = self.snapshot.write() {
+            *g = Some(Arc::new(Snapshot {
+                groups_of: read.groups_of(),
+                read_at: std::time::Instant::now(),
+            }));
+        }
         let tenant = &self.settings.tenant;
         let groups = state.store.list_groups(tenant).await?;
         let people = state.store.list_people(tenant).await?;
@@ -235,11 +252,6 @@ impl Directory {
         if changed > 0 {
             state.governance.forget(tenant);
             tracing::info!(groups = changed, "directory membership changes applied");
-        }
-        if let Ok(mut g) = self.snapshot.write() {
-            *g = Some(Arc::new(Snapshot {
-                groups_of: read.groups_of(),
-            }));
         }
         Ok(changed)
     }

@@ -413,7 +413,9 @@ pub fn sinks(state: &AppState) -> Vec<Box<dyn Sink>> {
         out.push(Box::new(k));
     }
     for system in ["servicenow", "jira"] {
-        if let Some(w) = crate::itsm::WriteBackSink::new(system, &state.settings.itsm) {
+        if let Some(w) =
+            crate::itsm::WriteBackSink::new(system, &state.settings.itsm, state.store.clone())
+        {
             out.push(Box::new(w));
         }
     }

@@ -426,6 +426,10 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         &self,
         d: &shipgate_domain::integrations::Delivery,
     ) -> StoreResult<bool>;
+    /// Whether an accepted delivery from `source` created `record` in the tenant (e.g. whether a
+    /// change request was opened from a ServiceNow record).
+    async fn delivery_created(&self, source: &str, tenant: &str, record: &str)
+    -> StoreResult<bool>;
     async fn find_delivery(
         &self,
         source: &str,

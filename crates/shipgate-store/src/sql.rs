@@ -2010,6 +2010,30 @@ impl Store for SqlStore {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn delivery_created(
+        &self,
+        source: &str,
+        tenant: &str,
+        record: &str,
+    ) -> StoreResult<bool> {
+        let pattern = format!(
+            "%{}%",
+            serde_json::Value::String(record.to_owned())
+                .to_string()
+                .replace(['%', '_'], "")
+        );
+        let r = sqlx::query(
+            "SELECT 1 AS one FROM webhook_deliveries WHERE source = $1 AND tenant = $2 \
+             AND result = 'accepted' AND records LIKE $3 LIMIT 1",
+        )
+        .bind(source)
+        .bind(tenant)
+        .bind(pattern)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.is_some())
+    }
+
     async fn find_delivery(
         &self,
         source: &str,

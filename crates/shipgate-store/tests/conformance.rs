@@ -1285,6 +1285,65 @@ async fn change_requests(db: &TestDb) {
 
 /// Tokens keep their scope, grantor and last use; rotation, revocation and access reviews
 /// write what they say, with audit entries.
+async fn webhook_deliveries(db: &TestDb) {
+    use shipgate_domain::integrations::Delivery;
+    let s = db.store.as_ref();
+    let d = |id: &str, result: &str, records: Vec<&str>| Delivery {
+        source: "servicenow".into(),
+        delivery_id: id.into(),
+        tenant: "acme".into(),
+        event: "change_request".into(),
+        result: result.into(),
+        reason: None,
+        records: records.into_iter().map(str::to_owned).collect(),
+        received_at: now(),
+    };
+    assert!(
+        s.record_delivery(&d("acme:1", "rejected", vec![]))
+            .await
+            .unwrap()
+    );
+    // A rejected delivery may come again and be accepted; an accepted one is not replaced.
+    assert!(
+        s.record_delivery(&d("acme:1", "accepted", vec!["CR-1"]))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.record_delivery(&d("acme:1", "rejected", vec![]))
+            .await
+            .unwrap()
+    );
+    let found = s
+        .find_delivery("servicenow", "acme:1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.result.as_str(), found.records.clone()),
+        ("accepted", vec!["CR-1".to_owned()])
+    );
+    assert!(s.find_delivery("github", "acme:1").await.unwrap().is_none());
+    assert!(
+        s.delivery_created("servicenow", "acme", "CR-1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delivery_created("servicenow", "acme", "CR-10")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delivery_created("servicenow", "other", "CR-1")
+            .await
+            .unwrap()
+    );
+    assert!(!s.delivery_created("jira", "acme", "CR-1").await.unwrap());
+    assert_eq!(s.list_deliveries("acme", 10).await.unwrap().len(), 1);
+    assert!(s.list_deliveries("other", 10).await.unwrap().is_empty());
+}
+
 async fn incidents(db: &TestDb) {
     use shipgate_domain::incident::{Incident, IncidentStatus};
     let s = db.store.as_ref();
@@ -1773,4 +1832,5 @@ conformance!(
     outbox_in_commit_order,
     source_history,
     incidents,
+    webhook_deliveries,
 );

@@ -212,10 +212,8 @@ pub fn jira(payload: &Value, m: &ItsmMapping) -> Result<Option<(Value, String)>,
 /// Which system a ticket belongs to, by its form: `CHG0000023` (ServiceNow) or `TEST-4` (Jira).
 pub fn ticket_system(ticket: &str) -> Option<&'static str> {
     let t = ticket.trim();
-    if t.len() > 3
-        && t[..3].eq_ignore_ascii_case("CHG")
-        && t[3..].chars().all(|c| c.is_ascii_digit())
-    {
+    let b = t.as_bytes();
+    if b.len() > 3 && b[..3].eq_ignore_ascii_case(b"CHG") && b[3..].iter().all(u8::is_ascii_digit) {
         return Some("servicenow");
     }
     let (proj, num) = t.split_once('-')?;
@@ -294,6 +292,8 @@ mod tests {
         assert_eq!(ticket_system("TEST-4"), Some("jira"));
         assert_eq!(ticket_system("JIRA-7"), Some("jira"));
         assert_eq!(ticket_system("change 7"), None);
+        assert_eq!(ticket_system("abé1"), None, "no panic on multi-byte text");
+        assert_eq!(ticket_system("é"), None);
     }
 
     #[test]

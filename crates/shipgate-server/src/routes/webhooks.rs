@@ -136,7 +136,39 @@ pub(crate) async fn apply(
     let none = HeaderMap::new();
     let mut records = Vec::new();
     let known = |id: Uuid| async move { state.store.get_deployment(tenant, id).await };
+    // Ids derived from upstream records are scoped to the tenant: two tenants' Jenkins job
+    // `deploy` #12 are two deployments.
+    let scope = |v: &mut serde_json::Value| {
+        if let Some(id) = v["id"].as_str() {
+            v["id"] = serde_json::Value::String(
+                shipgate_domain::integrations::derived_id(&[tenant, id]).to_string(),
+            );
+        }
+    };
     for intent in intents {
+        let intent = match intent {
+            Intent::Deployment { mut body } => {
+                scope(&mut body);
+                Intent::Deployment { body }
+            }
+            Intent::Status {
+                mut deployment,
+                mut status,
+                deployment_id,
+            } => {
+                scope(&mut deployment);
+                scope(&mut status);
+                Intent::Status {
+                    deployment_id: deployment["id"]
+                        .as_str()
+                        .and_then(|i| Uuid::parse_str(i).ok())
+                        .unwrap_or(deployment_id),
+                    deployment,
+                    status,
+                }
+            }
+            other => other,
+        };
         match intent {
             Intent::Deployment { body } => {
                 let id = body["id"].as_str().and_then(|i| Uuid::parse_str(i).ok());
@@ -205,6 +237,11 @@ pub(crate) async fn apply(
                 version,
                 digest,
             } => {
+                if caller.env_tier.is_some() {
+                    return Err(ApiError::Forbidden(
+                        "publishing artifacts needs a token not limited to one tier".into(),
+                    ));
+                }
                 let a = shipgate_domain::provenance::PublishedArtifact {
                     name,
                     version,
@@ -330,51 +367,22 @@ async fn github(
             "X-GitHub-Delivery or X-GitHub-Event is too long".into(),
         ));
     }
-    let bytes = match body_bytes(body, state.settings.max_body_bytes) {
-        Ok(b) => b,
-        Err(e) => {
-            remember(
-                &state,
-                delivery(
-                    &state,
-                    "github",
-                    &id,
-                    &tenant,
-                    &event,
-                    "rejected",
-                    Some(e.summary()),
-                    vec![],
-                ),
-            )
-            .await;
-            return Err(e);
-        }
-    };
+    // Nothing is recorded before the signature is verified: an unauthenticated caller cannot
+    // write to the delivery log or claim a delivery id.
+    let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     if !github_signature_ok(
         secret.expose_secret(),
         &bytes,
         header(&headers, "x-hub-signature-256"),
     ) {
-        // Kept apart from verified deliveries, so a forged one cannot claim a delivery id.
-        remember(
-            &state,
-            delivery(
-                &state,
-                "github-unverified",
-                &id,
-                &tenant,
-                &event,
-                "rejected",
-                Some("X-Hub-Signature-256 does not match the body and the webhook secret".into()),
-                vec![],
-            ),
-        )
-        .await;
         metrics::counter!("shipgate_webhook_deliveries_total", "source" => "github", "result" => "bad_signature").increment(1);
+        tracing::warn!(tenant = %tenant, delivery = %id, "GitHub delivery with a bad signature refused");
         return Err(ApiError::Unauthenticated(
             "X-Hub-Signature-256 does not match the body and the webhook secret".into(),
         ));
     }
+    // Delivery ids are scoped to the tenant.
+    let id = format!("{tenant}:{id}");
     if let Some(prev) = state.store.find_delivery("github", &id).await?
         && prev.result != "rejected"
     {
@@ -719,7 +727,10 @@ fn spawn_protection_answer(
                         .await;
                     return;
                 }
-                Ok(resp) if resp.status().is_client_error() => {
+                Ok(resp)
+                    if resp.status().is_client_error()
+                        && !matches!(resp.status().as_u16(), 401 | 403 | 429) =>
+                {
                     tracing::error!(status = %resp.status(), "GitHub refused the protection rule answer");
                     let _ = state
                         .store
@@ -929,10 +940,13 @@ async fn gitlab(
         .chars()
         .take(64)
         .collect::<String>();
-    let id = header(&headers, "x-gitlab-event-uuid")
-        .or_else(|| header(&headers, "idempotency-key"))
+    // GitLab's per-delivery retry id is Idempotency-Key; the event UUID is shared by every hook
+    // an event fires. Scoped to the tenant.
+    let id = header(&headers, "idempotency-key")
+        .or_else(|| header(&headers, "x-gitlab-event-uuid"))
         .map(|s| s.chars().take(128).collect::<String>())
         .unwrap_or_else(|| shipgate_domain::audit::sha256_hex(&bytes));
+    let id = format!("{tenant}:{id}");
     if let Some(r) = replayed(&state, "gitlab", &id).await? {
         return Ok(r);
     }
@@ -1208,6 +1222,12 @@ async fn publish_artifact(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    if let Some(t) = caller.env_tier {
+        // A published digest satisfies provenance in every tier.
+        return Err(ApiError::Forbidden(format!(
+            "this token is limited to {t} environments; publishing artifacts needs an unscoped token"
+        )));
+    }
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
     let map = v
         .as_object()

@@ -240,6 +240,26 @@ async fn itsm_change_records_open_change_requests_and_get_the_decision_back() {
     );
     assert!(authed);
 
+    // A change opened in shipgate that merely names a ticket does not act on it.
+    let r = app
+        .post(
+            "/api/v1/changes",
+            json!({"type": "standard", "title": "x", "services": ["legacy-app"], "environments": ["production"], "ticket": "CHG0000099"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["status"], "approved");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !snow_calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, p, _, _)| p.contains("CHG0000099")),
+        "{:?}",
+        snow_calls.lock().unwrap()
+    );
+
     // Jira: a created issue opens a change; a rejection takes the Reject transition.
     let created = std::fs::read(corpus.join("jira/issue_created.json")).unwrap();
     let r = inbound(&app, "jira", "in-jira", created).await;

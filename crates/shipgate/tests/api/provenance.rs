@@ -40,6 +40,23 @@ async fn deployed_digests_are_checked_against_published_ones() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    // A token limited to one tier cannot publish (a published digest counts in every tier).
+    let dev = app
+        .post(
+            "/api/v1/tokens",
+            json!({"subject": "dev-ci", "role": "deployer", "env_tier": "development"}),
+        )
+        .await;
+    let dev = dev.body["token"].as_str().unwrap().to_owned();
+    let r = app
+        .post_as(
+            "/api/v1/artifacts",
+            json!({"name": "registry/checkout", "digest": digest(9)}),
+            &dev,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
     let r = app
         .post(
             "/api/v1/artifacts",

@@ -237,7 +237,7 @@ async fn github_deliveries_are_authenticated_deduplicated_and_validated() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|d| d["delivery_id"] == id && d["source"] == "github")
+            .find(|d| d["delivery_id"] == format!("default:{id}") && d["source"] == "github")
             .cloned()
             .unwrap_or(Value::Null)
     };
