@@ -707,7 +707,9 @@ fn spawn_protection_answer(
             .build()
             .unwrap_or_default();
         let body = serde_json::json!({"environment_name": req.environment, "state": verdict, "comment": comment});
-        for attempt in 0..5u32 {
+        // Retried until GitHub takes the answer (backoff up to a minute) or the server stops;
+        // an unanswered request is resumed at the next start.
+        for attempt in 0u32.. {
             let mut r = http
                 .post(&req.callback_url)
                 .header("accept", "application/vnd.github+json")
@@ -745,9 +747,14 @@ fn spawn_protection_answer(
                     tracing::warn!(error = %e, attempt, "protection rule answer failed; retrying")
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+            let backoff = Duration::from_millis(200u64.saturating_mul(1 << attempt.min(9)))
+                .min(Duration::from_secs(60));
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(backoff) => {}
+            }
         }
-        tracing::error!(environment = %req.environment, "could not answer a deployment protection rule; it is retried at the next start");
+        tracing::warn!(environment = %req.environment, "a deployment protection rule is still unanswered; it is resumed at the next start");
     });
 }
 
