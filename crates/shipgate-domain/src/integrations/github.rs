@@ -122,65 +122,16 @@ fn push(p: &Value) -> Mapped {
     };
     if let Some(tag) = s(p, "/ref").and_then(|r| r.strip_prefix("refs/tags/")) {
         let after = s(p, "/after").unwrap_or_default();
-        return Ok(vec![if after.chars().all(|c| c == '0') {
-            Intent::TagDeleted {
-                repository,
-                name: tag.to_owned(),
-            }
-        } else {
-            Intent::Tag(crate::vcs::TagRecord {
-                repository,
-                name: tag.to_owned(),
-                sha: Some(after.to_owned()),
-                release_url: None,
-            })
-        }]);
+        return Ok(vec![super::tag_pushed(repository, tag, after)]);
     }
-    let commits = p
-        .get("commits")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let commits = super::pushed_commits(p, &repository);
     if commits.is_empty() {
         return Err(Ignored(format!(
             "push to {} carries no commits (a tag, or a deleted branch)",
             s(p, "/ref").unwrap_or("?")
         )));
     }
-    let zero = |x: &str| x.chars().all(|c| c == '0');
-    let mut parent = s(p, "/before").filter(|b| !zero(b)).map(str::to_owned);
-    let mut out = Vec::new();
-    for c in &commits {
-        let Some(sha) = s(c, "/id") else { continue };
-        let files = ["added", "modified", "removed"]
-            .iter()
-            .flat_map(|k| {
-                c.get(*k)
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|f| f.as_str().map(str::to_owned))
-            .collect();
-        out.push(crate::vcs::CommitRecord {
-            repository: repository.clone(),
-            sha: sha.to_owned(),
-            parent: parent.clone(),
-            message: s(c, "/message")
-                .unwrap_or_default()
-                .chars()
-                .take(2000)
-                .collect(),
-            author: s(c, "/author/username")
-                .or_else(|| s(c, "/author/name"))
-                .map(str::to_owned),
-            committed_at: s(c, "/timestamp").map(str::to_owned),
-            url: s(c, "/url").map(str::to_owned),
-            files,
-        });
-        parent = Some(sha.to_owned());
-    }
-    Ok(vec![Intent::Commits(out)])
+    Ok(vec![Intent::Commits(commits)])
 }
 
 fn pull_request(p: &Value) -> Mapped {

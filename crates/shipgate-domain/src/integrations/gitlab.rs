@@ -38,48 +38,11 @@ fn push(p: &Value) -> Mapped {
     let Some(repository) = s(p, "/project/web_url").map(str::to_owned) else {
         return Err(Ignored("push names no project".into()));
     };
-    let commits = p
-        .get("commits")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let commits = super::pushed_commits(p, &repository);
     if commits.is_empty() {
         return Err(Ignored("push carries no commits (a deleted branch)".into()));
     }
-    let zero = |x: &str| x.chars().all(|c| c == '0');
-    let mut parent = s(p, "/before").filter(|b| !zero(b)).map(str::to_owned);
-    let mut out = Vec::new();
-    for c in &commits {
-        let Some(sha) = s(c, "/id") else { continue };
-        let files = ["added", "modified", "removed"]
-            .iter()
-            .flat_map(|k| {
-                c.get(*k)
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|f| f.as_str().map(str::to_owned))
-            .collect();
-        out.push(crate::vcs::CommitRecord {
-            repository: repository.clone(),
-            sha: sha.to_owned(),
-            parent: parent.clone(),
-            message: s(c, "/message")
-                .unwrap_or_default()
-                .chars()
-                .take(2000)
-                .collect(),
-            author: s(c, "/author/name").map(str::to_owned),
-            committed_at: s(c, "/timestamp")
-                .and_then(parse_time)
-                .map(|t| t.to_rfc3339()),
-            url: s(c, "/url").map(str::to_owned),
-            files,
-        });
-        parent = Some(sha.to_owned());
-    }
-    Ok(vec![Intent::Commits(out)])
+    Ok(vec![Intent::Commits(commits)])
 }
 
 fn merge_request(p: &Value) -> Mapped {
@@ -132,21 +95,7 @@ pub fn map(p: &Value) -> Result<Mapped, FieldErrors> {
             let after = s(p, "/checkout_sha")
                 .or_else(|| s(p, "/after"))
                 .unwrap_or_default();
-            return Ok(Ok(vec![
-                if after.is_empty() || after.chars().all(|c| c == '0') {
-                    Intent::TagDeleted {
-                        repository,
-                        name: tag.to_owned(),
-                    }
-                } else {
-                    Intent::Tag(crate::vcs::TagRecord {
-                        repository,
-                        name: tag.to_owned(),
-                        sha: Some(after.to_owned()),
-                        release_url: None,
-                    })
-                },
-            ]));
+            return Ok(Ok(vec![super::tag_pushed(repository, tag, after)]));
         }
         "pipeline" | "build" | "release" => {
             return Ok(Err(Ignored(format!(

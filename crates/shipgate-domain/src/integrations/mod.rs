@@ -80,3 +80,62 @@ pub(crate) fn s<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
+
+/// The commits of a push (GitHub and GitLab send the same shape), each with its parent on the
+/// pushed branch: the push's `before` for the first, the previous commit for the others.
+pub(crate) fn pushed_commits(p: &Value, repository: &str) -> Vec<crate::vcs::CommitRecord> {
+    let zero = |x: &str| x.chars().all(|c| c == '0');
+    let mut parent = s(p, "/before").filter(|b| !zero(b)).map(str::to_owned);
+    let mut out = Vec::new();
+    for c in p
+        .get("commits")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(sha) = s(c, "/id") else { continue };
+        let files = ["added", "modified", "removed"]
+            .iter()
+            .filter_map(|k| c.get(*k).and_then(Value::as_array))
+            .flatten()
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect();
+        out.push(crate::vcs::CommitRecord {
+            repository: repository.to_owned(),
+            sha: sha.to_owned(),
+            parent: parent.clone(),
+            message: s(c, "/message")
+                .unwrap_or_default()
+                .chars()
+                .take(2000)
+                .collect(),
+            author: s(c, "/author/username")
+                .or_else(|| s(c, "/author/name"))
+                .map(str::to_owned),
+            committed_at: s(c, "/timestamp")
+                .and_then(gitlab::parse_time)
+                .map(|t| t.to_rfc3339()),
+            url: s(c, "/url").map(str::to_owned),
+            files,
+        });
+        parent = Some(sha.to_owned());
+    }
+    out
+}
+
+/// A tag push: the tag now names `after`, or (an empty or all-zero `after`) was deleted.
+pub(crate) fn tag_pushed(repository: String, name: &str, after: &str) -> Intent {
+    if after.is_empty() || after.chars().all(|c| c == '0') {
+        Intent::TagDeleted {
+            repository,
+            name: name.to_owned(),
+        }
+    } else {
+        Intent::Tag(crate::vcs::TagRecord {
+            repository,
+            name: name.to_owned(),
+            sha: Some(after.to_owned()),
+            release_url: None,
+        })
+    }
+}

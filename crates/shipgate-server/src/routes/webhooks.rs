@@ -84,17 +84,20 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Constant-time check of `sha256=<hex>` against the HMAC of the raw body.
 pub fn github_signature_ok(secret: &str, body: &[u8], header: Option<&str>) -> bool {
-    let Some(sig) = header.and_then(|h| h.strip_prefix("sha256=")) else {
+    header
+        .and_then(|h| h.strip_prefix("sha256="))
+        .is_some_and(|sig| hmac_matches(secret.as_bytes(), body, sig))
+}
+
+/// Whether `hex_sig` is the HMAC-SHA256 of `body` under `key` (compared in constant time).
+fn hmac_matches(key: &[u8], body: &[u8], hex_sig: &str) -> bool {
+    let Ok(expected) = hex::decode(hex_sig) else {
         return false;
     };
-    let Ok(expected) = hex::decode(sig) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
+    Hmac::<Sha256>::new_from_slice(key).is_ok_and(|mut m| {
+        m.update(body);
+        m.verify_slice(&expected).is_ok()
+    })
 }
 
 async fn remember(state: &AppState, d: Delivery) {
@@ -216,20 +219,7 @@ pub(crate) async fn apply(
                 records.push(format!("{repository}@{name} (deleted)"));
             }
             Intent::Incident(i) => {
-                let env = match &i.environment {
-                    Some(e) => super::resolve_environment(state, tenant, e).await.ok(),
-                    None => None,
-                };
-                state
-                    .store
-                    .record_incident(
-                        tenant,
-                        &i,
-                        env.and_then(|e| e.tier),
-                        &caller.subject,
-                        state.clock.now(),
-                    )
-                    .await?;
+                record_incident(state, tenant, &caller.subject, &i).await?;
                 records.push(format!("{}:{}", i.source, i.external_id));
             }
             Intent::Artifact {
@@ -383,15 +373,8 @@ async fn github(
     }
     // Delivery ids are scoped to the tenant.
     let id = format!("{tenant}:{id}");
-    if let Some(prev) = state.store.find_delivery("github", &id).await?
-        && prev.result != "rejected"
-    {
-        return Ok(Json(DeliveryAnswer {
-            result: "duplicate".into(),
-            reason: Some(format!("delivery {id} was already {}", prev.result)),
-            records: prev.records,
-        })
-        .into_response());
+    if let Some(r) = replayed(&state, "github", &id).await? {
+        return Ok(r);
     }
     let value = match parse_json(&bytes) {
         Ok(v) => v,
@@ -508,13 +491,7 @@ async fn cdevents(
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
     let (event, id) = cdevent_of(&headers, value)?;
-    let ty = event
-        .pointer("/context/type")
-        .and_then(|t| t.as_str())
-        .unwrap_or("")
-        .chars()
-        .take(128)
-        .collect::<String>();
+    let ty = field_text(&event, "/context/type", 128);
     let source = "cdevents";
     // CloudEvents: source + id identify an event; the type is added so that one producer's
     // reuse of an id for another kind of event is not taken for a redelivery.
@@ -523,15 +500,8 @@ async fn cdevents(
         .and_then(|t| t.as_str())
         .unwrap_or("");
     let scoped = format!("{}:{ce_source}:{ty}:{id}", caller.tenant);
-    if let Some(prev) = state.store.find_delivery(source, &scoped).await?
-        && prev.result != "rejected"
-    {
-        return Ok(Json(DeliveryAnswer {
-            result: "duplicate".into(),
-            reason: Some(format!("event {id} was already {}", prev.result)),
-            records: prev.records,
-        })
-        .into_response());
+    if let Some(r) = replayed(&state, source, &scoped).await? {
+        return Ok(r);
     }
     let mapped = crate::cdevents::validate(&event)
         .map(|_| shipgate_domain::integrations::cdevents::map(&event));
@@ -768,6 +738,31 @@ pub struct IncidentAnswer {
     suggested_changes: Vec<shipgate_store::Change>,
 }
 
+/// Records one incident (its environment resolved for the event's tier); returns whether it
+/// changed, and the resolved environment.
+async fn record_incident(
+    state: &AppState,
+    tenant: &str,
+    actor: &str,
+    i: &shipgate_domain::incident::Incident,
+) -> ApiResult<(bool, Option<shipgate_domain::ResolvedEnvironment>)> {
+    let env = match &i.environment {
+        Some(e) => super::resolve_environment(state, tenant, e).await.ok(),
+        None => None,
+    };
+    let changed = state
+        .store
+        .record_incident(
+            tenant,
+            i,
+            env.as_ref().and_then(|e| e.tier),
+            actor,
+            state.clock.now(),
+        )
+        .await?;
+    Ok((changed, env))
+}
+
 /// Records incidents and answers with the recent changes to what they affect.
 async fn take_incidents(
     state: &AppState,
@@ -779,14 +774,8 @@ async fn take_incidents(
     let mut changed = false;
     let mut suggested: Vec<shipgate_store::Change> = Vec::new();
     for i in &incidents {
-        let env = match &i.environment {
-            Some(e) => super::resolve_environment(state, tenant, e).await.ok(),
-            None => None,
-        };
-        changed |= state
-            .store
-            .record_incident(tenant, i, env.as_ref().and_then(|e| e.tier), actor, now)
-            .await?;
+        let (recorded, env) = record_incident(state, tenant, actor, i).await?;
+        changed |= recorded;
         if i.service.is_none() && env.is_none() {
             continue;
         }
@@ -831,13 +820,7 @@ fn pagerduty_signature_ok(secret: &str, body: &[u8], header: Option<&str>) -> bo
     header.is_some_and(|h| {
         h.split(',').map(str::trim).any(|sig| {
             sig.strip_prefix("v1=")
-                .and_then(|hexsig| hex::decode(hexsig).ok())
-                .is_some_and(|expected| {
-                    Hmac::<Sha256>::new_from_slice(secret.as_bytes()).is_ok_and(|mut m| {
-                        m.update(body);
-                        m.verify_slice(&expected).is_ok()
-                    })
-                })
+                .is_some_and(|hex_sig| hmac_matches(secret.as_bytes(), body, hex_sig))
         })
     })
 }
@@ -890,6 +873,37 @@ async fn list_incidents(
     caller: Caller,
 ) -> ApiResult<Json<Vec<shipgate_domain::incident::Incident>>> {
     Ok(Json(state.store.list_incidents(&caller.tenant, 200).await?))
+}
+
+/// A text field of a payload for the delivery log, bounded (`unknown` when absent).
+fn field_text(v: &serde_json::Value, ptr: &str, max: usize) -> String {
+    v.pointer(ptr)
+        .and_then(|x| x.as_str())
+        .unwrap_or("unknown")
+        .chars()
+        .take(max)
+        .collect()
+}
+
+/// A token-authenticated delivery from a sender that gives no delivery id (Jenkins, Argo CD):
+/// keyed by the tenant and the body's hash, answered from its record when it comes again.
+async fn hashed_delivery(
+    state: &AppState,
+    caller: &Caller,
+    source: &str,
+    bytes: &Bytes,
+    event: &str,
+    mapped: Result<Result<Vec<Intent>, Ignored>, shipgate_domain::FieldErrors>,
+) -> ApiResult<Response> {
+    let id = format!(
+        "{}:{}",
+        caller.tenant,
+        shipgate_domain::audit::sha256_hex(bytes)
+    );
+    if let Some(r) = replayed(state, source, &id).await? {
+        return Ok(r);
+    }
+    settle_as(state, caller, source, &id, event, mapped).await
 }
 
 /// A redelivery of an accepted or ignored delivery, answered from its record.
@@ -1002,27 +1016,13 @@ async fn jenkins(
 ) -> ApiResult<Response> {
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
-    let id = format!(
-        "{}:{}",
-        caller.tenant,
-        shipgate_domain::audit::sha256_hex(&bytes)
-    );
-    if let Some(r) = replayed(&state, "jenkins", &id).await? {
-        return Ok(r);
-    }
-    let phase = value
-        .pointer("/build/phase")
-        .and_then(|v| v.as_str())
-        .unwrap_or("unknown")
-        .chars()
-        .take(32)
-        .collect::<String>();
     let mapped = shipgate_domain::integrations::jenkins::map(
         &value,
         q.service.as_deref(),
         q.environment.as_deref(),
     );
-    settle_as(&state, &caller, "jenkins", &id, &phase, mapped).await
+    let phase = field_text(&value, "/build/phase", 32);
+    hashed_delivery(&state, &caller, "jenkins", &bytes, &phase, mapped).await
 }
 
 #[utoipa::path(post, path = "/api/v1/integrations/argocd", tag = "integrations",
@@ -1036,23 +1036,9 @@ async fn argocd(
 ) -> ApiResult<Response> {
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
-    let id = format!(
-        "{}:{}",
-        caller.tenant,
-        shipgate_domain::audit::sha256_hex(&bytes)
-    );
-    if let Some(r) = replayed(&state, "argocd", &id).await? {
-        return Ok(r);
-    }
-    let phase = value
-        .get("phase")
-        .and_then(|v| v.as_str())
-        .unwrap_or("unknown")
-        .chars()
-        .take(32)
-        .collect::<String>();
     let mapped = shipgate_domain::integrations::argocd::map(&value);
-    settle_as(&state, &caller, "argocd", &id, &phase, mapped).await
+    let phase = field_text(&value, "/phase", 32);
+    hashed_delivery(&state, &caller, "argocd", &bytes, &phase, mapped).await
 }
 
 /// Opens a change request for an ITSM record unless one already tracks its ticket.
@@ -1199,13 +1185,7 @@ async fn jira(
     inbound_token_ok(&headers, cfg.inbound_token.as_ref())?;
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
-    let event = value
-        .get("webhookEvent")
-        .and_then(|e| e.as_str())
-        .unwrap_or("unknown")
-        .chars()
-        .take(64)
-        .collect::<String>();
+    let event = field_text(&value, "/webhookEvent", 64);
     let mapped = shipgate_domain::integrations::itsm::jira(&value, &cfg.mapping);
     itsm_change(&state, "jira", &tenant, &headers, &bytes, mapped, &event).await
 }
