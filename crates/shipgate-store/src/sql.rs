@@ -117,18 +117,8 @@ fn deployment_from_row(r: &DbRow) -> StoreResult<Deployment> {
         initial_status: enum_col(r, "initial_status", DeploymentStatus::parse)?,
         initial_finished_at: opt_ts(r, "initial_finished_at")?,
         recorded_by: r.try_get("recorded_by")?,
-        approval: {
-            let a: Option<String> = r.try_get("approval")?;
-            a.map(|s| serde_json::from_str(&s))
-                .transpose()
-                .map_err(internal)?
-        },
-        provenance: {
-            let a: Option<String> = r.try_get("provenance")?;
-            a.map(|s| serde_json::from_str(&s))
-                .transpose()
-                .map_err(internal)?
-        },
+        approval: opt_json_col(r, "approval")?,
+        provenance: opt_json_col(r, "provenance")?,
     };
     Ok(Deployment {
         record,
@@ -171,6 +161,19 @@ pub(super) fn audit_from_row(r: &DbRow) -> StoreResult<AuditEntry> {
     })
 }
 
+/// How far `sink` has delivered the outbox (0: nothing yet).
+async fn outbox_cursor(pool: &Pool<Db>, sink: &str) -> StoreResult<i64> {
+    Ok(
+        sqlx::query("SELECT seq FROM outbox_cursors WHERE sink = $1")
+            .bind(sink)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get("seq"))
+            .transpose()?
+            .unwrap_or(0),
+    )
+}
+
 fn delivery_from_row(r: &DbRow) -> StoreResult<shipgate_domain::integrations::Delivery> {
     Ok(shipgate_domain::integrations::Delivery {
         source: r.try_get("source")?,
@@ -185,11 +188,15 @@ fn delivery_from_row(r: &DbRow) -> StoreResult<shipgate_domain::integrations::De
 }
 
 fn service_paths(r: &DbRow) -> StoreResult<Vec<String>> {
-    let p: Option<String> = r.try_get("paths")?;
-    p.map(|s| serde_json::from_str(&s))
+    Ok(opt_json_col(r, "paths")?.unwrap_or_default())
+}
+
+/// A nullable JSON text column.
+fn opt_json_col<T: serde::de::DeserializeOwned>(r: &DbRow, col: &str) -> StoreResult<Option<T>> {
+    let v: Option<String> = r.try_get(col)?;
+    v.map(|s| serde_json::from_str(&s))
         .transpose()
         .map_err(internal)
-        .map(Option::unwrap_or_default)
 }
 
 fn scoped_key(tenant: &str, key: &str) -> String {
@@ -2072,13 +2079,7 @@ impl Store for SqlStore {
         limit: u32,
     ) -> StoreResult<(i64, Vec<shipgate_domain::events::OutboxRow>)> {
         use shipgate_domain::events::{EventKind, OutboxRow};
-        let cursor: i64 = sqlx::query("SELECT seq FROM outbox_cursors WHERE sink = $1")
-            .bind(sink)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.try_get("seq"))
-            .transpose()?
-            .unwrap_or(0);
+        let cursor = outbox_cursor(&self.pool, sink).await?;
         let rows = sqlx::query(
             "SELECT seq, at, tenant, kind, env_tier, event_type, subject_id, body FROM outbox \
              WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -2131,14 +2132,7 @@ impl Store for SqlStore {
         let _writer = self.write_lock.lock().await;
         let mut delivered = i64::MAX;
         for sink in sinks {
-            let c: i64 = sqlx::query("SELECT seq FROM outbox_cursors WHERE sink = $1")
-                .bind(*sink)
-                .fetch_optional(&self.writer)
-                .await?
-                .map(|r| r.try_get("seq"))
-                .transpose()?
-                .unwrap_or(0);
-            delivered = delivered.min(c);
+            delivered = delivered.min(outbox_cursor(&self.writer, sink).await?);
         }
         let r = sqlx::query("DELETE FROM outbox WHERE seq <= $1 AND at < $2")
             .bind(delivered)
