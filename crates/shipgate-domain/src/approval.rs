@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::change::{
     ChangeRequest, ChangeSpec, ChangeStatus, ChangeType, Decision, DecisionKind, spec_field_present,
 };
+use crate::identity::Identities;
 use crate::policy::{Policy, Requirements};
 use crate::time::Timestamp;
 
@@ -138,35 +139,66 @@ pub struct PolicyVersion {
     pub policy: Policy,
 }
 
-fn span(d: std::time::Duration) -> Span {
-    Span::from_std(d).unwrap_or(Span::MAX)
+/// `at` plus `d`, saturating at the end of representable time (never panics).
+fn after(at: Timestamp, d: std::time::Duration) -> Timestamp {
+    Span::from_std(d)
+        .ok()
+        .and_then(|s| at.checked_add_signed(s))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
-/// Who is excluded from approving a change, and why.
-pub fn exclusion(change: &ChangeRequest, policy: &Policy, person: &str) -> Option<&'static str> {
-    if change.requester == person {
+/// Who is excluded from approving a change, and why: the requester, whoever authored the
+/// record the change was opened from (ITSM opener, requester, reporter, assignee), and, when
+/// the policy says so, the authors of its commits. Compared as people, not strings.
+pub fn exclusion(
+    change: &ChangeRequest,
+    policy: &Policy,
+    ids: &Identities,
+    person: &str,
+) -> Option<&'static str> {
+    if ids.same(&change.requester, person) {
         return Some("self_approval");
     }
-    if policy.separation.authors_cannot_approve && change.spec.authors.iter().any(|a| a == person) {
+    if ids.among(person, &change.spec.record_authors) {
+        return Some("record_author");
+    }
+    if policy.separation.authors_cannot_approve && ids.among(person, &change.spec.authors) {
         return Some("author_approval");
     }
     None
 }
 
-/// Counts approvals against the required groups: each person fills at most one slot (a
-/// maximum bipartite matching, so that overlapping groups never strand an approval), and only
-/// people eligible for a group count for it.
+/// Who may never give an emergency acknowledgement: the requester, a record author, and any
+/// listed commit author (whatever the policy says about approvals).
+fn ack_exclusion(change: &ChangeRequest, ids: &Identities, person: &str) -> Option<&'static str> {
+    if ids.same(&change.requester, person) {
+        return Some("self_approval");
+    }
+    if ids.among(person, &change.spec.record_authors) {
+        return Some("record_author");
+    }
+    if ids.among(person, &change.spec.authors) {
+        return Some("author_approval");
+    }
+    None
+}
+
+/// Counts approvals against the required groups: each natural person fills at most one slot,
+/// whether they acted for themselves or for a delegator (a maximum bipartite matching, so that
+/// overlapping groups never strand an approval), and only people eligible for a group count
+/// for it. Returns the progress per group and the natural persons (actors) filling slots.
 fn count(
     change: &ChangeRequest,
     req: &Requirements,
     groups: &BTreeMap<String, Group>,
     policy: &Policy,
+    ids: &Identities,
     approvals: &[&Decision],
-) -> Vec<GroupProgress> {
+) -> (Vec<GroupProgress>, BTreeSet<String>) {
     let region = change
         .covers_environment(&req.environment)
         .and_then(|e| e.region.clone());
-    // Eligible people per group.
+    // Eligible people per group (canonical names).
     let mut eligible: Vec<(BTreeSet<String>, bool)> = Vec::new();
     for g in &req.approvals {
         let Some(group) = groups.get(&g.group) else {
@@ -179,41 +211,74 @@ fn count(
         }
         // Under small-team mode the requester's own approval counts (after cooling off).
         let ok = |p: &String| {
-            exclusion(change, policy, p)
+            exclusion(change, policy, ids, p)
                 .is_none_or(|why| why == "self_approval" && req.small_team.is_some())
         };
-        let mut set: BTreeSet<String> = group.members.iter().filter(|p| ok(p)).cloned().collect();
-        let using_backups = (set.len() as u32) < g.quorum;
+        let mut set: BTreeSet<String> = group
+            .members
+            .iter()
+            .filter(|p| ok(p))
+            .map(|p| ids.canonical(p))
+            .collect();
+        let using_backups = (set.len() as u64) < u64::from(g.quorum);
         if using_backups {
-            set.extend(group.backups.iter().filter(|p| ok(p)).cloned());
+            set.extend(
+                group
+                    .backups
+                    .iter()
+                    .filter(|p| ok(p))
+                    .map(|p| ids.canonical(p)),
+            );
         }
         // Escalated: the resolution authority may approve for the group.
         if change.escalated_at.is_some()
             && let Some(esc) = req.escalate_to.as_ref().and_then(|e| groups.get(e))
         {
-            set.extend(esc.members.iter().filter(|p| ok(p)).cloned());
+            set.extend(
+                esc.members
+                    .iter()
+                    .filter(|p| ok(p))
+                    .map(|p| ids.canonical(p)),
+            );
         }
         eligible.push((set, using_backups));
     }
-    // Slots: one per unit of quorum.
+    // Slots: one per unit of quorum (bounded by the policy's validation; never more slots
+    // than there are approvals to fill them).
     let slots: Vec<usize> = req
         .approvals
         .iter()
         .enumerate()
-        .flat_map(|(i, g)| std::iter::repeat_n(i, g.quorum as usize))
+        .flat_map(|(i, g)| std::iter::repeat_n(i, (g.quorum as usize).min(approvals.len() + 1)))
         .collect();
+    // A natural person counts once per change: a decision whose actor or principal already
+    // appears in an earlier decision (as actor or principal) does not count. A delegate is
+    // bound by separation of duties too.
     let approvers: Vec<&Decision> = {
         let mut seen = BTreeSet::new();
         approvals
             .iter()
             .copied()
-            .filter(|d| seen.insert(d.person().to_owned()))
+            .filter(|d| {
+                let actor = ids.canonical(&d.actor);
+                let person = ids.canonical(d.person());
+                if actor.is_empty() || seen.contains(&actor) || seen.contains(&person) {
+                    return false;
+                }
+                if actor != person && exclusion(change, policy, ids, &d.actor).is_some() {
+                    return false;
+                }
+                seen.insert(actor);
+                seen.insert(person);
+                true
+            })
             .collect()
     };
     let can = |a: &Decision, slot: usize| -> bool {
         let gi = slots[slot];
         let gname = &req.approvals[gi].group;
-        eligible[gi].0.contains(a.person()) && a.group.as_ref().is_none_or(|g| g == gname)
+        eligible[gi].0.contains(&ids.canonical(a.person()))
+            && a.group.as_ref().is_none_or(|g| g == gname)
     };
     let mut slot_owner: Vec<Option<usize>> = vec![None; slots.len()];
     fn augment(
@@ -239,7 +304,17 @@ fn count(
         let mut seen = vec![false; slots.len()];
         augment(a, &mut seen, &mut slot_owner, &can_idx);
     }
-    req.approvals
+    let actors: BTreeSet<String> = slot_owner
+        .iter()
+        .flatten()
+        .map(|a| ids.canonical(&approvers[*a].actor))
+        .collect();
+    let counted: BTreeSet<String> = approvals
+        .iter()
+        .flat_map(|d| [ids.canonical(d.person()), ids.canonical(&d.actor)])
+        .collect();
+    let progress = req
+        .approvals
         .iter()
         .enumerate()
         .map(|(gi, g)| {
@@ -249,7 +324,6 @@ fn count(
                 .filter(|(_, s)| **s == gi)
                 .filter_map(|(si, _)| slot_owner[si].map(|a| approvers[a].person().to_owned()))
                 .collect();
-            let counted: BTreeSet<&str> = approvals.iter().map(|d| d.person()).collect();
             GroupProgress {
                 group: g.group.clone(),
                 quorum: g.quorum,
@@ -263,17 +337,59 @@ fn count(
                 approved_by,
             }
         })
-        .collect()
+        .collect();
+    (progress, actors)
 }
 
-/// What the gate answers for deployments of `change` to `env` at `now`.
+/// What the gate answers for deployments of `change` to `env` at `now`, asked by `deployer`
+/// (the authenticated identity that will deploy, never a name the caller chose) for the
+/// artifact `digest`. A change scoped to digests is never allowed for an unnamed artifact.
 #[allow(clippy::too_many_arguments)]
 pub fn decide(
     change: &ChangeRequest,
     policy: Option<&PolicyVersion>,
     groups: &BTreeMap<String, Group>,
+    ids: &Identities,
     env: &str,
     digest: Option<&str>,
+    deployer: Option<&str>,
+    now: Timestamp,
+) -> GateDecision {
+    assess(
+        change,
+        policy,
+        groups,
+        ids,
+        env,
+        Some(digest),
+        deployer,
+        now,
+    )
+}
+
+/// Where a change stands for `env`, without a gate question: no digest is asked about (the
+/// approval's own state, as the approvals queue and `apply_decision` see it).
+pub fn standing(
+    change: &ChangeRequest,
+    policy: Option<&PolicyVersion>,
+    groups: &BTreeMap<String, Group>,
+    ids: &Identities,
+    env: &str,
+    now: Timestamp,
+) -> GateDecision {
+    assess(change, policy, groups, ids, env, None, None, now)
+}
+
+/// The decision itself. `digest`: `None` when no gate question is asked, `Some(None)` when
+/// the gate was asked without naming an artifact.
+#[allow(clippy::too_many_arguments)]
+fn assess(
+    change: &ChangeRequest,
+    policy: Option<&PolicyVersion>,
+    groups: &BTreeMap<String, Group>,
+    ids: &Identities,
+    env: &str,
+    digest: Option<Option<&str>>,
     deployer: Option<&str>,
     now: Timestamp,
 ) -> GateDecision {
@@ -313,7 +429,20 @@ pub fn decide(
         );
     };
     d.environment = resolved.name.clone();
-    if let Some(dg) = digest
+    if digest == Some(None) && !change.spec.artifact_digests.is_empty() {
+        return deny(
+            d,
+            GateState::Denied,
+            reason(
+                "digest_required",
+                format!(
+                    "{} is scoped to artifact digests; name the digest being deployed",
+                    change.key
+                ),
+            ),
+        );
+    }
+    if let Some(Some(dg)) = digest
         && !change.spec.artifact_digests.iter().any(|x| x == dg)
     {
         return deny(
@@ -375,7 +504,7 @@ pub fn decide(
         );
     };
     if change.spec.change_type == ChangeType::Emergency {
-        return decide_emergency(d, change, &pv.policy, now);
+        return decide_emergency(d, change, &pv.policy, ids, now);
     }
     // The planned window: after its end the change must be resubmitted with a new one.
     if let Some(end) = change.spec.window_end
@@ -465,17 +594,19 @@ pub fn decide(
         satisfied_at = Some(change.decided_at.unwrap_or(change.created_at));
     } else {
         // Walk the approvals in order: the grant starts when the last needed one arrived.
-        let progress = count(change, &req, groups, &pv.policy, &counted);
+        let (progress, actors) = count(change, &req, groups, &pv.policy, ids, &counted);
         let full = progress
             .iter()
-            .all(|g| g.approved_by.len() as u32 >= g.quorum);
+            .all(|g| g.approved_by.len() as u64 >= u64::from(g.quorum));
         d.approvals = progress;
         if full {
             let mut at = None;
             for n in 1..=counted.len() {
                 let prefix = &counted[..n];
-                let p = count(change, &req, groups, &pv.policy, prefix);
-                if p.iter().all(|g| g.approved_by.len() as u32 >= g.quorum) {
+                let (p, _) = count(change, &req, groups, &pv.policy, ids, prefix);
+                if p.iter()
+                    .all(|g| g.approved_by.len() as u64 >= u64::from(g.quorum))
+                {
                     at = Some(prefix[n - 1].at);
                     break;
                 }
@@ -486,7 +617,7 @@ pub fn decide(
             let missing: Vec<String> = d
                 .approvals
                 .iter()
-                .filter(|g| (g.approved_by.len() as u32) < g.quorum)
+                .filter(|g| (g.approved_by.len() as u64) < u64::from(g.quorum))
                 .map(|g| format!("{} ({} of {})", g.group, g.approved_by.len(), g.quorum))
                 .collect();
             if !missing.is_empty() {
@@ -496,14 +627,11 @@ pub fn decide(
                 ));
             }
         }
-        // The deployer is never the only approval.
+        // The deployer is never the only approval: the natural persons filling the slots must
+        // include someone other than the deployer.
         if let Some(dep) = deployer {
-            let people: BTreeSet<&String> = d
-                .approvals
-                .iter()
-                .flat_map(|g| g.approved_by.iter())
-                .collect();
-            if people.len() == 1 && people.contains(&dep.to_owned()) {
+            let dep_c = ids.canonical(dep);
+            if !actors.is_empty() && actors.iter().all(|a| *a == dep_c) {
                 d.reasons.push(reason(
                     "deployer_only_approval",
                     format!("{dep} deploys this change and is its only approver; another person must approve"),
@@ -513,13 +641,13 @@ pub fn decide(
     }
 
     if let Some(at) = satisfied_at {
-        let expires = at + span(req.validity);
+        let expires = after(at, req.validity);
         d.expires_at = Some(expires);
         // Small-team self-approval: valid only after the cooling-off delay.
         if let Some(st) = &req.small_team
             && let Some(selfie) = counted.iter().find(|x| x.self_approval)
         {
-            let nb = selfie.at + span(st.cooling_off);
+            let nb = after(selfie.at, st.cooling_off);
             d.not_before = Some(nb);
             if now < nb {
                 d.reasons.push(reason(
@@ -567,6 +695,7 @@ fn decide_emergency(
     mut d: GateDecision,
     change: &ChangeRequest,
     policy: &Policy,
+    ids: &Identities,
     now: Timestamp,
 ) -> GateDecision {
     let Some(ep) = &policy.emergency else {
@@ -578,9 +707,30 @@ fn decide_emergency(
         return d;
     };
     d.rules = vec!["emergency".into()];
+    // The bypass holds only while its two acknowledgements do: two distinct people, neither
+    // the requester nor an author (checked again here, whatever the stored status says).
+    if change.status == ChangeStatus::Bypassed {
+        let (ic, so) = emergency_acks(change);
+        let valid = match (ic, so) {
+            (Some(i), Some(o)) => {
+                !ids.same(&i.actor, &o.actor)
+                    && ack_exclusion(change, ids, &i.actor).is_none()
+                    && ack_exclusion(change, ids, &o.actor).is_none()
+            }
+            _ => false,
+        };
+        if !valid {
+            d.state = GateState::Denied;
+            d.reasons.push(reason(
+                "invalid_acknowledgement",
+                "the emergency bypass lacks two acknowledgements from two distinct people who are neither the requester nor an author",
+            ));
+            return d;
+        }
+    }
     if change.status == ChangeStatus::Bypassed {
         let at = change.decided_at.unwrap_or(change.updated_at);
-        let expires = at + span(ep.validity);
+        let expires = after(at, ep.validity);
         d.expires_at = Some(expires);
         if now >= expires {
             d.state = GateState::Expired;
@@ -655,6 +805,9 @@ pub struct DecisionRequest {
     pub delegations: Vec<Delegation>,
     pub group: Option<String>,
     pub comment: Option<String>,
+    /// The revision the decider saw. A decision on another revision is refused
+    /// (`stale_revision`): an approval never carries over to a resubmission it did not see.
+    pub revision: Option<i32>,
 }
 
 /// What a decision does: the new state of the change and what to audit.
@@ -672,10 +825,25 @@ pub fn apply_decision(
     change: &ChangeRequest,
     pv: &PolicyVersion,
     groups: &BTreeMap<String, Group>,
+    ids: &Identities,
     req: DecisionRequest,
     now: Timestamp,
 ) -> Result<Outcome, Refusal> {
     let policy = &pv.policy;
+    if let Some(r) = req.revision
+        && r != change.revision
+    {
+        return Err(refuse(
+            "stale_revision",
+            format!(
+                "this decision was given on revision {r} of {}, which is now at revision {}; review it again",
+                change.key, change.revision
+            ),
+        ));
+    }
+    if ids.canonical(&req.actor).is_empty() {
+        return Err(refuse("not_an_approver", "the actor names nobody"));
+    }
     let is_final = matches!(
         change.status,
         ChangeStatus::Rejected | ChangeStatus::ChangesRequested | ChangeStatus::Withdrawn
@@ -716,7 +884,7 @@ pub fn apply_decision(
             if req.kind == DecisionKind::Approve && change.status == ChangeStatus::Approved {
                 // The grant exists; once it has expired, only a resubmission revalidates it.
                 let expired = change.spec.environments.iter().any(|e| {
-                    decide(change, Some(pv), groups, &e.name, None, None, now).state
+                    standing(change, Some(pv), groups, ids, &e.name, now).state
                         == GateState::Expired
                 });
                 return Err(if expired {
@@ -742,9 +910,9 @@ pub fn apply_decision(
                 .map(|e| policy.requirements(&change.spec, e))
                 .collect();
             let member_of = |who: &str, g: &str| {
-                groups.get(g).is_some_and(|grp| {
-                    grp.members.iter().any(|m| m == who) || grp.backups.iter().any(|m| m == who)
-                })
+                groups
+                    .get(g)
+                    .is_some_and(|grp| ids.among(who, &grp.members) || ids.among(who, &grp.backups))
             };
             let escalation: Vec<&str> = if change.escalated_at.is_some() {
                 reqs.iter()
@@ -763,14 +931,16 @@ pub fn apply_decision(
             let delegation_from = |from: &str| {
                 req.delegations
                     .iter()
-                    .filter(|d| d.to == req.actor && d.from == from && d.active(now))
+                    .filter(|d| {
+                        ids.same(&d.to, &req.actor) && ids.same(&d.from, from) && d.active(now)
+                    })
                     .find(|d| {
                         let a = authority(from);
                         !a.is_empty() && d.group.as_ref().is_none_or(|g| a.contains(g))
                     })
             };
             let (person, via) = match &req.on_behalf_of {
-                Some(a) if *a != req.actor => match delegation_from(a) {
+                Some(a) if !ids.same(a, &req.actor) => match delegation_from(a) {
                     Some(d) => (a.clone(), Some(d)),
                     None => {
                         return Err(Refusal {
@@ -795,11 +965,26 @@ pub fn apply_decision(
                     None => (req.actor.clone(), None),
                 },
             };
+            // A delegation limited to one group carries authority in that group only.
+            if let Some(limit) = via.and_then(|d| d.group.as_ref()) {
+                if let Some(g) = &req.group
+                    && g != limit
+                {
+                    return Err(Refusal {
+                        code: "delegation_scope",
+                        message: format!(
+                            "the delegation from {person} to {} covers '{limit}' only, not '{g}'",
+                            req.actor
+                        ),
+                        audited: true,
+                    });
+                }
+                decision.group = Some(limit.clone());
+            }
+            let acting_for_other = !ids.same(&person, &req.actor);
             // A delegate is bound by separation of duties too: never the requester or an
             // author, and never acting for them.
-            if person != req.actor
-                && let Some(why) = exclusion(change, policy, &req.actor)
-            {
+            if acting_for_other && let Some(why) = exclusion(change, policy, ids, &req.actor) {
                 return Err(Refusal {
                     code: why,
                     message: format!(
@@ -809,35 +994,52 @@ pub fn apply_decision(
                     audited: true,
                 });
             }
-            let already = change
-                .current_decisions()
-                .any(|x| x.person() == person && x.kind == req.kind);
+            // A natural person counts once per change, whether acting for themselves or for
+            // others: neither the actor nor the principal may appear in an earlier decision of
+            // this kind, as actor or principal.
+            let mine = [ids.canonical(&req.actor), ids.canonical(&person)];
+            let already = change.current_decisions().any(|x| {
+                x.kind == req.kind
+                    && (mine.contains(&ids.canonical(&x.actor))
+                        || mine.contains(&ids.canonical(x.person())))
+            });
             if already {
                 return Err(refuse(
                     "already_decided",
                     format!(
-                        "{person} already recorded '{}' on {} revision {}",
-                        req.kind, change.key, change.revision
+                        "{} already counts on {} revision {} (a person counts once, for themselves or for others)",
+                        if acting_for_other {
+                            format!("{} or {person}", req.actor)
+                        } else {
+                            person.clone()
+                        },
+                        change.key,
+                        change.revision
                     ),
                 ));
             }
-            if let Some(why) = exclusion(change, policy, &person) {
+            if let Some(why) = exclusion(change, policy, ids, &person) {
                 let small_team = reqs.iter().any(|r| r.small_team.is_some());
                 if why == "self_approval"
                     && small_team
                     && req.kind == DecisionKind::Approve
-                    && person == req.actor
+                    && !acting_for_other
                 {
                     decision.self_approval = true;
                     let st = reqs.iter().filter_map(|r| r.small_team.as_ref()).next();
                     if let Some(st) = st {
                         next.review_due_at =
-                            Some(now + span(st.cooling_off) + span(st.review_within));
+                            Some(after(after(now, st.cooling_off), st.review_within));
                     }
                 } else {
                     let msg = if why == "self_approval" {
                         format!(
                             "{person} requested {} and cannot approve it: separation of duties",
+                            change.key
+                        )
+                    } else if why == "record_author" {
+                        format!(
+                            "{person} authored the record {} was opened from and cannot approve it: separation of duties",
                             change.key
                         )
                     } else {
@@ -874,11 +1076,16 @@ pub fn apply_decision(
                     ),
                 ));
             }
-            if person != req.actor {
+            if let Some(g) = &decision.group
+                && !relevant.contains(g)
+            {
+                return Err(refuse(
+                    "not_an_approver",
+                    format!("{person} has no authority in '{g}' for {}", change.key),
+                ));
+            }
+            if acting_for_other {
                 decision.on_behalf_of = Some(person.clone());
-                if decision.group.is_none() {
-                    decision.group = via.and_then(|d| d.group.clone());
-                }
             }
             match req.kind {
                 DecisionKind::Reject => {
@@ -918,9 +1125,19 @@ pub fn apply_decision(
             } else {
                 &ep.system_owners
             };
+            if let Some(why) = ack_exclusion(change, ids, &req.actor) {
+                return Err(Refusal {
+                    code: why,
+                    message: format!(
+                        "{} requested or authored {} and cannot acknowledge it: the two acknowledgements come from two other people",
+                        req.actor, change.key
+                    ),
+                    audited: true,
+                });
+            }
             if !groups
                 .get(group)
-                .is_some_and(|g| g.members.contains(&req.actor))
+                .is_some_and(|g| ids.among(&req.actor, &g.members))
             {
                 return Err(Refusal {
                     code: "not_an_approver",
@@ -945,7 +1162,7 @@ pub fn apply_decision(
                     "this acknowledgement is already recorded",
                 ));
             }
-            if other.is_some_and(|o| o.actor == req.actor) {
+            if other.is_some_and(|o| ids.same(&o.actor, &req.actor)) {
                 return Err(Refusal {
                     code: "dual_acknowledgement",
                     message: "the two acknowledgements must come from two different people".into(),
@@ -956,7 +1173,7 @@ pub fn apply_decision(
             if other.is_some() {
                 next.status = ChangeStatus::Bypassed;
                 next.decided_at = Some(now);
-                next.review_due_at = Some(now + span(ep.review_within));
+                next.review_due_at = Some(after(now, ep.review_within));
                 transitions.push("change.bypassed");
             }
         }
@@ -973,7 +1190,9 @@ pub fn apply_decision(
                     format!("{} was already reviewed", change.key),
                 ));
             }
-            if change.requester == req.actor {
+            if ids.same(&change.requester, &req.actor)
+                || ids.among(&req.actor, &change.spec.record_authors)
+            {
                 return Err(Refusal {
                     code: "self_approval",
                     message: "the requester cannot review their own change".into(),
@@ -991,10 +1210,10 @@ pub fn apply_decision(
     // Did this approval complete the change for every environment?
     if req.kind == DecisionKind::Approve && next.status == ChangeStatus::Pending {
         let all = next.spec.environments.iter().all(|e| {
-            let g = decide(&next, Some(pv), groups, &e.name, None, None, now);
+            let g = standing(&next, Some(pv), groups, ids, &e.name, now);
             g.approvals
                 .iter()
-                .all(|p| p.approved_by.len() as u32 >= p.quorum)
+                .all(|p| p.approved_by.len() as u64 >= u64::from(p.quorum))
                 && !g.rules.is_empty()
         });
         if all {
@@ -1067,7 +1286,7 @@ pub fn resubmit(
     now: Timestamp,
 ) -> Result<ChangeRequest, crate::FieldErrors> {
     let mut errors = crate::FieldErrors::default();
-    if actor != change.requester {
+    if crate::identity::normalize(actor) != crate::identity::normalize(&change.requester) {
         errors.add(
             "requester",
             "not_requester",
@@ -1081,7 +1300,12 @@ pub fn resubmit(
     }
     let auto = needs_no_review(&spec, &pv.policy);
     let mut next = change.clone();
-    next.spec = spec;
+    // Who authored the originating record stays excluded, whatever the new revision says.
+    let record_authors = change.spec.record_authors.clone();
+    next.spec = ChangeSpec {
+        record_authors,
+        ..spec
+    };
     next.revision += 1;
     next.status = if auto {
         ChangeStatus::Approved
@@ -1153,10 +1377,11 @@ fn check_against_policy(
                 "the policy has no [emergency] section",
             ),
             Some(ep) => {
-                if !groups
-                    .get(&ep.group)
-                    .is_some_and(|g| g.members.iter().any(|m| m == requester))
-                {
+                if !groups.get(&ep.group).is_some_and(|g| {
+                    g.members.iter().any(|m| {
+                        crate::identity::normalize(m) == crate::identity::normalize(requester)
+                    })
+                }) {
                     errors.add(
                         "type",
                         "not_emergency_privileged",
@@ -1181,7 +1406,7 @@ pub fn escalation_due(
     change.spec.environments.iter().find_map(|e| {
         let r = pv.policy.requirements(&change.spec, e);
         let to = r.escalate_to?;
-        (now >= change.updated_at + span(r.sla)).then_some((to, r.sla))
+        (now >= after(change.updated_at, r.sla)).then_some((to, r.sla))
     })
 }
 
@@ -1190,6 +1415,7 @@ pub fn explain(
     change: &ChangeRequest,
     pv: Option<&PolicyVersion>,
     groups: &BTreeMap<String, Group>,
+    ids: &Identities,
     now: Timestamp,
 ) -> Vec<(Option<Requirements>, GateDecision)> {
     change
@@ -1198,7 +1424,7 @@ pub fn explain(
         .iter()
         .map(|e| {
             let req = pv.map(|p| p.policy.requirements(&change.spec, e));
-            (req, decide(change, pv, groups, &e.name, None, None, now))
+            (req, standing(change, pv, groups, ids, &e.name, now))
         })
         .collect()
 }
@@ -1210,6 +1436,12 @@ mod tests {
     use crate::change::RiskLevel;
     use crate::model::{EnvTier, ResolvedEnvironment};
     use crate::time::from_micros;
+
+    const DG: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn ids() -> Identities {
+        Identities::default()
+    }
 
     const POLICY: &str = r#"
 [[rule]]
@@ -1309,6 +1541,7 @@ system_owners = "owners"
             compliance: vec![],
             artifact_flags: vec![],
             authors: vec![],
+            record_authors: vec![],
             team: None,
             incident_id: Some("INC-1".into()),
             exploit_ref: None,
@@ -1336,6 +1569,7 @@ system_owners = "owners"
             c,
             &pv(),
             &groups(),
+            &ids(),
             DecisionRequest {
                 kind,
                 actor: who.into(),
@@ -1343,6 +1577,7 @@ system_owners = "owners"
                 delegations: Vec::new(),
                 group: None,
                 comment: Some("ok".into()),
+                revision: None,
             },
             t(at),
         )
@@ -1362,24 +1597,69 @@ system_owners = "owners"
             "already_decided"
         );
         let c = act(&c, "dave", DecisionKind::Approve, 4).unwrap();
-        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(5));
+        let g = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(5),
+        );
         assert_eq!(g.state, GateState::Pending, "{g:?}");
         // olga completes owners; matching moves carol to cab.
         let c = act(&c, "olga", DecisionKind::Approve, 6).unwrap();
         assert_eq!(c.status, ChangeStatus::Approved);
-        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(7));
+        let g = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(7),
+        );
         assert_eq!(g.state, GateState::Allowed, "{g:?}");
         assert_eq!(g.expires_at, Some(t(6) + Span::hours(1)));
-        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(6 + 3600));
+        let g = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(6 + 3600),
+        );
         assert_eq!(g.state, GateState::Expired);
         let other = format!("sha256:{}", "b".repeat(64));
-        let g = decide(&c, Some(&pv()), &groups(), "env", Some(&other), None, t(7));
+        let g = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(&other),
+            None,
+            t(7),
+        );
         assert_eq!(g.state, GateState::Expired);
         assert_eq!(g.reasons[0].code, "digest_changed");
         // A new policy version voids the approvals.
         let mut p2 = pv();
         p2.hash = "h2".into();
-        let g = decide(&c, Some(&p2), &groups(), "env", None, None, t(7));
+        let g = decide(
+            &c,
+            Some(&p2),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(7),
+        );
         assert_eq!(g.state, GateState::Pending);
     }
 
@@ -1392,7 +1672,16 @@ system_owners = "owners"
             act(&c, "erin", DecisionKind::Approve, 2).unwrap_err().code,
             "change_closed"
         );
-        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(3));
+        let g = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(3),
+        );
         assert_eq!(g.state, GateState::Denied);
         let c2 = resubmit(&c, c.spec.clone(), "alice", &pv(), &groups(), t(4)).unwrap();
         assert_eq!(c2.revision, 2);
@@ -1406,14 +1695,32 @@ system_owners = "owners"
         let mut c = change(ChangeType::Normal, EnvTier::Staging);
         c.requester = "olga".into();
         // carol can still approve; bob is not needed.
-        let p = decide(&c, Some(&pv()), &groups(), "env", None, None, t(1));
+        let p = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(1),
+        );
         assert!(!p.approvals[0].using_backups);
         assert!(
             act(&c, "bob", DecisionKind::Approve, 2).is_ok(),
             "bob is in the group as a backup"
         );
         let c2 = act(&c, "bob", DecisionKind::Approve, 2).unwrap();
-        let g = decide(&c2, Some(&pv()), &groups(), "env", None, None, t(3));
+        let g = decide(
+            &c2,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(3),
+        );
         assert_eq!(
             g.state,
             GateState::Pending,
@@ -1430,6 +1737,7 @@ system_owners = "owners"
             &c,
             &pv(),
             &gs,
+            &ids(),
             DecisionRequest {
                 kind: DecisionKind::Approve,
                 actor: "alice".into(),
@@ -1437,6 +1745,7 @@ system_owners = "owners"
                 delegations: Vec::new(),
                 group: None,
                 comment: None,
+                revision: None,
             },
             t(0),
         )
@@ -1444,10 +1753,28 @@ system_owners = "owners"
         assert!(o.decision.self_approval);
         assert!(o.change.review_due_at.is_some());
         // The self-approval counts under small-team mode, after the cooling-off.
-        let g = decide(&o.change, Some(&pv()), &gs, "env", None, None, t(60));
+        let g = decide(
+            &o.change,
+            Some(&pv()),
+            &gs,
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(60),
+        );
         assert_eq!(g.state, GateState::Pending, "{g:?}");
         assert!(g.reasons.iter().any(|r| r.code == "not_yet_valid"));
-        let g = decide(&o.change, Some(&pv()), &gs, "env", None, None, t(31 * 60));
+        let g = decide(
+            &o.change,
+            Some(&pv()),
+            &gs,
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(31 * 60),
+        );
         assert_eq!(g.state, GateState::Allowed, "{g:?}");
         // Outside small-team environments the same approval is refused.
         let p = change(ChangeType::Normal, EnvTier::Production);
@@ -1457,6 +1784,7 @@ system_owners = "owners"
             &p,
             &pv(),
             &gs3,
+            &ids(),
             DecisionRequest {
                 kind: DecisionKind::Approve,
                 actor: "alice".into(),
@@ -1464,6 +1792,7 @@ system_owners = "owners"
                 delegations: Vec::new(),
                 group: None,
                 comment: None,
+                revision: None,
             },
             t(0),
         )
@@ -1475,17 +1804,48 @@ system_owners = "owners"
     fn standard_and_sandbox_and_uncovered() {
         let c = change(ChangeType::Standard, EnvTier::Staging);
         assert_eq!(c.status, ChangeStatus::Approved);
-        assert!(decide(&c, Some(&pv()), &groups(), "env", None, None, t(1)).allowed());
+        assert!(
+            decide(
+                &c,
+                Some(&pv()),
+                &groups(),
+                &ids(),
+                "env",
+                Some(DG),
+                None,
+                t(1)
+            )
+            .allowed()
+        );
         let c = change(ChangeType::Normal, EnvTier::Development);
         assert!(
-            decide(&c, Some(&pv()), &groups(), "env", None, None, t(1)).allowed(),
+            decide(
+                &c,
+                Some(&pv()),
+                &groups(),
+                &ids(),
+                "env",
+                Some(DG),
+                None,
+                t(1)
+            )
+            .allowed(),
             "sandbox passes without review"
         );
         let c = change(ChangeType::Normal, EnvTier::Test);
-        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(1));
+        let g = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(1),
+        );
         assert_eq!(g.state, GateState::Denied);
         assert_eq!(g.reasons[0].code, "no_policy_rule");
-        let g = decide(&c, None, &groups(), "env", None, None, t(1));
+        let g = decide(&c, None, &groups(), &ids(), "env", Some(DG), None, t(1));
         assert_eq!(g.reasons[0].code, "no_policy");
     }
 
@@ -1504,13 +1864,35 @@ system_owners = "owners"
         );
         let c = act(&c, "ivan", DecisionKind::AckIncidentCommander, 1).unwrap();
         assert_eq!(
-            decide(&c, Some(&pv()), &groups(), "env", None, None, t(2)).state,
+            decide(
+                &c,
+                Some(&pv()),
+                &groups(),
+                &ids(),
+                "env",
+                Some(DG),
+                None,
+                t(2)
+            )
+            .state,
             GateState::Pending
         );
         let c = act(&c, "olga", DecisionKind::AckSystemOwner, 3).unwrap();
         assert_eq!(c.status, ChangeStatus::Bypassed);
         assert!(c.review_due_at.is_some());
-        assert!(decide(&c, Some(&pv()), &groups(), "env", None, None, t(4)).allowed());
+        assert!(
+            decide(
+                &c,
+                Some(&pv()),
+                &groups(),
+                &ids(),
+                "env",
+                Some(DG),
+                None,
+                t(4)
+            )
+            .allowed()
+        );
         assert_eq!(
             act(&c, "alice", DecisionKind::Review, 5).unwrap_err().code,
             "self_approval"
@@ -1539,15 +1921,45 @@ system_owners = "owners"
         let mut c = change(ChangeType::Normal, EnvTier::Development);
         c.spec.window_start = Some(t(100));
         c.spec.window_end = Some(t(200));
-        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(50));
+        let g = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(50),
+        );
         assert_eq!(g.state, GateState::Pending);
         assert_eq!(
             g.not_before,
             Some(t(100)),
             "a waiting gate wakes when the window opens"
         );
-        assert!(decide(&c, Some(&pv()), &groups(), "env", None, None, t(150)).allowed());
-        let g = decide(&c, Some(&pv()), &groups(), "env", None, None, t(200));
+        assert!(
+            decide(
+                &c,
+                Some(&pv()),
+                &groups(),
+                &ids(),
+                "env",
+                Some(DG),
+                None,
+                t(150)
+            )
+            .allowed()
+        );
+        let g = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(200),
+        );
         assert_eq!(
             (g.state, g.reasons[0].code.as_str()),
             (GateState::Expired, "outside_window")
@@ -1595,6 +2007,7 @@ system_owners = "owners"
             c,
             &pv(),
             &groups(),
+            &ids(),
             DecisionRequest {
                 kind: DecisionKind::Approve,
                 actor: who.into(),
@@ -1602,6 +2015,7 @@ system_owners = "owners"
                 delegations,
                 group: None,
                 comment: None,
+                revision: None,
             },
             t(at),
         )
@@ -1671,13 +2085,241 @@ system_owners = "owners"
         assert!(check_delegation(&delegation("b", "a", None), &[revoked], t(1)).is_ok());
     }
 
+    /// Integrity issue, items 1, 2, 3, 5, 6 and 8, as the attacker tried them.
+    #[test]
+    fn one_person_never_fills_two_slots_through_a_delegation() {
+        let c = change(ChangeType::Normal, EnvTier::Production);
+        // carol -> dave (both cab): dave approves for himself, then on behalf of carol.
+        let c = act(&c, "dave", DecisionKind::Approve, 1).unwrap();
+        let e = act_as(
+            &c,
+            "dave",
+            Some("carol"),
+            vec![delegation("carol", "dave", None)],
+            2,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "already_decided");
+        // The reverse order too, and with another spelling of dave.
+        let c2 = change(ChangeType::Normal, EnvTier::Production);
+        let c2 = act_as(
+            &c2,
+            "dave",
+            Some("carol"),
+            vec![delegation("carol", "dave", None)],
+            1,
+        )
+        .unwrap()
+        .change;
+        assert_eq!(
+            act(&c2, " DAVE ", DecisionKind::Approve, 2)
+                .unwrap_err()
+                .code,
+            "already_decided"
+        );
+    }
+
+    #[test]
+    fn a_delegation_limited_to_a_group_carries_no_authority_elsewhere() {
+        let c = change(ChangeType::Normal, EnvTier::Production);
+        // carol sits in cab and owners; her delegation to zed covers cab only.
+        let d = delegation("carol", "zed", Some("cab"));
+        let req = |group: Option<&str>| {
+            apply_decision(
+                &c,
+                &pv(),
+                &groups(),
+                &ids(),
+                DecisionRequest {
+                    kind: DecisionKind::Approve,
+                    actor: "zed".into(),
+                    on_behalf_of: Some("carol".into()),
+                    delegations: vec![d.clone()],
+                    group: group.map(str::to_owned),
+                    comment: None,
+                    revision: Some(c.revision),
+                },
+                t(1),
+            )
+        };
+        let e = req(Some("owners")).unwrap_err();
+        assert_eq!(e.code, "delegation_scope");
+        assert!(e.audited);
+        let o = req(None).unwrap();
+        assert_eq!(
+            o.decision.group.as_deref(),
+            Some("cab"),
+            "pinned to the delegation's group"
+        );
+    }
+
+    #[test]
+    fn the_emergency_requester_and_authors_never_acknowledge() {
+        let mut gs = groups();
+        gs.get_mut("ic").unwrap().members.push("alice".into());
+        gs.get_mut("owners").unwrap().members.push("dev-a".into());
+        let mut c = change(ChangeType::Emergency, EnvTier::Production);
+        c.spec.authors = vec!["Dev-A".into()];
+        let ack = |c: &ChangeRequest, who: &str, kind| {
+            apply_decision(
+                c,
+                &pv(),
+                &gs,
+                &ids(),
+                DecisionRequest {
+                    kind,
+                    actor: who.into(),
+                    on_behalf_of: None,
+                    delegations: vec![],
+                    group: None,
+                    comment: None,
+                    revision: None,
+                },
+                t(1),
+            )
+        };
+        // alice requested it and is an incident commander: refused.
+        let e = ack(&c, "alice", DecisionKind::AckIncidentCommander).unwrap_err();
+        assert_eq!(e.code, "self_approval");
+        // A listed commit author, spelled differently, as system owner: refused.
+        let e = ack(&c, "dev-a", DecisionKind::AckSystemOwner).unwrap_err();
+        assert_eq!(e.code, "author_approval");
+        let c = ack(&c, "ivan", DecisionKind::AckIncidentCommander)
+            .unwrap()
+            .change;
+        let c = ack(&c, "olga", DecisionKind::AckSystemOwner)
+            .unwrap()
+            .change;
+        assert_eq!(c.status, ChangeStatus::Bypassed);
+        assert!(decide(&c, Some(&pv()), &gs, &ids(), "env", Some(DG), None, t(2)).allowed());
+        // A bypass whose acknowledgements were forged in the store does not hold.
+        let mut forged = c.clone();
+        for d in forged.decisions.iter_mut() {
+            d.actor = "alice".into();
+        }
+        let g = decide(
+            &forged,
+            Some(&pv()),
+            &gs,
+            &ids(),
+            "env",
+            Some(DG),
+            None,
+            t(2),
+        );
+        assert_eq!(g.state, GateState::Denied);
+        assert_eq!(g.reasons[0].code, "invalid_acknowledgement");
+    }
+
+    #[test]
+    fn record_authors_and_padded_requesters_never_approve() {
+        let mut c = change(ChangeType::Normal, EnvTier::Production);
+        c.requester = " Alice ".into();
+        c.spec.record_authors = vec!["CAROL@acme.com".into()];
+        let people = [Person {
+            subject: "carol".into(),
+            name: None,
+            email: Some("carol@acme.com".into()),
+            created_at: t(0),
+        }];
+        let ids = Identities::from_people(&people);
+        let try_as = |who: &str| {
+            apply_decision(
+                &c,
+                &pv(),
+                &groups(),
+                &ids,
+                DecisionRequest {
+                    kind: DecisionKind::Approve,
+                    actor: who.into(),
+                    on_behalf_of: None,
+                    delegations: vec![],
+                    group: None,
+                    comment: None,
+                    revision: None,
+                },
+                t(1),
+            )
+        };
+        assert_eq!(try_as("alice").unwrap_err().code, "self_approval");
+        assert_eq!(try_as("carol").unwrap_err().code, "record_author");
+        assert!(try_as("dave").is_ok());
+    }
+
+    #[test]
+    fn a_decision_on_a_stale_revision_is_refused() {
+        let c = change(ChangeType::Normal, EnvTier::Production);
+        let e = apply_decision(
+            &c,
+            &pv(),
+            &groups(),
+            &ids(),
+            DecisionRequest {
+                kind: DecisionKind::Approve,
+                actor: "carol".into(),
+                on_behalf_of: None,
+                delegations: vec![],
+                group: None,
+                comment: None,
+                revision: Some(c.revision + 1),
+            },
+            t(1),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "stale_revision");
+    }
+
+    #[test]
+    fn a_gate_call_without_the_digest_is_denied() {
+        let mut c = change(ChangeType::Normal, EnvTier::Staging);
+        c.requester = "zed".into();
+        let c = act(&c, "olga", DecisionKind::Approve, 1).unwrap();
+        assert!(
+            decide(
+                &c,
+                Some(&pv()),
+                &groups(),
+                &ids(),
+                "env",
+                Some(DG),
+                None,
+                t(2)
+            )
+            .allowed()
+        );
+        let g = decide(&c, Some(&pv()), &groups(), &ids(), "env", None, None, t(2));
+        assert_eq!(g.state, GateState::Denied);
+        assert_eq!(g.reasons[0].code, "digest_required");
+    }
+
     #[test]
     fn deployer_is_never_the_only_approval() {
         let mut c = change(ChangeType::Normal, EnvTier::Staging);
         c.requester = "zed".into();
         let c = act(&c, "olga", DecisionKind::Approve, 1).unwrap();
-        assert!(decide(&c, Some(&pv()), &groups(), "env", None, Some("carol"), t(2)).allowed());
-        let g = decide(&c, Some(&pv()), &groups(), "env", None, Some("olga"), t(2));
+        assert!(
+            decide(
+                &c,
+                Some(&pv()),
+                &groups(),
+                &ids(),
+                "env",
+                Some(DG),
+                Some("carol"),
+                t(2)
+            )
+            .allowed()
+        );
+        let g = decide(
+            &c,
+            Some(&pv()),
+            &groups(),
+            &ids(),
+            "env",
+            Some(DG),
+            Some("olga"),
+            t(2),
+        );
         assert_eq!(g.state, GateState::Pending);
         assert!(g.reasons.iter().any(|r| r.code == "deployer_only_approval"));
     }

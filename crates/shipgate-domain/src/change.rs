@@ -110,6 +110,11 @@ pub struct ChangeSpec {
     pub artifact_flags: Vec<ArtifactFlag>,
     /// Authors of the commits in the change (for the authors-cannot-approve rule).
     pub authors: Vec<String>,
+    /// Everyone who authored the record the change was opened from (an ITSM ticket's opener,
+    /// requester, reporter, assignee). Set by shipgate from the record, never by the caller;
+    /// none of them may approve or acknowledge the change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_authors: Vec<String>,
     pub team: Option<String>,
     /// Emergency criteria: an active incident or an exploited vulnerability.
     pub incident_id: Option<String>,
@@ -328,6 +333,7 @@ pub fn parse_change_spec(
         compliance: compliance.iter().map(|c| c.to_ascii_uppercase()).collect(),
         artifact_flags,
         authors,
+        record_authors: Vec::new(),
         team,
         incident_id,
         exploit_ref,

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 pub struct FieldError {
     pub field: String,
     /// Stable machine-readable code: `required`, `invalid_type`, `invalid_format`,
-    /// `too_long`, `unknown_field`, `in_future`, `unknown_environment`, `not_found`.
+    /// `too_long`, `unknown_field`, `in_future`, `unknown_environment`, `not_found`, `empty`
+    /// (an empty value where none must be left out), `invalid_value` (out of range).
     pub code: String,
     pub message: String,
 }

@@ -2,7 +2,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
-use chrono::Duration;
+use chrono::TimeDelta;
 use regex::Regex;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -103,6 +103,31 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional string field that, when given, must say something: an empty (or
+    /// whitespace-only) string is refused, never read as "none". Leave the field out (or send
+    /// null) for none.
+    pub fn opt_str_nonempty(&mut self, key: &'static str, max: usize) -> Option<String> {
+        if self.given_empty(key) {
+            return None;
+        }
+        self.opt_str(key, max)
+    }
+
+    /// Records an error and answers true when `key` is given as an empty string.
+    fn given_empty(&mut self, key: &'static str) -> bool {
+        let empty = matches!(self.map.get(key), Some(Value::String(s)) if s.trim().is_empty());
+        if empty {
+            self.used.insert(key);
+            let p = self.path(key);
+            self.errors.add(
+                p,
+                "empty",
+                "must not be empty; leave the field out for none",
+            );
+        }
+        empty
+    }
+
     pub fn req_str(&mut self, key: &'static str, max: usize) -> Option<String> {
         let present = self.map.get(key).is_some_and(|v| !v.is_null());
         let v = self.opt_str(key, max);
@@ -153,7 +178,7 @@ impl<'a> Fields<'a> {
     pub fn timestamp(&mut self, key: &'static str, now: Timestamp) -> Option<Timestamp> {
         let s = self.opt_str(key, 64)?;
         match parse_rfc3339(&s) {
-            Ok(t) if t > now + Duration::seconds(MAX_CLOCK_SKEW_SECS) => {
+            Ok(t) if t.signed_duration_since(now) > TimeDelta::seconds(MAX_CLOCK_SKEW_SECS) => {
                 let p = self.path(key);
                 self.errors.add(
                     p,
@@ -208,6 +233,19 @@ impl<'a> Fields<'a> {
                 None
             }
         }
+    }
+
+    /// [`Fields::enumeration`], refusing an empty string instead of reading it as absent.
+    pub fn enumeration_nonempty<T>(
+        &mut self,
+        key: &'static str,
+        parse: fn(&str) -> Option<T>,
+        expected: fn() -> String,
+    ) -> Option<T> {
+        if self.given_empty(key) {
+            return None;
+        }
+        self.enumeration(key, parse, expected)
     }
 
     pub fn bool(&mut self, key: &'static str) -> Option<bool> {
@@ -523,7 +561,7 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
     let (Some(service), Some(environment), Some(version)) = (service, environment, version) else {
         return Err(errors);
     };
-    let late = (ctx.now - started).num_seconds() > LATE_AFTER_SECS;
+    let late = ctx.now.signed_duration_since(started).num_seconds() > LATE_AFTER_SECS;
     let deployment = NewDeployment {
         id: id.unwrap_or_else(Uuid::now_v7),
         tenant: ctx.tenant.to_owned(),
@@ -697,6 +735,31 @@ mod tests {
         .expect_err("missing metadata");
         let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["commit_sha", "artifact_digest", "deployer"]);
+    }
+
+    #[test]
+    fn empty_values_are_refused_not_read_as_none() {
+        let v = json!({"a": "", "b": "  ", "c": "x", "d": null, "tier": ""});
+        let map = v.as_object().expect("object");
+        let mut f = Fields::new(map, "");
+        assert_eq!(f.opt_str_nonempty("a", 10), None);
+        assert_eq!(f.opt_str_nonempty("b", 10), None);
+        assert_eq!(f.opt_str_nonempty("c", 10).as_deref(), Some("x"));
+        assert_eq!(f.opt_str_nonempty("d", 10), None);
+        assert_eq!(f.opt_str_nonempty("missing", 10), None);
+        assert_eq!(
+            f.enumeration_nonempty("tier", EnvTier::parse, EnvTier::expected),
+            None
+        );
+        let e = f.finish();
+        let fields: Vec<(&str, &str)> =
+            e.0.iter()
+                .map(|e| (e.field.as_str(), e.code.as_str()))
+                .collect();
+        assert_eq!(
+            fields,
+            vec![("a", "empty"), ("b", "empty"), ("tier", "empty")]
+        );
     }
 
     #[test]

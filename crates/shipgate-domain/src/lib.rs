@@ -15,6 +15,7 @@ pub mod directory;
 pub mod environment;
 pub mod error;
 pub mod events;
+pub mod identity;
 pub mod import;
 pub mod incident;
 pub mod input;

@@ -18,6 +18,21 @@
 //! env_tier = ["production"]
 //! change_type = ["normal"]
 //! ```
+//!
+//! Every number in a policy has bounds, checked when the file is parsed (so a policy outside
+//! them is refused on push, and one already stored that is outside them does not load: the
+//! gate answers `error`, fail closed):
+//!
+//! | setting | bounds |
+//! |---|---|
+//! | `quorum` | 1 to [`MAX_QUORUM`] (50) |
+//! | every duration (`validity`, `sla`, `review_within`, `cooling_off`) | [`MIN_DURATION`] (1s) to [`MAX_DURATION`] (366 days) |
+//! | `emergency.monthly_threshold` | 0 to [`MAX_MONTHLY_THRESHOLD`] (1000) |
+//! | rules | at most [`MAX_RULES`] (500) |
+//! | `approvals` per rule | at most [`MAX_APPROVALS_PER_RULE`] (20) |
+//! | `small_team` entries | at most [`MAX_SMALL_TEAMS`] (100) |
+//! | every other list (`evidence`, `required_fields`, each `match` list...) | at most [`MAX_LIST`] (256) entries |
+//! | names (rules, groups, list entries) | at most [`MAX_NAME_CHARS`] (256) characters; descriptions [`MAX_DESCRIPTION_CHARS`] (2000) |
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -26,6 +41,27 @@ use utoipa::ToSchema;
 
 use crate::change::{ArtifactFlag, ChangeSpec, ChangeType, RiskLevel, SPEC_FIELDS};
 use crate::model::{EnvTier, ResolvedEnvironment};
+
+/// The largest quorum a group may be asked for.
+pub const MAX_QUORUM: u32 = 50;
+/// The shortest duration a policy may set.
+pub const MIN_DURATION: Duration = Duration::from_secs(1);
+/// The longest duration a policy may set (366 days).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The largest `emergency.monthly_threshold`.
+pub const MAX_MONTHLY_THRESHOLD: u32 = 1000;
+/// The most rules a policy may have.
+pub const MAX_RULES: usize = 500;
+/// The most approver groups one rule may require.
+pub const MAX_APPROVALS_PER_RULE: usize = 20;
+/// The most `small_team` entries.
+pub const MAX_SMALL_TEAMS: usize = 100;
+/// The most entries of any other list (evidence, required fields, each match dimension).
+pub const MAX_LIST: usize = 256;
+/// The longest name (rule, group, list entry), in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+/// The longest rule description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,7 +103,7 @@ struct RuleFile {
     #[serde(default, rename = "match")]
     when: Match,
     #[serde(default)]
-    approvals: Vec<GroupQuorum>,
+    approvals: Vec<GroupQuorumFile>,
     #[serde(default)]
     evidence: Vec<String>,
     #[serde(default)]
@@ -121,6 +157,16 @@ fn one() -> u32 {
     1
 }
 
+/// A group and quorum as written in the file: the quorum is read wide and range-checked, so
+/// that an out-of-range value is refused naming its setting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupQuorumFile {
+    group: String,
+    #[serde(default)]
+    quorum: Option<i64>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmergencyFile {
@@ -134,7 +180,7 @@ struct EmergencyFile {
     validity: Option<String>,
     /// Emergency changes per team per calendar month before a root-cause review opens.
     #[serde(default)]
-    monthly_threshold: Option<u32>,
+    monthly_threshold: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,22 +303,65 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn duration(text: &str, path: &str, v: &str) -> Result<Duration, PolicyError> {
+    let _ = text;
     let d = humantime::parse_duration(v).map_err(|e| PolicyError {
         message: format!("{path}: '{v}' is not a duration like \"30m\", \"4h\" or \"2d\": {e}"),
         line: None,
         column: None,
         path: Some(path.to_owned()),
     })?;
-    let _ = text;
-    if d.is_zero() {
-        return Err(PolicyError {
-            message: format!("{path}: must be longer than zero"),
-            line: None,
-            column: None,
-            path: Some(path.to_owned()),
-        });
+    if !(MIN_DURATION..=MAX_DURATION).contains(&d) {
+        return Err(err(
+            path.to_owned(),
+            format!(
+                "'{v}' is out of range: a duration from {}s to {} days",
+                MIN_DURATION.as_secs(),
+                MAX_DURATION.as_secs() / 86_400
+            ),
+        ));
     }
     Ok(d)
+}
+
+/// Refuses a list longer than `max`.
+fn list_len<T>(path: String, list: &[T], max: usize) -> Result<(), PolicyError> {
+    if list.len() > max {
+        return Err(err(
+            path,
+            format!("has {} entries; at most {max}", list.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a list with an entry longer than [`MAX_NAME_CHARS`].
+fn names(path: &str, list: &[String]) -> Result<(), PolicyError> {
+    list_len(path.to_owned(), list, MAX_LIST)?;
+    for (i, n) in list.iter().enumerate() {
+        name_len(format!("{path}[{i}]"), n)?;
+    }
+    Ok(())
+}
+
+fn name_len(path: String, n: &str) -> Result<(), PolicyError> {
+    if n.chars().count() > MAX_NAME_CHARS {
+        return Err(err(path, format!("at most {MAX_NAME_CHARS} characters")));
+    }
+    Ok(())
+}
+
+/// Checks the length of every list of a `match` table.
+fn match_lists(p: &str, m: &Match) -> Result<(), PolicyError> {
+    list_len(format!("{p}.change_type"), &m.change_type, MAX_LIST)?;
+    list_len(format!("{p}.env_tier"), &m.env_tier, MAX_LIST)?;
+    names(&format!("{p}.environment"), &m.environment)?;
+    names(&format!("{p}.region"), &m.region)?;
+    names(&format!("{p}.service"), &m.service)?;
+    names(&format!("{p}.criticality"), &m.criticality)?;
+    names(&format!("{p}.compliance"), &m.compliance)?;
+    list_len(format!("{p}.risk"), &m.risk, MAX_LIST)?;
+    list_len(format!("{p}.artifact"), &m.artifact, MAX_LIST)?;
+    Ok(())
 }
 
 fn err(path: String, message: String) -> PolicyError {
@@ -307,35 +396,71 @@ impl Policy {
             Some(v) => duration(text, "defaults.sla", v)?,
             None => Duration::from_secs(8 * 3600),
         };
-        let mut names = BTreeSet::new();
+        list_len("rule".into(), &file.rules, MAX_RULES)?;
+        list_len("small_team".into(), &file.small_team, MAX_SMALL_TEAMS)?;
+        let mut rule_names = BTreeSet::new();
         let mut rules = Vec::new();
         for (i, r) in file.rules.into_iter().enumerate() {
             let p = format!("rule[{i}]");
             if r.name.trim().is_empty() {
                 return Err(err(format!("{p}.name"), "must not be empty".into()));
             }
-            if !names.insert(r.name.clone()) {
+            name_len(format!("{p}.name"), &r.name)?;
+            if !rule_names.insert(r.name.clone()) {
                 return Err(err(
                     format!("{p}.name"),
                     format!("'{}' names two rules", r.name),
                 ));
             }
+            if let Some(d) = &r.description
+                && d.chars().count() > MAX_DESCRIPTION_CHARS
+            {
+                return Err(err(
+                    format!("{p}.description"),
+                    format!("at most {MAX_DESCRIPTION_CHARS} characters"),
+                ));
+            }
+            list_len(
+                format!("{p}.approvals"),
+                &r.approvals,
+                MAX_APPROVALS_PER_RULE,
+            )?;
+            names(&format!("{p}.evidence"), &r.evidence)?;
+            names(&format!("{p}.required_fields"), &r.required_fields)?;
+            match_lists(&format!("{p}.match"), &r.when)?;
+            if let Some(e) = &r.escalate_to {
+                name_len(format!("{p}.escalate_to"), e)?;
+            }
             let mut groups = BTreeSet::new();
-            for (j, g) in r.approvals.iter().enumerate() {
-                if g.quorum == 0 {
-                    return Err(err(
-                        format!("{p}.approvals[{j}].quorum"),
-                        "must be at least 1".into(),
-                    ));
-                }
+            let mut approvals = Vec::with_capacity(r.approvals.len());
+            for (j, g) in r.approvals.into_iter().enumerate() {
+                name_len(format!("{p}.approvals[{j}].group"), &g.group)?;
+                let quorum = match g.quorum {
+                    None => one(),
+                    Some(q) => match u32::try_from(q) {
+                        Ok(q) if (1..=MAX_QUORUM).contains(&q) => q,
+                        _ => {
+                            return Err(err(
+                                format!("{p}.approvals[{j}].quorum"),
+                                format!(
+                                    "{q} is out of range: must be at least 1 and at most {MAX_QUORUM}"
+                                ),
+                            ));
+                        }
+                    },
+                };
                 if !groups.insert(g.group.clone()) {
                     return Err(err(
                         format!("{p}.approvals[{j}].group"),
                         format!("group '{}' is listed twice", g.group),
                     ));
                 }
+                approvals.push(GroupQuorum {
+                    group: g.group,
+                    quorum,
+                });
             }
-            if r.auto_approve && !r.approvals.is_empty() {
+            if r.auto_approve && !approvals.is_empty() {
                 return Err(err(
                     format!("{p}.auto_approve"),
                     "a pre-approved rule cannot also require approvals".into(),
@@ -361,7 +486,7 @@ impl Policy {
                         .collect(),
                     ..r.when
                 },
-                approvals: r.approvals,
+                approvals,
                 evidence: r.evidence,
                 required_fields: r.required_fields,
                 validity: r
@@ -380,23 +505,45 @@ impl Policy {
         }
         let emergency = match file.emergency {
             None => None,
-            Some(e) => Some(EmergencyPolicy {
-                review_within: match &e.review_within {
-                    Some(v) => duration(text, "emergency.review_within", v)?,
-                    None => Duration::from_secs(24 * 3600),
-                },
-                validity: match &e.validity {
-                    Some(v) => duration(text, "emergency.validity", v)?,
-                    None => Duration::from_secs(4 * 3600),
-                },
-                monthly_threshold: e.monthly_threshold.unwrap_or(5),
-                group: e.group,
-                incident_commanders: e.incident_commanders,
-                system_owners: e.system_owners,
-            }),
+            Some(e) => {
+                name_len("emergency.group".into(), &e.group)?;
+                name_len(
+                    "emergency.incident_commanders".into(),
+                    &e.incident_commanders,
+                )?;
+                name_len("emergency.system_owners".into(), &e.system_owners)?;
+                let monthly_threshold = match e.monthly_threshold {
+                    None => 5,
+                    Some(n) => match u32::try_from(n) {
+                        Ok(n) if n <= MAX_MONTHLY_THRESHOLD => n,
+                        _ => {
+                            return Err(err(
+                                "emergency.monthly_threshold".into(),
+                                format!("{n} is out of range: from 0 to {MAX_MONTHLY_THRESHOLD}"),
+                            ));
+                        }
+                    },
+                };
+                Some(EmergencyPolicy {
+                    review_within: match &e.review_within {
+                        Some(v) => duration(text, "emergency.review_within", v)?,
+                        None => Duration::from_secs(24 * 3600),
+                    },
+                    validity: match &e.validity {
+                        Some(v) => duration(text, "emergency.validity", v)?,
+                        None => Duration::from_secs(4 * 3600),
+                    },
+                    monthly_threshold,
+                    group: e.group,
+                    incident_commanders: e.incident_commanders,
+                    system_owners: e.system_owners,
+                })
+            }
         };
         let mut small_team = Vec::new();
         for (i, s) in file.small_team.into_iter().enumerate() {
+            list_len(format!("small_team[{i}].env_tier"), &s.env_tier, MAX_LIST)?;
+            names(&format!("small_team[{i}].environment"), &s.environment)?;
             small_team.push(SmallTeam {
                 cooling_off: duration(
                     text,
@@ -419,6 +566,13 @@ impl Policy {
             default_validity,
             default_sla,
         })
+    }
+
+    /// Whether the policy decides nothing: no rule and no emergency path (an empty file, or
+    /// only comments, defaults or small-team settings). Such a file is not pushed as a new
+    /// version: it would refuse every change.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.emergency.is_none()
     }
 
     /// Every approver group the policy names, with where it is named.
@@ -606,6 +760,7 @@ change_type = ["standard"]
             compliance: vec!["GDPR".into()],
             artifact_flags: vec![],
             authors: vec![],
+            record_authors: vec![],
             team: None,
             incident_id: None,
             exploit_ref: None,
@@ -669,5 +824,104 @@ change_type = ["standard"]
             Policy::parse("[[rule]]\nname = \"x\"\napprovals = [{ group = \"a\", quorum = 0 }]\n")
                 .unwrap_err();
         assert!(e.message.contains("quorum"));
+    }
+
+    fn refused_at(text: &str) -> String {
+        Policy::parse(text)
+            .expect_err(text)
+            .path
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_number_in_a_policy_is_bounded() {
+        // The quorum that made the gate allocate 34 GB, and anything above MAX_QUORUM.
+        for q in ["4294967295", "4294967296", "51", "-1", "0"] {
+            let text = format!(
+                "[[rule]]\nname = \"x\"\napprovals = [{{ group = \"cab\", quorum = {q} }}]\n"
+            );
+            assert_eq!(refused_at(&text), "rule[0].approvals[0].quorum", "{q}");
+        }
+        let ok = Policy::parse(&format!(
+            "[[rule]]\nname = \"x\"\napprovals = [{{ group = \"cab\", quorum = {MAX_QUORUM} }}]\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.rules[0].approvals[0].quorum, MAX_QUORUM);
+        // Durations: from one second to 366 days, wherever they are set.
+        for (text, path) in [
+            ("[defaults]\nvalidity = \"1000000y\"\n", "defaults.validity"),
+            ("[defaults]\nsla = \"367d\"\n", "defaults.sla"),
+            ("[defaults]\nsla = \"500ms\"\n", "defaults.sla"),
+            ("[defaults]\nsla = \"0s\"\n", "defaults.sla"),
+            (
+                "[[rule]]\nname = \"x\"\nvalidity = \"300000000000y\"\n",
+                "rule[0].validity",
+            ),
+            ("[[rule]]\nname = \"x\"\nsla = \"9999d\"\n", "rule[0].sla"),
+            (
+                "[[small_team]]\ncooling_off = \"400d\"\n",
+                "small_team[0].cooling_off",
+            ),
+            (
+                "[[small_team]]\ncooling_off = \"1h\"\nreview_within = \"400d\"\n",
+                "small_team[0].review_within",
+            ),
+            (
+                "[emergency]\ngroup = \"a\"\nincident_commanders = \"b\"\nsystem_owners = \"c\"\nvalidity = \"1000y\"\n",
+                "emergency.validity",
+            ),
+            (
+                "[emergency]\ngroup = \"a\"\nincident_commanders = \"b\"\nsystem_owners = \"c\"\nreview_within = \"1000y\"\n",
+                "emergency.review_within",
+            ),
+            (
+                "[emergency]\ngroup = \"a\"\nincident_commanders = \"b\"\nsystem_owners = \"c\"\nmonthly_threshold = 4294967295\n",
+                "emergency.monthly_threshold",
+            ),
+            (
+                "[emergency]\ngroup = \"a\"\nincident_commanders = \"b\"\nsystem_owners = \"c\"\nmonthly_threshold = -3\n",
+                "emergency.monthly_threshold",
+            ),
+        ] {
+            assert_eq!(refused_at(text), path, "{text}");
+        }
+        let p = Policy::parse("[defaults]\nvalidity = \"366d\"\nsla = \"1s\"\n").unwrap();
+        assert_eq!(p.default_validity, MAX_DURATION);
+        assert_eq!(p.default_sla, MIN_DURATION);
+        // Counts.
+        let many: Vec<String> = (0..=MAX_APPROVALS_PER_RULE)
+            .map(|i| format!("{{ group = \"g{i}\" }}"))
+            .collect();
+        let text = format!(
+            "[[rule]]\nname = \"x\"\napprovals = [{}]\n",
+            many.join(", ")
+        );
+        assert_eq!(refused_at(&text), "rule[0].approvals");
+        let text: String = (0..=MAX_RULES)
+            .map(|i| format!("[[rule]]\nname = \"r{i}\"\n"))
+            .collect();
+        assert_eq!(refused_at(&text), "rule");
+        let text = format!(
+            "[[rule]]\nname = \"x\"\n[rule.match]\nservice = [{}]\n",
+            ["\"s\""; MAX_LIST + 1].join(",")
+        );
+        assert_eq!(refused_at(&text), "rule[0].match.service");
+        let text = format!("[[rule]]\nname = \"{}\"\n", "n".repeat(MAX_NAME_CHARS + 1));
+        assert_eq!(refused_at(&text), "rule[0].name");
+    }
+
+    #[test]
+    fn a_policy_that_decides_nothing_is_empty() {
+        for text in [
+            "",
+            "  \n# only a comment\n",
+            "[defaults]\nvalidity = \"1h\"\n",
+        ] {
+            assert!(Policy::parse(text).unwrap().is_empty(), "{text:?}");
+        }
+        assert!(!Policy::parse(POLICY).unwrap().is_empty());
+        let emergency_only =
+            "[emergency]\ngroup = \"a\"\nincident_commanders = \"b\"\nsystem_owners = \"c\"\n";
+        assert!(!Policy::parse(emergency_only).unwrap().is_empty());
     }
 }

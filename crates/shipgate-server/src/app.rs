@@ -106,6 +106,13 @@ impl Application {
         let (gate_log, gate_log_task) = crate::governance::GateLog::spawn(store.clone());
         let forwarder = hub.forward_store(store.clone(), shutdown.clone());
         let sweep = Duration::from_secs(settings.review_sweep_secs.max(1));
+        let (refusals, refusal_task) = crate::refusals::RefusalLog::spawn(
+            store.clone(),
+            clock.clone(),
+            Duration::from_secs(settings.auth.refusal_window_secs.clamp(1, 3600)),
+            shutdown.clone(),
+        );
+        let auth_throttle = crate::refusals::AuthThrottle::new(&settings.auth);
         let state = AppState::new(Inner {
             store: store.clone(),
             settings,
@@ -120,10 +127,12 @@ impl Application {
             directory: directory.clone(),
             gate_log,
             governance: Default::default(),
+            refusals,
+            auth_throttle,
             shutdown: shutdown.clone(),
         });
         let sweeper = crate::governance::spawn_review_sweeper(state.clone(), sweep);
-        let mut background = vec![gate_log_task, forwarder, sweeper];
+        let mut background = vec![gate_log_task, forwarder, sweeper, refusal_task];
         if let Some(d) = directory {
             background.push(d.spawn(state.clone()));
         }
@@ -173,9 +182,13 @@ impl Application {
         let token = self.shutdown.clone();
         // The state must go with the router: its queues' senders keep the writers alive.
         drop(self.state);
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await?;
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await?;
         // Every request handle is gone: the writers drain their queues and stop.
         for t in self.background {
             if tokio::time::timeout(Duration::from_secs(10), t)

@@ -99,6 +99,14 @@ impl Caller {
     }
 }
 
+/// Left in a request's extensions once a credential is recognised (the token exists, or the
+/// SSO token verified), so that a later refusal is attributed to a known identity.
+#[derive(Debug, Clone)]
+pub struct KnownIdentity {
+    pub tenant: String,
+    pub subject: String,
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -133,6 +141,10 @@ impl FromRequestParts<AppState> for Caller {
             && let Some(oidc) = &state.oidc
         {
             let id = oidc.verify(token, state.directory.as_deref()).await?;
+            parts.extensions.insert(KnownIdentity {
+                tenant: id.tenant.clone(),
+                subject: id.subject.clone(),
+            });
             let tenant = match parts.headers.get(TENANT_HEADER) {
                 None => id.tenant.clone(),
                 Some(h) => {
@@ -165,6 +177,10 @@ impl FromRequestParts<AppState> for Caller {
                 t
             }
         };
+        parts.extensions.insert(KnownIdentity {
+            tenant: t.tenant.clone(),
+            subject: t.subject.clone(),
+        });
         let now = state.clock.now();
         if !t.usable() {
             return Err(ApiError::Unauthenticated(

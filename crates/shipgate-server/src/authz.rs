@@ -97,22 +97,13 @@ pub fn permission_for(method: &Method, route: &str) -> Option<Permission> {
         .map(|(_, _, p)| *p)
 }
 
-/// Appends an `access.denied` audit entry in the background: the refusal is answered at once,
-/// and its record follows on the chain.
+/// Puts a refusal of a known identity on the audit chain (aggregated per identity and window).
 fn audit_refusal(state: &AppState, tenant: &str, actor: &str, route: &str, reason: &str) {
-    let store = state.store.clone();
-    let now = state.clock.now();
-    let entry = shipgate_domain::audit::PendingEntry::new(
-        tenant,
-        actor,
-        "access.denied",
-        route,
-        &serde_json::json!({"route": route, "reason": reason}),
-    );
-    tokio::spawn(async move {
-        if let Err(e) = store.record_audit(vec![entry], now).await {
-            tracing::warn!(error = %e, "could not audit a refused request");
-        }
+    state.refusals.refused(crate::refusals::Refused {
+        tenant: tenant.to_owned(),
+        actor: actor.to_owned(),
+        route: route.to_owned(),
+        reason: reason.to_owned(),
     });
 }
 
@@ -167,6 +158,28 @@ pub async fn authorize(
         return next.run(req).await;
     };
     let (mut parts, body) = req.into_parts();
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let presented = parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION);
+    // An address past its failed-authentication budget is refused before any lookup.
+    if presented
+        && let Some(ip) = client
+        && let Some(wait) = state.auth_throttle.blocked(ip)
+    {
+        metrics::counter!("shipgate_auth_throttled_total").increment(1);
+        return ApiError::TooManyRequests {
+            message: format!(
+                "too many failed authentications from {ip}; retry in {}s",
+                wait.as_secs().max(1)
+            ),
+            retry_after_secs: wait.as_secs().max(1),
+        }
+        .into_response();
+    }
     match decide(&state, &route, &mut parts).await {
         Ok(None) => next.run(Request::from_parts(parts, body)).await,
         Ok(Some(caller)) => {
@@ -174,19 +187,29 @@ pub async fn authorize(
             next.run(Request::from_parts(parts, body)).await
         }
         Err(Refusal::Unauthenticated(e)) => {
-            // A presented credential that is refused (forged, tampered, revoked, expired,
-            // another tenant, an injected header) is audited; a missing one is not.
-            if parts
-                .headers
-                .contains_key(axum::http::header::AUTHORIZATION)
-            {
-                audit_refusal(
-                    &state,
-                    "unknown",
-                    "unknown",
-                    &format!("{} {route}", parts.method),
-                    &format!("{e:?}"),
-                );
+            // A refused credential of a known identity (expired, unconfirmed, another tenant)
+            // goes on the chain; an unknown one (forged, mistyped, a scanner) is counted and
+            // logged, and spends the client address's failed-authentication budget. A missing
+            // credential is neither.
+            if presented {
+                match parts.extensions.get::<crate::auth::KnownIdentity>() {
+                    Some(k) => audit_refusal(
+                        &state,
+                        &k.tenant,
+                        &k.subject,
+                        &format!("{} {route}", parts.method),
+                        &e.summary(),
+                    ),
+                    None => {
+                        metrics::counter!("shipgate_auth_failures_total").increment(1);
+                        tracing::warn!(client = ?client, route = %route, reason = %e.summary(), "unknown credential refused");
+                    }
+                }
+                if matches!(e, ApiError::Unauthenticated(_))
+                    && let Some(ip) = client
+                {
+                    state.auth_throttle.failed(ip);
+                }
             }
             e.into_response()
         }

@@ -47,6 +47,9 @@ pub struct Settings {
     pub itsm: crate::itsm::ItsmSettings,
     /// Artifact immutability: tiers whose gate requires a published digest.
     pub provenance: ProvenanceSettings,
+    /// Refused requests: the failed-authentication budget per client address and how refusals
+    /// of known identities are aggregated on the audit chain.
+    pub auth: crate::refusals::AuthSettings,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -98,6 +101,7 @@ impl Default for Settings {
             webhooks: Default::default(),
             itsm: Default::default(),
             provenance: Default::default(),
+            auth: Default::default(),
         }
     }
 }

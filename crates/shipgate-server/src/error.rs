@@ -101,6 +101,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         415,
         "The content type is not supported here",
     ),
+    (
+        "too_many_requests",
+        429,
+        "Too many failed authentications from this address",
+    ),
     ("overloaded", 503, "The server is busy; retry with backoff"),
     ("store_unavailable", 503, "The store cannot be reached"),
     ("internal", 500, "An unexpected error; it was logged"),
@@ -114,10 +119,18 @@ pub enum ApiError {
     Unauthenticated(String),
     Forbidden(String),
     NotFound,
-    Conflict { code: &'static str, message: String },
+    Conflict {
+        code: &'static str,
+        message: String,
+    },
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     Overloaded,
+    /// Rate limited; retry after this many seconds.
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     Unavailable(String),
     Internal(String),
 }
@@ -153,6 +166,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(m) => ("payload_too_large", m.clone(), Vec::new()),
             ApiError::UnsupportedMediaType(m) => ("unsupported_media_type", m.clone(), Vec::new()),
             ApiError::Overloaded => ("overloaded", "the ingest queue is full".into(), Vec::new()),
+            ApiError::TooManyRequests { message, .. } => {
+                ("too_many_requests", message.clone(), Vec::new())
+            }
             ApiError::Unavailable(_) => (
                 "store_unavailable",
                 "the store cannot be reached".into(),
@@ -186,6 +202,7 @@ impl ApiError {
             ApiError::Conflict { code, message } => format!("{code}: {message}"),
             ApiError::NotFound => "not found".into(),
             ApiError::Overloaded => "overloaded".into(),
+            ApiError::TooManyRequests { message, .. } => message.clone(),
         }
     }
 
@@ -236,6 +253,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(m) | ApiError::Unavailable(m) = &self {
             tracing::error!(error = %m, "request failed");
         }
+        let retry_after = match &self {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (code, detail, errors) = self.parts();
         let p = problem(code, detail, errors);
         let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -247,6 +270,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(s) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }

@@ -9,6 +9,7 @@ use shipgate_domain::approval::{
     GateCall, GateDecision, GateState, Group, PolicyVersion, RootCauseReview, decide,
 };
 use shipgate_domain::change::{ChangeRequest, ChangeType};
+use shipgate_domain::identity::Identities;
 use shipgate_domain::policy::Policy;
 use shipgate_domain::time::Timestamp;
 use shipgate_store::{ChangeMutation, Store, StoreResult};
@@ -128,6 +129,7 @@ type GroupMap = BTreeMap<String, Group>;
 pub struct GovernanceCache {
     policies: RwLock<HashMap<String, Cached<Option<Arc<PolicyVersion>>>>>,
     groups: RwLock<HashMap<String, Cached<Arc<GroupMap>>>>,
+    identities: RwLock<HashMap<String, Cached<Arc<Identities>>>>,
 }
 
 const CACHE_TTL: Duration = Duration::from_secs(2);
@@ -138,6 +140,9 @@ impl GovernanceCache {
             m.remove(tenant);
         }
         if let Ok(mut m) = self.groups.write() {
+            m.remove(tenant);
+        }
+        if let Ok(mut m) = self.identities.write() {
             m.remove(tenant);
         }
     }
@@ -194,6 +199,23 @@ pub async fn groups(state: &AppState, tenant: &str) -> ApiResult<Arc<BTreeMap<St
     Ok(g)
 }
 
+/// Who is who in a tenant (subjects and emails of its people), for separation of duties.
+pub async fn identities(state: &AppState, tenant: &str) -> ApiResult<Arc<Identities>> {
+    if let Ok(m) = state.governance.identities.read()
+        && let Some((at, g)) = m.get(tenant)
+        && at.elapsed() < CACHE_TTL
+    {
+        return Ok(g.clone());
+    }
+    let ids = Arc::new(Identities::from_people(
+        &state.store.list_people(tenant).await?,
+    ));
+    if let Ok(mut m) = state.governance.identities.write() {
+        m.insert(tenant.to_owned(), (Instant::now(), ids.clone()));
+    }
+    Ok(ids)
+}
+
 /// A gate question.
 #[derive(Debug, Clone)]
 pub struct GateQuery {
@@ -212,11 +234,12 @@ pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<
         let change = state.store.get_change(&q.tenant, &q.change).await?;
         let pv = policy(state, &q.tenant).await?;
         let groups = groups(state, &q.tenant).await?;
-        Ok::<_, ApiError>((change, pv, groups))
+        let ids = identities(state, &q.tenant).await?;
+        Ok::<_, ApiError>((change, pv, groups, ids))
     }
     .await;
     match loaded {
-        Ok((None, _, _)) => (
+        Ok((None, _, _, _)) => (
             GateDecision {
                 state: GateState::Denied,
                 reasons: vec![shipgate_domain::approval::Reason {
@@ -227,11 +250,12 @@ pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<
             },
             None,
         ),
-        Ok((Some(c), pv, groups)) => {
+        Ok((Some(c), pv, groups, ids)) => {
             let mut d = decide(
                 &c,
                 pv.as_deref(),
                 &groups,
+                &ids,
                 &q.environment,
                 q.digest.as_deref(),
                 q.deployer.as_deref(),
@@ -264,7 +288,9 @@ fn terminal(s: GateState) -> bool {
 /// answer is logged before it is returned; if it cannot be logged, the answer is `error`.
 pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecision {
     let started = Instant::now();
-    let deadline = started + wait;
+    // Checked: a wait too long to represent is no wait (the answer stays pending), never a
+    // panic.
+    let deadline = started.checked_add(wait).unwrap_or(started);
     let mut rx = state.hub.subscribe();
     let (mut d, mut change_id) = {
         let (d, c) = evaluate(state, &q).await;
@@ -275,8 +301,14 @@ pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecisio
         for t in [d.not_before, d.expires_at].into_iter().flatten() {
             let now = state.clock.now();
             if t > now {
-                let dt = (t - now).to_std().unwrap_or_default() + Duration::from_millis(5);
-                until = until.min(Instant::now() + dt);
+                let dt = t
+                    .signed_duration_since(now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .saturating_add(Duration::from_millis(5));
+                if let Some(at) = Instant::now().checked_add(dt) {
+                    until = until.min(at);
+                }
             }
         }
         let woke = tokio::select! {
@@ -423,7 +455,8 @@ pub async fn check_deployment(
                 change: cr.clone(),
                 environment: d.environment.name.clone(),
                 digest: d.artifact_digest.clone(),
-                deployer: d.deployer.clone(),
+                // Who recorded it (authenticated), never the free `deployer` field.
+                deployer: Some(d.recorded_by.clone()),
             };
             let (dec, _) = evaluate(state, &q).await;
             Some(ApprovalCheck {
@@ -443,11 +476,12 @@ pub fn decision_mutation(
     c: &ChangeRequest,
     pv: &PolicyVersion,
     groups: &BTreeMap<String, Group>,
+    ids: &Identities,
     req: shipgate_domain::approval::DecisionRequest,
     now: Timestamp,
 ) -> StoreResult<ChangeMutation> {
     let (actor, kind) = (req.actor.clone(), req.kind);
-    match shipgate_domain::approval::apply_decision(c, pv, groups, req, now) {
+    match shipgate_domain::approval::apply_decision(c, pv, groups, ids, req, now) {
         Ok(o) => {
             let mut audit = vec![(
                 format!("change.{}", o.decision.kind),

@@ -136,7 +136,7 @@ impl Directory {
     /// outlived by an outage (roles from directory groups lapse; approver groups in the store
     /// keep their last synchronised members).
     pub fn groups_of(&self, subject: &str) -> Vec<String> {
-        let max_age = Duration::from_secs(self.settings.refresh_secs.max(1) * 3);
+        let max_age = Duration::from_secs(self.settings.refresh_secs.max(1).saturating_mul(3));
         self.snapshot
             .read()
             .ok()

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod itsm;
 pub mod ldap;
 pub mod oidc;
+pub mod refusals;
 pub mod routes;
 pub mod state;
 pub mod stream;

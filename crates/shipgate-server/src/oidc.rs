@@ -1,8 +1,10 @@
 //! Single sign-on: bearer tokens issued by an OpenID Connect provider (JWT access or ID
 //! tokens) are verified against the provider's JWKS (discovered from the issuer, cached, and
 //! refetched when a token names a key the cache does not know, for key rotation). The issuer,
-//! the audience, the expiry and an asymmetric signature are all required; `alg=none` and HMAC
-//! algorithms are refused. Group claims map to shipgate roles; the highest mapped role wins.
+//! the audience, the expiry and an asymmetric signature are all required, and a token is not
+//! accepted before its `nbf` (not before); `exp` and `nbf` share one small leeway
+//! (`leeway_secs`, at most [`MAX_LEEWAY_SECS`]). `alg=none` and HMAC algorithms are refused.
+//! Group claims map to shipgate roles; the highest mapped role wins.
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,8 @@ pub struct OidcSettings {
     pub tenant: String,
     /// How long fetched keys are trusted before they are fetched again, in seconds.
     pub jwks_refresh_secs: u64,
-    /// Allowed clock skew for `exp` and `nbf`, in seconds.
+    /// Allowed clock skew for `exp` and `nbf`, in seconds (at most [`MAX_LEEWAY_SECS`]; a
+    /// larger setting counts as that).
     pub leeway_secs: u64,
 }
 
@@ -103,6 +106,27 @@ const ASYMMETRIC: &[Algorithm] = &[
 
 fn unauthenticated(m: impl Into<String>) -> ApiError {
     ApiError::Unauthenticated(m.into())
+}
+
+/// The largest clock skew allowed for `exp` and `nbf`, whatever the setting says.
+pub const MAX_LEEWAY_SECS: u64 = 300;
+
+/// Checks the `nbf` (not before) claim at `now` (seconds since the epoch): a token is not
+/// accepted before it, give or take `leeway` seconds. Absent is fine; present, it must be a
+/// number.
+fn not_before_ok(claims: &Value, now: i64, leeway: u64) -> Result<(), String> {
+    let Some(nbf) = claims.get("nbf").filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let nbf = nbf
+        .as_f64()
+        .filter(|n| n.is_finite())
+        .ok_or("the token's nbf is not a NumericDate")?;
+    let latest = now.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+    if nbf > latest as f64 {
+        return Err("the token is not valid yet (nbf is in the future)".into());
+    }
+    Ok(())
 }
 
 impl Oidc {
@@ -224,10 +248,15 @@ impl Oidc {
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        v.leeway = self.settings.leeway_secs;
+        let leeway = self.settings.leeway_secs.min(MAX_LEEWAY_SECS);
+        v.leeway = leeway;
+        // A token is not accepted before its `nbf`, with the same leeway as `exp`.
+        v.validate_nbf = true;
         let data = decode::<Value>(token, &key, &v)
             .map_err(|e| unauthenticated(format!("the token was refused: {e}")))?;
         let claims = data.claims;
+        not_before_ok(&claims, chrono::Utc::now().timestamp(), leeway)
+            .map_err(|m| unauthenticated(format!("the token was refused: {m}")))?;
         let subject = claims[&self.settings.subject_claim]
             .as_str()
             .or_else(|| claims["client_id"].as_str())
@@ -263,9 +292,13 @@ impl Oidc {
             None => {
                 let (subject, groups, exp) = self.verify_signed(token).await?;
                 let now_unix = chrono::Utc::now().timestamp();
+                let refresh =
+                    i64::try_from(self.settings.jwks_refresh_secs.max(1)).unwrap_or(i64::MAX);
                 let ttl =
-                    (exp - now_unix).clamp(0, self.settings.jwks_refresh_secs.max(1) as i64) as u64;
+                    u64::try_from(exp.saturating_sub(now_unix).clamp(0, refresh)).unwrap_or(0);
+                let until = Instant::now().checked_add(Duration::from_secs(ttl));
                 if ttl > 0
+                    && let Some(until) = until
                     && let Ok(mut m) = self.verified.write()
                 {
                     if m.len() > 10_000 {
@@ -276,7 +309,7 @@ impl Oidc {
                         Verified {
                             subject: subject.clone(),
                             groups: groups.clone(),
-                            until: Instant::now() + Duration::from_secs(ttl),
+                            until,
                         },
                     );
                 }
@@ -298,5 +331,25 @@ impl Oidc {
             mapped,
             tenant: self.settings.tenant.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_before_ok;
+    use serde_json::json;
+
+    #[test]
+    fn not_before_is_honoured_with_the_leeway() {
+        let now = 1_800_000_000;
+        assert!(not_before_ok(&json!({}), now, 60).is_ok());
+        assert!(not_before_ok(&json!({"nbf": null}), now, 60).is_ok());
+        assert!(not_before_ok(&json!({"nbf": now - 10}), now, 60).is_ok());
+        assert!(not_before_ok(&json!({"nbf": now + 60}), now, 60).is_ok());
+        assert!(not_before_ok(&json!({"nbf": now + 61}), now, 60).is_err());
+        assert!(not_before_ok(&json!({"nbf": now + 3600}), now, 60).is_err());
+        assert!(not_before_ok(&json!({"nbf": 1.0e300}), now, 60).is_err());
+        assert!(not_before_ok(&json!({"nbf": "soon"}), now, 60).is_err());
+        assert!(not_before_ok(&json!({"nbf": now + 10}), now, u64::MAX).is_ok());
     }
 }

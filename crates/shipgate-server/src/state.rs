@@ -35,6 +35,10 @@ pub struct Inner {
     pub directory: Option<Arc<crate::ldap::Directory>>,
     pub gate_log: crate::governance::GateLog,
     pub governance: crate::governance::GovernanceCache,
+    /// Refusals of known identities, aggregated onto the audit chain.
+    pub refusals: crate::refusals::RefusalLog,
+    /// Failed authentication per client address.
+    pub auth_throttle: crate::refusals::AuthThrottle,
     /// Cancelled when the server shuts down: long-polls return early.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -139,7 +139,7 @@ impl Sink for NatsSink {
         js.create_or_update_stream(StreamConfig {
             name: s.stream.clone(),
             subjects: vec![format!("{}.>", s.subject_prefix)],
-            max_age: Duration::from_secs(s.max_age_days.max(1) * 86_400),
+            max_age: Duration::from_secs(s.max_age_days.max(1).saturating_mul(86_400)),
             duplicate_window: Duration::from_secs(s.duplicate_window_secs.max(1)),
             ..Default::default()
         })
@@ -392,8 +392,18 @@ pub fn spawn_pruner(state: AppState, sinks: Vec<&'static str>) -> JoinHandle<()>
                 _ = state.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             }
-            let before = state.clock.now()
-                - chrono::Duration::days(state.settings.outbox.retention_days as i64);
+            let days = state.settings.outbox.retention_days;
+            let Some(before) = i64::try_from(days)
+                .ok()
+                .and_then(chrono::TimeDelta::try_days)
+                .and_then(|d| state.clock.now().checked_sub_signed(d))
+            else {
+                tracing::warn!(
+                    days,
+                    "outbox.retention_days is out of range; nothing pruned"
+                );
+                continue;
+            };
             match state.store.outbox_prune(&sinks, before).await {
                 Ok(n) if n > 0 => tracing::info!(events = n, "outbox pruned"),
                 Ok(_) => {}

@@ -456,6 +456,29 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     async fn outbox_prune(&self, sinks: &[&str], before: Timestamp) -> StoreResult<u64>;
 }
 
+/// Opens an existing shipgate database without creating or migrating anything (offline
+/// audit verification): a missing file or a database that is not shipgate's is an error.
+pub async fn open_existing(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open_existing(url).await?,
+        ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            postgres::PgStore::open_existing(url).await?,
+        ))
+    } else {
+        Err(StoreError::Internal(format!(
+            "unsupported database URL '{url}': use sqlite://PATH or postgres://..."
+        )))
+    }
+}
+
+/// What an offline verification says of a database that is not shipgate's.
+pub(crate) fn not_shipgate(e: sqlx::Error) -> StoreError {
+    StoreError::Internal(format!("this database holds no shipgate audit chain ({e})"))
+}
+
 /// Opens the store a URL names: `sqlite://PATH` (created if missing) or `postgres://...`.
 pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {

@@ -43,12 +43,28 @@ async fn listen(
 
 impl PgStore {
     pub async fn open(url: &str) -> StoreResult<Self> {
+        Self::open_with(url, true).await
+    }
+
+    /// Opens a database that must already be shipgate's: no migration runs.
+    pub async fn open_existing(url: &str) -> StoreResult<Self> {
+        Self::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, migrate: bool) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        if migrate {
+            MIGRATOR.run(&pool).await?;
+        } else {
+            sqlx::query("SELECT seq FROM audit_head LIMIT 1")
+                .execute(&pool)
+                .await
+                .map_err(crate::not_shipgate)?;
+        }
         Ok(Self::new(pool.clone(), pool))
     }
 }

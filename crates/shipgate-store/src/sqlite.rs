@@ -32,8 +32,18 @@ async fn listen(
 
 impl SqliteStore {
     pub async fn open(url: &str) -> StoreResult<Self> {
+        Self::open_with(url, true).await
+    }
+
+    /// Opens a database that must already exist and already be shipgate's (an auditor's
+    /// offline copy): nothing is created and no migration runs.
+    pub async fn open_existing(url: &str) -> StoreResult<Self> {
+        Self::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, create: bool) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
@@ -53,7 +63,14 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.clone())
             .await?;
-        MIGRATOR.run(&writer).await?;
+        if create {
+            MIGRATOR.run(&writer).await?;
+        } else {
+            sqlx::query("SELECT seq FROM audit_head LIMIT 1")
+                .execute(&writer)
+                .await
+                .map_err(crate::not_shipgate)?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)

@@ -1146,9 +1146,10 @@ async fn change_requests(db: &TestDb) {
                 delegations: Vec::new(),
                 group: None,
                 comment: None,
+                revision: Some(c.revision),
             };
             Ok(
-                match approval::apply_decision(c, &pv, &groups, req, now()) {
+                match approval::apply_decision(c, &pv, &groups, &Default::default(), req, now()) {
                     Ok(o) => ChangeMutation {
                         audit: vec![("change.approve".into(), json!({"by": who}))],
                         change: Some(o.change),

@@ -280,10 +280,10 @@ pub struct GateArgs {
     change: String,
     #[arg(long = "env")]
     environment: String,
+    /// `sha256:<hex>` of the artifact about to be deployed (required when the change names
+    /// digests). The deployer is always the identity of SHIPGATE_TOKEN.
     #[arg(long)]
     digest: Option<String>,
-    #[arg(long)]
-    deployer: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -499,13 +499,20 @@ fn gate_path(a: &GateArgs, wait: Option<Duration>) -> String {
             ("change", Some(a.change.clone())),
             ("environment", Some(a.environment.clone())),
             ("digest", a.digest.clone()),
-            ("deployer", a.deployer.clone()),
             ("wait", wait.map(|w| format!("{}s", w.as_secs().max(1)))),
         ])
     )
 }
 
-async fn decide(c: &Client, key: &str, body: Value, json_out: bool) -> CliResult<()> {
+/// Posts a decision on the revision of the change as it stands now (fetched first), so that a
+/// decision never lands on a revision resubmitted after it was read.
+async fn decide(c: &Client, key: &str, mut body: Value, json_out: bool) -> CliResult<()> {
+    let current = c
+        .get(&format!("/api/v1/changes/{}", query_path(key)))
+        .await?;
+    if let (Some(obj), Some(r)) = (body.as_object_mut(), current.get("revision")) {
+        obj.insert("revision".into(), r.clone());
+    }
     let (_, v) = c
         .post(
             &format!("/api/v1/changes/{}/decisions", query_path(key)),

@@ -508,9 +508,12 @@ async fn dispatch(cli: Cli) -> CliResult<()> {
         Command::Audit(AuditCmd::Verify {
             database_url: Some(url),
         }) => {
-            let store = shipgate_store::open(url)
-                .await
-                .map_err(|e| CliError::new(exit::UNAVAILABLE, e.to_string()))?;
+            let store = shipgate_store::open_existing(url).await.map_err(|e| {
+                CliError::new(
+                    exit::UNAVAILABLE,
+                    format!("cannot verify {url}: {e} (nothing was created)"),
+                )
+            })?;
             let report = store
                 .verify_audit()
                 .await

@@ -367,8 +367,16 @@ pub async fn seed_approvals(store: &dyn Store) -> anyhow::Result<String> {
                             delegations: Vec::new(),
                             group: None,
                             comment: Some("demo".into()),
+                            revision: Some(c.revision),
                         };
-                        shipgate_server::governance::decision_mutation(c, &pvc, &gm, req, now)
+                        shipgate_server::governance::decision_mutation(
+                            c,
+                            &pvc,
+                            &gm,
+                            &Default::default(),
+                            req,
+                            now,
+                        )
                     }),
                     now,
                 )

@@ -200,6 +200,99 @@ pub fn protection_request(p: &Value) -> Result<ProtectionRequest, FieldErrors> {
     })
 }
 
+/// Splits an absolute http(s) URL into its origin (`scheme://authority`, lowercased) and its
+/// path (`""` or starting with `/`). `None` for anything else, and for an authority with user
+/// info or characters a host and port never have.
+fn origin_and_path(url: &str) -> Option<(String, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host_chars =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if authority.is_empty() || !authority.chars().all(host_chars) {
+        return None;
+    }
+    Some((
+        format!("{scheme}://{}", authority.to_ascii_lowercase()),
+        path,
+    ))
+}
+
+/// Whether a `deployment_callback_url` may receive the GitHub token: it must be on the
+/// configured API (`api_base`: same scheme, host and port; under its path prefix, such as
+/// GitHub Enterprise Server's `/api/v3`) and be exactly GitHub's callback,
+/// `{prefix}/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule`. Refused:
+/// any `.` or `..` segment, any percent-encoding (so no encoded dot or slash either), empty
+/// segments (`//`), a query, a fragment, user info and backslashes. What is checked is exactly
+/// what an HTTP client would request, so no normalisation can lead the token elsewhere.
+pub fn check_callback_url(api_base: &str, callback: &str) -> Result<(), String> {
+    let api_base = api_base.trim();
+    let (origin, prefix) = origin_and_path(api_base.trim_end_matches('/')).ok_or_else(|| {
+        format!("the configured GitHub API '{api_base}' is not an absolute http(s) URL")
+    })?;
+    if callback
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#' | '%' | '@'))
+    {
+        return Err(format!(
+            "'{callback}' has characters a GitHub callback never has (percent-encoding, a query, a fragment, user info, a backslash or whitespace)"
+        ));
+    }
+    let Some((cb_origin, path)) = origin_and_path(callback) else {
+        return Err(format!("'{callback}' is not an absolute http(s) URL"));
+    };
+    if cb_origin != origin {
+        return Err(format!(
+            "'{callback}' is not on the configured GitHub API ({origin})"
+        ));
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    if path.is_empty() || segments.iter().any(|s| s.is_empty()) {
+        return Err(format!("'{callback}' has an empty path segment"));
+    }
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err(format!("'{callback}' has a '.' or '..' path segment"));
+    }
+    let expected = "{prefix}/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule";
+    let not_github =
+        || format!("'{callback}' is not GitHub's callback path {expected} (prefix '{prefix}')");
+    let rest = path.strip_prefix(prefix).ok_or_else(not_github)?;
+    fn name(s: &str) -> bool {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.len() <= 100
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }
+    match rest.split('/').collect::<Vec<&str>>().as_slice() {
+        [
+            "",
+            "repos",
+            owner,
+            repo,
+            "actions",
+            "runs",
+            run,
+            "deployment_protection_rule",
+        ] if name(owner)
+            && name(repo)
+            && !run.is_empty()
+            && run.len() <= 20
+            && run.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            Ok(())
+        }
+        _ => Err(not_github()),
+    }
+}
+
 /// Maps one GitHub delivery (`event` is the `X-GitHub-Event` header).
 pub fn map(event: &str, p: &Value) -> Result<Mapped, FieldErrors> {
     let mut errors = FieldErrors::default();
@@ -301,6 +394,120 @@ pub fn map(event: &str, p: &Value) -> Result<Mapped, FieldErrors> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callbacks_must_be_githubs_own_path_on_the_configured_api() {
+        let ok = [
+            (
+                "https://api.github.com",
+                "https://api.github.com/repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+            (
+                "https://api.github.com/",
+                "https://API.github.com/repos/acme/my.repo_2/actions/runs/123456789/deployment_protection_rule",
+            ),
+            (
+                "https://ghe.example.com/api/v3",
+                "https://ghe.example.com/api/v3/repos/o/r/actions/runs/7/deployment_protection_rule",
+            ),
+            (
+                "http://127.0.0.1:8080",
+                "http://127.0.0.1:8080/repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+        ];
+        for (api, cb) in ok {
+            assert_eq!(check_callback_url(api, cb), Ok(()), "{api} {cb}");
+        }
+        let gh = "https://api.github.com";
+        let ghes = "https://ghe.example.com/api/v3";
+        let refused = [
+            // The reported traversals.
+            (
+                gh,
+                "https://api.github.com/repos/o/r/actions/runs/1/deployment_protection_rule/../../evil",
+            ),
+            (ghes, "https://ghe.example.com/api/v3/../../evil"),
+            // Percent-encoded dots and slashes, single dots, double slashes.
+            (
+                gh,
+                "https://api.github.com/repos/o/r/actions/runs/1/deployment_protection_rule/%2e%2e/%2E%2E/evil",
+            ),
+            (
+                gh,
+                "https://api.github.com/repos/o/r%2f..%2fx/actions/runs/1/deployment_protection_rule",
+            ),
+            (
+                gh,
+                "https://api.github.com/repos/o/./actions/runs/1/deployment_protection_rule",
+            ),
+            (
+                gh,
+                "https://api.github.com/repos/../r/actions/runs/1/deployment_protection_rule",
+            ),
+            (
+                gh,
+                "https://api.github.com//repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+            (
+                gh,
+                "https://api.github.com/repos/o//r/actions/runs/1/deployment_protection_rule",
+            ),
+            // Other paths on the right host.
+            (gh, "https://api.github.com/evil"),
+            (gh, "https://api.github.com/"),
+            (gh, "https://api.github.com"),
+            (
+                gh,
+                "https://api.github.com/repos/o/r/actions/runs/1/deployment_protection_rule/extra",
+            ),
+            (
+                gh,
+                "https://api.github.com/repos/o/r/actions/runs/x1/deployment_protection_rule",
+            ),
+            (
+                gh,
+                "https://api.github.com/repos/o/r/actions/runs/1/deployment_protection_rule?x=1",
+            ),
+            (
+                gh,
+                "https://api.github.com/repos/o/r/actions/runs/1/deployment_protection_rule#x",
+            ),
+            (
+                gh,
+                "https://api.github.com\\repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+            // Other hosts, schemes, ports, user info.
+            (
+                gh,
+                "https://api.github.com.evil.com/repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+            (
+                gh,
+                "https://api.github.com@evil.com/repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+            (
+                gh,
+                "http://api.github.com/repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+            (
+                gh,
+                "https://api.github.com:8443/repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+            // GHES: the /api/v3 prefix is required, and nothing else under it.
+            (
+                ghes,
+                "https://ghe.example.com/repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+            (
+                ghes,
+                "https://ghe.example.com/api/v3x/repos/o/r/actions/runs/1/deployment_protection_rule",
+            ),
+            (ghes, "https://ghe.example.com/api/v3/evil"),
+        ];
+        for (api, cb) in refused {
+            assert!(check_callback_url(api, cb).is_err(), "{api} {cb}");
+        }
+    }
 
     fn deployment(action: Option<&str>) -> Value {
         let mut v = json!({

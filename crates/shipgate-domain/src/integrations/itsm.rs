@@ -22,6 +22,9 @@ pub struct ItsmMapping {
     pub default_service: Option<String>,
     /// Change type when the record does not say (`normal`).
     pub default_type: String,
+    /// Whether the record's assignee counts as one of its authors (then they cannot approve
+    /// the change either). The opener, requester and reporter always do.
+    pub assignee_is_author: bool,
 }
 
 impl Default for ItsmMapping {
@@ -32,6 +35,7 @@ impl Default for ItsmMapping {
             service_field: None,
             default_service: None,
             default_type: "normal".into(),
+            assignee_is_author: true,
         }
     }
 }
@@ -48,6 +52,53 @@ fn text(v: Option<&Value>) -> Option<String> {
         Value::Array(a) => a.iter().find_map(|x| text(Some(x))),
         _ => None,
     }
+}
+
+/// Every identity a person reference carries (a login, a display value, a sys_id, an email, an
+/// account id), so that the person is recognised whichever of them shipgate knows them by.
+fn identities(v: Option<&Value>, out: &mut Vec<String>) {
+    match v {
+        Some(Value::String(s)) if !s.trim().is_empty() => out.push(s.trim().to_owned()),
+        Some(Value::Object(o)) => {
+            for k in [
+                "display_value",
+                "value",
+                "name",
+                "key",
+                "emailAddress",
+                "email",
+                "accountId",
+                "user_name",
+            ] {
+                if let Some(s) = o.get(k).and_then(Value::as_str)
+                    && !s.trim().is_empty()
+                {
+                    out.push(s.trim().to_owned());
+                }
+            }
+        }
+        Some(Value::Array(a)) => a.iter().for_each(|x| identities(Some(x), out)),
+        _ => {}
+    }
+}
+
+/// A record mapped to a change request: the body, the requester shipgate records, and every
+/// identity that authored the record (none of whom may approve it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItsmRecord {
+    pub body: Value,
+    pub requester: String,
+    pub authors: Vec<String>,
+}
+
+fn authors_of(r: &Value, fields: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in fields {
+        identities(r.get(*f), &mut out);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|x| seen.insert(crate::identity::normalize(x)));
+    out
 }
 
 /// ServiceNow times are `YYYY-MM-DD HH:MM:SS` in UTC.
@@ -87,8 +138,9 @@ fn common(
 }
 
 /// A ServiceNow `change_request` (bare, or wrapped in `{"result": ...}`) -> a change request
-/// body and its requester.
-pub fn servicenow(record: &Value, m: &ItsmMapping) -> Result<(Value, String), FieldErrors> {
+/// body, its requester and the record's authors (`opened_by`, `requested_by`,
+/// `sys_created_by`, and `assigned_to` when configured).
+pub fn servicenow(record: &Value, m: &ItsmMapping) -> Result<ItsmRecord, FieldErrors> {
     let r = record.get("result").unwrap_or(record);
     let mut errors = FieldErrors::default();
     let number = s(r, "/number");
@@ -142,14 +194,25 @@ pub fn servicenow(record: &Value, m: &ItsmMapping) -> Result<(Value, String), Fi
     common(&mut body, r, m, &mut errors);
     let requester = ["requested_by", "opened_by", "sys_created_by"]
         .iter()
-        .find_map(|k| text(r.get(*k)))
+        .find_map(|k| text(r.get(*k)).map(|t| t.trim().to_owned()))
+        .filter(|t| !t.is_empty())
         .unwrap_or_else(|| "servicenow".into());
-    errors.into_result((Value::Object(body), requester))
+    let mut fields = vec!["opened_by", "requested_by", "sys_created_by"];
+    if m.assignee_is_author {
+        fields.push("assigned_to");
+    }
+    let authors = authors_of(r, &fields);
+    errors.into_result(ItsmRecord {
+        body: Value::Object(body),
+        requester,
+        authors,
+    })
 }
 
-/// A Jira issue webhook -> a change request body and its requester. Only `jira:issue_created`
-/// opens a change.
-pub fn jira(payload: &Value, m: &ItsmMapping) -> Result<Option<(Value, String)>, FieldErrors> {
+/// A Jira issue webhook -> a change request body, its requester and the issue's authors
+/// (`reporter`, `creator`, the webhook's `user`, and `assignee` when configured). Only
+/// `jira:issue_created` opens a change.
+pub fn jira(payload: &Value, m: &ItsmMapping) -> Result<Option<ItsmRecord>, FieldErrors> {
     let mut errors = FieldErrors::default();
     let event = s(payload, "/webhookEvent").unwrap_or_default();
     if event != "jira:issue_created" {
@@ -205,8 +268,22 @@ pub fn jira(payload: &Value, m: &ItsmMapping) -> Result<Option<(Value, String)>,
     common(&mut body, &fields, m, &mut errors);
     let requester = text(fields.get("reporter"))
         .or_else(|| s(payload, "/user/name").map(str::to_owned))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
         .unwrap_or_else(|| "jira".into());
-    errors.into_result(Some((Value::Object(body), requester)))
+    let mut keys = vec!["reporter", "creator"];
+    if m.assignee_is_author {
+        keys.push("assignee");
+    }
+    let mut authors = authors_of(&fields, &keys);
+    identities(payload.get("user"), &mut authors);
+    let mut seen = std::collections::BTreeSet::new();
+    authors.retain(|x| seen.insert(crate::identity::normalize(x)));
+    errors.into_result(Some(ItsmRecord {
+        body: Value::Object(body),
+        requester,
+        authors,
+    }))
 }
 
 /// Which system a ticket belongs to, by its form: `CHG0000023` (ServiceNow) or `TEST-4` (Jira).
@@ -304,7 +381,12 @@ mod tests {
         };
         let r = json!({"result": {"number": "CHG1", "short_description": "Patch", "type": "Normal", "risk": "2",
             "backout_plan": "restore", "start_date": "2026-01-01 10:00:00", "requested_by": {"display_value": "beth"}}});
-        let (b, who) = servicenow(&r, &m).unwrap();
+        let ItsmRecord {
+            body: b,
+            requester: who,
+            authors,
+        } = servicenow(&r, &m).unwrap();
+        assert_eq!(authors, vec!["beth".to_owned()]);
         assert_eq!(b["type"], "normal");
         assert_eq!(b["risk"], "high");
         assert_eq!(b["window_start"], "2026-01-01T10:00:00+00:00");
@@ -312,5 +394,47 @@ mod tests {
         assert_eq!(who, "beth");
         let e = servicenow(&json!({}), &ItsmMapping::default()).unwrap_err();
         assert_eq!(e.0.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn every_author_of_a_record_is_kept() {
+        let m = ItsmMapping {
+            default_service: Some("legacy".into()),
+            ..Default::default()
+        };
+        let r = json!({"number": "CHG2", "short_description": "Patch",
+            "requested_by": {"display_value": "A", "value": "6816f79cc0a8016401c5a33be04be441"},
+            "opened_by": " b ", "assigned_to": {"display_value": "c"}});
+        let rec = servicenow(&r, &m).unwrap();
+        assert_eq!(rec.requester, "A");
+        for who in ["A", "b", "c", "6816f79cc0a8016401c5a33be04be441"] {
+            assert!(
+                rec.authors.iter().any(|x| x == who),
+                "{who}: {:?}",
+                rec.authors
+            );
+        }
+        let no_assignee = ItsmMapping {
+            assignee_is_author: false,
+            ..m.clone()
+        };
+        assert!(
+            !servicenow(&r, &no_assignee)
+                .unwrap()
+                .authors
+                .contains(&"c".to_owned())
+        );
+        let j = json!({"webhookEvent": "jira:issue_created", "user": {"name": "u1"},
+            "issue": {"key": "OPS-1", "fields": {"summary": "x", "reporter": {"name": "r1", "emailAddress": "R1@acme.com"},
+            "creator": {"name": "c1"}, "assignee": {"accountId": "a1"}, "components": [{"name": "svc"}]}}});
+        let rec = jira(&j, &m).unwrap().unwrap();
+        assert_eq!(rec.requester, "r1");
+        for who in ["r1", "R1@acme.com", "c1", "a1", "u1"] {
+            assert!(
+                rec.authors.iter().any(|x| x == who),
+                "{who}: {:?}",
+                rec.authors
+            );
+        }
     }
 }

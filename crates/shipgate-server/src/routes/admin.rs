@@ -43,11 +43,16 @@ pub struct CreateTokenRequest {
     role: Role,
     /// Tenant of the token; another tenant than the caller's needs the root token.
     tenant: Option<String>,
-    /// Lifetime, such as `90d` or `12h`; without it the token does not expire.
+    /// Lifetime, such as `90d` or `12h`, at most 1830 days; leave it out for a token that
+    /// does not expire. An empty value is refused, never read as "none".
     expires_in: Option<String>,
-    /// Limit writes to environments of this tier.
+    /// Limit writes to environments of this tier. An empty value is refused.
     env_tier: Option<EnvTier>,
 }
+
+/// The longest lifetime `expires_in` may give a token or a role grant: 1830 days (about five
+/// years).
+pub const MAX_GRANT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(1830 * 86_400);
 
 #[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
@@ -130,22 +135,46 @@ async fn parse_grant(
         .as_object()
         .ok_or_else(|| ApiError::field("", "invalid_type", "expected a JSON object"))?;
     let mut f = Fields::new(map, "");
+    // An empty value is refused, never read as "none": `"env_tier": ""` is not an unscoped
+    // token, and `"expires_in": ""` is not one that never expires.
     let (subject, group) = if role_grant {
-        (f.opt_str("subject", 256), f.opt_str("group", 256))
+        (
+            f.opt_str_nonempty("subject", 256),
+            f.opt_str_nonempty("group", 256),
+        )
     } else {
         (f.req_str("subject", 256), None)
     };
-    let role = f.enumeration("role", Role::parse, Role::expected);
+    let role = f.enumeration_nonempty("role", Role::parse, Role::expected);
     let role_given = map.get("role").is_some_and(|r| !r.is_null());
-    let tenant = f.opt_str("tenant", 64);
-    let expires_in = f.opt_str("expires_in", 32);
-    let env_tier = f.enumeration("env_tier", EnvTier::parse, EnvTier::expected);
+    let tenant = f.opt_str_nonempty("tenant", 64);
+    let expires_in = f.opt_str_nonempty("expires_in", 32);
+    let env_tier = f.enumeration_nonempty("env_tier", EnvTier::parse, EnvTier::expected);
     let mut errors = f.finish();
     let now = state.clock.now();
     let expires_at = match expires_in.as_deref().map(humantime::parse_duration) {
         None => None,
         Some(Ok(d)) if !d.is_zero() => {
-            Some(now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+            // Checked: a lifetime beyond the bound (or beyond what a timestamp can hold) is a
+            // field error, never a panic.
+            let at = if d <= MAX_GRANT_LIFETIME {
+                chrono::TimeDelta::from_std(d)
+                    .ok()
+                    .and_then(|d| now.checked_add_signed(d))
+            } else {
+                None
+            };
+            if at.is_none() {
+                errors.add(
+                    "expires_in",
+                    "invalid_value",
+                    format!(
+                        "out of range: at most {} days",
+                        MAX_GRANT_LIFETIME.as_secs() / 86_400
+                    ),
+                );
+            }
+            at
         }
         Some(_) => {
             errors.add(
@@ -180,7 +209,11 @@ async fn parse_grant(
             None
         }
         (None, None) => {
-            if role_grant {
+            let named = errors
+                .0
+                .iter()
+                .any(|e| e.field == "subject" || e.field == "group");
+            if role_grant && !named {
                 errors.add("subject", "required", "a subject or a group is required");
             }
             None
@@ -225,9 +258,10 @@ pub struct CreateRoleGrantRequest {
     role: Role,
     /// The tenant the role applies in; another tenant than the caller's needs the root token.
     tenant: Option<String>,
-    /// Lifetime, such as `90d`; without it the grant does not expire.
+    /// Lifetime, such as `90d`, at most 1830 days; leave it out for a grant that does not
+    /// expire. An empty value is refused, never read as "none".
     expires_in: Option<String>,
-    /// Limit writes to environments of this tier.
+    /// Limit writes to environments of this tier. An empty value is refused.
     env_tier: Option<EnvTier>,
 }
 
@@ -320,7 +354,10 @@ async fn audit_log(
 ) -> ApiResult<Json<AuditPage>> {
     let mut p = Params::new(q, &["after", "limit"]);
     let after = p.parse("after", |s| {
-        s.parse::<i64>().map_err(|_| "an integer".to_owned())
+        s.parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or("an integer, 0 or more".to_owned())
     });
     let limit = p.parse("limit", |s| {
         s.parse::<u32>()

@@ -93,7 +93,7 @@ async fn create_person(
     let subject = f.name("subject", true);
     let name = f.opt_str("name", 256);
     let email = f.opt_str("email", 256);
-    let role = f.enumeration("token_role", Role::parse, Role::expected);
+    let role = f.enumeration_nonempty("token_role", Role::parse, Role::expected);
     let errors = f.finish();
     let Some(subject) = subject else {
         return Err(errors.into());
@@ -153,6 +153,7 @@ async fn list_people(
 #[derive(ToSchema)]
 pub struct GroupRequest {
     description: Option<String>,
+    /// At least one: a group without members is refused.
     members: Vec<String>,
     /// Count only when too few members are able to approve.
     backups: Option<Vec<String>>,
@@ -163,7 +164,7 @@ pub struct GroupRequest {
 
 #[utoipa::path(put, path = "/api/v1/groups/{name}", tag = "approvals", request_body = GroupRequest,
     params(("name" = String, Path, description = "Group name")),
-    description = "Creates or replaces an approver group (admin). Members and backups must be known people.",
+    description = "Creates or replaces an approver group (admin). A group has at least one member; members and backups must be known people.",
     responses((status = 200, body = Group), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn put_group(
     State(state): State<AppState>,
@@ -180,6 +181,16 @@ async fn put_group(
     let regions = f.string_list("regions");
     let compliance = f.string_list("compliance");
     let mut errors = f.finish();
+    // A group needs at least one member: a body without members (`{}`) does not empty it.
+    match v.get("members") {
+        None | Some(Value::Null) => {
+            errors.add("members", "required", "a group needs at least one member")
+        }
+        Some(Value::Array(a)) if a.is_empty() => {
+            errors.add("members", "empty", "a group needs at least one member")
+        }
+        _ => {}
+    }
     if !shipgate_domain::input::NAME.is_match(&name) {
         errors.add(
             "name",
@@ -262,7 +273,7 @@ fn view(r: PolicyRecord, changed: bool) -> PolicyView {
 
 #[utoipa::path(put, path = "/api/v1/policy", tag = "approvals",
     request_body(content = String, content_type = "application/toml", description = "The policy file (TOML)"),
-    description = "Pushes a new policy version (admin). A malformed file is refused with its line and column, and a reference to an unknown group is refused; the policy in force stays.",
+    description = "Pushes a new policy version (admin). A malformed file is refused with its line and column, a setting outside its bounds (quorum 1-50, durations 1s-366d, ...) with its path, an empty file and a reference to an unknown group are refused; the policy in force stays.",
     responses((status = 201, body = PolicyView), (status = 200, description = "Unchanged", body = PolicyView), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn push_policy(
     State(state): State<AppState>,
@@ -278,12 +289,21 @@ async fn push_policy(
         )
     })?;
     let policy = Policy::parse(text).map_err(|e| {
-        let field = match (e.line, e.column) {
-            (Some(l), Some(c)) => format!("policy:{l}:{c}"),
-            _ => format!("policy.{}", e.path.clone().unwrap_or_default()),
+        let field = match (e.line, e.column, e.path.as_deref()) {
+            (Some(l), Some(c), _) => format!("policy:{l}:{c}"),
+            (_, _, Some(p)) if !p.is_empty() => format!("policy.{p}"),
+            _ => "policy".to_owned(),
         };
         ApiError::field(&field, "invalid_policy", e.to_string())
     })?;
+    // An empty body (or one of only comments or defaults) is not a new policy version.
+    if policy.is_empty() {
+        return Err(ApiError::field(
+            "policy",
+            "empty_policy",
+            "the policy has no [[rule]] and no [emergency] section; it would refuse every change",
+        ));
+    }
     let groups = state.store.list_groups(&caller.tenant).await?;
     let known: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
     let mut errors = FieldErrors::default();
@@ -421,7 +441,10 @@ async fn create_change(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<ChangeRequest>)> {
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
-    Ok((StatusCode::CREATED, Json(open(&state, &caller, &v).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(open(&state, &caller, &v, Vec::new()).await?),
+    ))
 }
 
 /// Opens a change request from a request body, as `caller` (the requester).
@@ -429,9 +452,11 @@ pub(crate) async fn open(
     state: &AppState,
     caller: &Caller,
     v: &serde_json::Value,
+    record_authors: Vec<String>,
 ) -> ApiResult<ChangeRequest> {
     let state = state.clone();
-    let spec = parse_spec(&state, &caller.tenant, v).await?;
+    let mut spec = parse_spec(&state, &caller.tenant, v).await?;
+    spec.record_authors = record_authors;
     let pv = require_policy(&state, &caller.tenant).await?;
     let groups = governance::groups(&state, &caller.tenant).await?;
     let now = state.clock.now();
@@ -479,7 +504,10 @@ async fn list_changes(
             .ok_or_else(|| format!("'{s}' is not one of: {}", ChangeStatus::expected()))
     });
     let limit = p.parse("limit", |s| {
-        s.parse::<u32>().map_err(|_| "expected a number".to_owned())
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or("an integer from 1 to 1000".to_owned())
     });
     p.finish()?;
     Ok(Json(
@@ -627,6 +655,11 @@ pub struct DecisionBody {
     comment: Option<String>,
     /// The approver group this approval counts for, when the approver sits in several.
     group: Option<String>,
+    /// Act for this person under their delegation to you.
+    on_behalf_of: Option<String>,
+    /// The change revision you reviewed; a decision on a revision that is no longer current
+    /// is refused with `stale_revision`.
+    revision: i32,
 }
 
 #[utoipa::path(post, path = "/api/v1/changes/{key}/decisions", tag = "approvals", request_body = DecisionBody,
@@ -644,9 +677,31 @@ async fn decide_change(
     let kind = f.enumeration("decision", DecisionKind::parse, DecisionKind::expected);
     let kind_given = v.get("decision").is_some_and(|d| !d.is_null());
     let comment = f.opt_str("comment", 10_000);
-    let group = f.opt_str("group", 128);
+    let group = f.opt_str_nonempty("group", 128);
     let on_behalf_of = f.opt_str("on_behalf_of", 256);
+    f.mark("revision");
     let mut errors = f.finish();
+    let revision = match v.get("revision").filter(|r| !r.is_null()) {
+        Some(r) => match r.as_i64().and_then(|r| i32::try_from(r).ok()) {
+            Some(r) if r >= 1 => Some(r),
+            _ => {
+                errors.add(
+                    "revision",
+                    "invalid_value",
+                    "a revision number (an integer, 1 or more)",
+                );
+                None
+            }
+        },
+        None => {
+            errors.add(
+                "revision",
+                "required",
+                "name the revision you decided on (GET /changes/{key} gives it); a decision never carries over to a revision you did not see",
+            );
+            None
+        }
+    };
     if !kind_given {
         errors.add(
             "decision",
@@ -662,6 +717,7 @@ async fn decide_change(
     }
     let pv = require_policy(&state, &caller.tenant).await?;
     let groups = governance::groups(&state, &caller.tenant).await?;
+    let ids = governance::identities(&state, &caller.tenant).await?;
     let now = state.clock.now();
     let actor = caller.subject.clone();
     let delegations: Vec<Delegation> = state
@@ -669,7 +725,7 @@ async fn decide_change(
         .list_delegations(&caller.tenant)
         .await?
         .into_iter()
-        .filter(|d| d.to == caller.subject && d.active(now))
+        .filter(|d| ids.same(&d.to, &caller.subject) && d.active(now))
         .collect();
     let c = governance::update_change(&state, &caller.tenant, &key, &caller.subject, move |c| {
         let req = DecisionRequest {
@@ -679,8 +735,9 @@ async fn decide_change(
             delegations,
             group,
             comment,
+            revision,
         };
-        governance::decision_mutation(c, &pv, &groups, req, now)
+        governance::decision_mutation(c, &pv, &groups, &ids, req, now)
     })
     .await?;
     metrics::counter!("shipgate_change_decisions_total", "decision" => kind.as_str()).increment(1);
@@ -718,7 +775,8 @@ async fn explain_change(
         .ok_or(ApiError::NotFound)?;
     let pv = governance::policy(&state, &caller.tenant).await?;
     let groups = governance::groups(&state, &caller.tenant).await?;
-    let envs = approval::explain(&c, pv.as_deref(), &groups, state.clock.now());
+    let ids = governance::identities(&state, &caller.tenant).await?;
+    let envs = approval::explain(&c, pv.as_deref(), &groups, &ids, state.clock.now());
     Ok(Json(Explanation {
         change: c.key,
         status: c.status,
@@ -834,7 +892,7 @@ fn parse_wait(s: &str) -> Result<Duration, String> {
         ("change" = String, Query, description = "CR-<n> or the change id"),
         ("environment" = String, Query, description = "The environment about to be deployed"),
         ("digest" = Option<String>, Query, description = "sha256:<hex> of the artifact about to be deployed"),
-        ("deployer" = Option<String>, Query, description = "Who deploys (never the only approval); defaults to the caller"),
+        ("deployer" = Option<String>, Query, description = "Deprecated: the deployer is the authenticated caller (never the only approval). If given, it must name the caller."),
         ("wait" = Option<String>, Query, description = "Long-poll: hold a pending answer up to this long (60s, 5m)"),
     ),
     description = "Whether a deployment may go ahead now. Fails closed: `error` when shipgate cannot decide. With `wait`, a pending answer is held until it settles (an approval wakes it within milliseconds, on any instance). Every call is logged for the change's timeline.",
@@ -848,7 +906,21 @@ async fn gate(
     let change = p.get("change");
     let environment = p.get("environment");
     let digest = p.parse("digest", parse_digest);
+    // The deployer is who is authenticated, never a name the caller chooses.
     let deployer = p.get("deployer");
+    if let Some(d) = &deployer
+        && shipgate_domain::identity::normalize(d)
+            != shipgate_domain::identity::normalize(&caller.subject)
+    {
+        p.errors.add(
+            "deployer",
+            "not_the_caller",
+            format!(
+                "the deployer is the authenticated caller ({}); leave deployer out or name the caller",
+                caller.subject
+            ),
+        );
+    }
     let wait = p.parse("wait", parse_wait);
     if change.is_none() {
         p.errors.add(
@@ -888,7 +960,7 @@ async fn gate(
         change,
         environment,
         digest,
-        deployer: deployer.or(Some(caller.subject.clone())),
+        deployer: Some(caller.subject.clone()),
     };
     let d = governance::gate(&state, q, wait.unwrap_or_default()).await;
     let mut headers = HeaderMap::new();
@@ -950,6 +1022,7 @@ async fn approval_queue(
         .await?;
     let pv = governance::policy(&state, &caller.tenant).await?;
     let groups = governance::groups(&state, &caller.tenant).await?;
+    let ids = governance::identities(&state, &caller.tenant).await?;
     let now = state.clock.now();
     // Pending approvals re-route to a delegate while the delegation runs, and back after.
     let mut me: Vec<String> = vec![caller.subject.clone()];
@@ -964,7 +1037,7 @@ async fn approval_queue(
     );
     let mut out = Vec::new();
     for c in pending {
-        let explained = approval::explain(&c, pv.as_deref(), &groups, now);
+        let explained = approval::explain(&c, pv.as_deref(), &groups, &ids, now);
         let mut blocking = Vec::new();
         let mut you = false;
         let mut sla: Option<u64> = None;
@@ -1084,7 +1157,7 @@ async fn create_delegation(
     let mut f = Fields::new(object(&v)?, "");
     let to = f.name("to", true);
     let from = f.name("from", false);
-    let group = f.opt_str("group", 128);
+    let group = f.opt_str_nonempty("group", 128);
     let now = state.clock.now();
     let starts_at = f.timestamp_any("starts_at");
     let ends_at = f.timestamp_any("ends_at");

@@ -92,7 +92,12 @@ async fn shipped(
         service: Some(d.record.service.clone()),
         environment: Some(d.record.environment.name.clone()),
         status: Some(DeploymentStatus::Succeeded),
-        until: Some(d.record.started_at - chrono::Duration::microseconds(1)),
+        until: Some(
+            d.record
+                .started_at
+                .checked_sub_signed(chrono::TimeDelta::microseconds(1))
+                .unwrap_or(d.record.started_at),
+        ),
         ..Default::default()
     };
     let previous = state

@@ -111,9 +111,14 @@ async fn changes(
             .ok_or("an integer from 1 to 1000".to_owned())
     });
     p.finish()?;
-    let since = filter.since.unwrap_or_else(|| {
-        state.clock.now() - chrono::Duration::hours(i64::from(hours.unwrap_or(24)))
-    });
+    let since = match filter.since {
+        Some(s) => s,
+        None => chrono::TimeDelta::try_hours(i64::from(hours.unwrap_or(24)))
+            .and_then(|d| state.clock.now().checked_sub_signed(d))
+            .ok_or_else(|| {
+                ApiError::field("hours", "invalid_value", "out of range: 1 to 8784 hours")
+            })?,
+    };
     filter.since = Some(since);
     let items = state.store.changes(&filter, limit.unwrap_or(200)).await?;
     Ok(Json(ChangesResponse { since, items }))

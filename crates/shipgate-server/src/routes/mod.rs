@@ -279,21 +279,84 @@ pub fn read_tenant(caller: &Caller, asked: Option<String>) -> ApiResult<String> 
     }
 }
 
-/// `24h`, `30m`, `7d` or an RFC 3339 time, as an instant relative to `now`.
+/// How far back a relative `since`/`until` may reach: 36,600 days (about 100 years).
+pub const MAX_LOOKBACK_DAYS: i64 = 36_600;
+
+/// `24h`, `30m`, `7d` or an RFC 3339 time, as an instant relative to `now`. A relative value
+/// reaches back at most [`MAX_LOOKBACK_DAYS`]; every computation is checked, so no input
+/// panics.
 pub fn parse_since(
     s: &str,
     now: shipgate_domain::time::Timestamp,
 ) -> Result<shipgate_domain::time::Timestamp, String> {
+    let usage = || format!("'{s}': use a duration like 30m, 24h, 7d or an RFC 3339 time");
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let span = match (num.parse::<i64>(), unit) {
-        (Ok(n), "m") => Some(chrono::Duration::minutes(n)),
-        (Ok(n), "h") => Some(chrono::Duration::hours(n)),
-        (Ok(n), "d") => Some(chrono::Duration::days(n)),
+    let per_unit: Option<i64> = match unit {
+        "m" => Some(60),
+        "h" => Some(3600),
+        "d" => Some(86_400),
         _ => None,
     };
-    match span {
-        Some(d) => Ok(now - d),
-        None => shipgate_domain::time::parse_rfc3339(s)
-            .map_err(|_| format!("'{s}': use a duration like 30m, 24h, 7d or an RFC 3339 time")),
+    match (num.is_empty(), per_unit) {
+        (false, Some(per_unit)) => {
+            let too_far = || {
+                format!(
+                    "'{s}' is out of range: at most {MAX_LOOKBACK_DAYS} days back (or give an RFC 3339 time)"
+                )
+            };
+            let secs = num
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| n.checked_mul(per_unit))
+                .filter(|secs| *secs <= MAX_LOOKBACK_DAYS * 86_400)
+                .ok_or_else(too_far)?;
+            chrono::TimeDelta::try_seconds(secs)
+                .and_then(|d| now.checked_sub_signed(d))
+                .ok_or_else(too_far)
+        }
+        _ => shipgate_domain::time::parse_rfc3339(s).map_err(|_| usage()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{MAX_LOOKBACK_DAYS, parse_since};
+
+    #[test]
+    fn since_never_panics_and_is_bounded() {
+        let now = shipgate_domain::time::parse_rfc3339("2026-11-01T10:00:00Z").unwrap();
+        assert_eq!(
+            parse_since("24h", now).unwrap(),
+            now - chrono::TimeDelta::hours(24)
+        );
+        assert_eq!(
+            parse_since("30m", now).unwrap(),
+            now - chrono::TimeDelta::minutes(30)
+        );
+        assert!(parse_since(&format!("{MAX_LOOKBACK_DAYS}d"), now).is_ok());
+        for bad in [
+            "100000000d",
+            &format!("{}d", MAX_LOOKBACK_DAYS + 1),
+            "9223372036854775807d",
+            "9223372036854775807m",
+            "99999999999999999999999h",
+            "153722867280912930m",
+            "d",
+            "-5d",
+            "7w",
+            "tomorrow",
+        ] {
+            assert!(parse_since(bad, now).is_err(), "{bad}");
+        }
+        assert!(
+            parse_since("100000000d", now)
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert_eq!(
+            parse_since("2026-01-02T03:04:05Z", now).unwrap(),
+            shipgate_domain::time::parse_rfc3339("2026-01-02T03:04:05Z").unwrap()
+        );
     }
 }

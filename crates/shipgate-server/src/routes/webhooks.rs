@@ -535,6 +535,31 @@ async fn protection_rule(
         .await;
         return Err(e);
     }
+    // The installation token goes only to GitHub's own callback path on the configured API:
+    // anything else is refused now, and never stored or answered.
+    if let Ok(req) = shipgate_domain::integrations::github::protection_request(value)
+        && let Err(why) = shipgate_domain::integrations::github::check_callback_url(
+            &github_api(state, tenant),
+            &req.callback_url,
+        )
+    {
+        let e = ApiError::field("deployment_callback_url", "invalid_value", why);
+        remember(
+            state,
+            delivery(
+                state,
+                "github",
+                id,
+                tenant,
+                "deployment_protection_rule",
+                "rejected",
+                Some(e.summary()),
+                vec![],
+            ),
+        )
+        .await;
+        return Err(e);
+    }
     let now = state.clock.now();
     // Kept until answered: a restart resumes the wait (see `resume_protection_requests`).
     let fresh = state
@@ -572,6 +597,16 @@ async fn protection_rule(
     .into_response())
 }
 
+/// The GitHub API a tenant's protection-rule answers (and its GitHub token) may go to.
+fn github_api(state: &AppState, tenant: &str) -> String {
+    state
+        .settings
+        .webhooks
+        .get(tenant)
+        .and_then(|s| s.github_api_url.clone())
+        .unwrap_or_else(|| "https://api.github.com".into())
+}
+
 /// Answers the protection-rule requests a previous run left unanswered.
 pub async fn resume_protection_requests(state: &AppState) {
     match state.store.pending_protection_requests().await {
@@ -607,14 +642,13 @@ fn spawn_protection_answer(
             .get(&tenant)
             .cloned()
             .unwrap_or_default();
-        // The token goes only to the configured GitHub API, whatever the payload says.
-        let api = secrets
-            .github_api_url
-            .clone()
-            .unwrap_or_else(|| "https://api.github.com".into());
-        let api = format!("{}/", api.trim_end_matches('/'));
-        if !req.callback_url.starts_with(&api) {
-            tracing::error!(callback = %req.callback_url, api = %api, "protection rule callback is not on the configured GitHub API; not answered");
+        // The token goes only to GitHub's callback path on the configured GitHub API, whatever
+        // the payload says.
+        let api = github_api(&state, &tenant);
+        if let Err(why) =
+            shipgate_domain::integrations::github::check_callback_url(&api, &req.callback_url)
+        {
+            tracing::error!(callback = %req.callback_url, api = %api, reason = %why, "protection rule callback is not GitHub's callback on the configured GitHub API; not answered");
             metrics::counter!("shipgate_github_protection_answers_total", "state" => "refused_callback").increment(1);
             let _ = state
                 .store
@@ -783,7 +817,7 @@ async fn take_incidents(
             tenant: tenant.to_owned(),
             service: i.service.clone(),
             environment: env.map(|e| e.name),
-            since: Some(now - chrono::Duration::hours(24)),
+            since: now.checked_sub_signed(chrono::TimeDelta::hours(24)),
             ..Default::default()
         };
         for c in state.store.changes(&filter, 10).await? {
@@ -1048,7 +1082,10 @@ async fn itsm_change(
     tenant: &str,
     headers: &HeaderMap,
     bytes: &Bytes,
-    mapped: Result<Option<(serde_json::Value, String)>, shipgate_domain::FieldErrors>,
+    mapped: Result<
+        Option<shipgate_domain::integrations::itsm::ItsmRecord>,
+        shipgate_domain::FieldErrors,
+    >,
     event: &str,
 ) -> ApiResult<Response> {
     let id = header(headers, "x-shipgate-delivery")
@@ -1069,7 +1106,11 @@ async fn itsm_change(
         })
         .into_response()
     };
-    let (body, requester) = match mapped {
+    let shipgate_domain::integrations::itsm::ItsmRecord {
+        body,
+        requester,
+        authors,
+    } = match mapped {
         Err(errors) => {
             let e = ApiError::Validation(errors);
             remember(state, d("rejected", Some(e.summary()), vec![])).await;
@@ -1105,7 +1146,7 @@ async fn itsm_change(
         root: false,
         env_tier: None,
     };
-    match super::approvals::open(state, &caller, &body).await {
+    match super::approvals::open(state, &caller, &body, authors).await {
         Ok(c) => {
             remember(state, d("accepted", None, vec![c.key.clone()])).await;
             Ok(answer("accepted", None, vec![c.key]))

@@ -125,7 +125,16 @@ fn change_body(env: &str) -> Value {
     })
 }
 
+/// Asks the gate as `token`; names the change's first artifact digest unless `extra` names one
+/// (a digest-scoped change is never allowed for an unnamed artifact).
 async fn gate(app: &TestApp, token: &str, change: &str, env: &str, extra: &str) -> Value {
+    let mut extra = extra.to_owned();
+    if !extra.contains("digest=") {
+        let c = app.get(&format!("/api/v1/changes/{change}")).await;
+        if let Some(d) = c.body["artifact_digests"][0].as_str() {
+            extra.push_str(&format!("&digest={d}"));
+        }
+    }
     let r = app
         .req(
             reqwest::Method::GET,
@@ -140,11 +149,10 @@ async fn gate(app: &TestApp, token: &str, change: &str, env: &str, extra: &str) 
 }
 
 async fn decide(app: &TestApp, token: &str, change: &str, decision: &str) -> Resp {
-    app.post_as(
-        &format!("/api/v1/changes/{change}/decisions"),
+    app.decide_as(
+        change,
         json!({"decision": decision, "comment": format!("{decision} from test")}),
         token,
-        &[],
     )
     .await
 }
@@ -318,9 +326,37 @@ async fn normal_change_scenario(app: TestApp) {
     .await;
     assert_eq!(d["state"], "expired");
     assert_eq!(codes(&d), vec!["digest_changed"]);
-    // The deployer is never the only approval: olga deploying is fine (carol and dave approved too).
-    let d = gate(&app, &p.alice, &cr, "prod-eu-west-1", "&deployer=olga").await;
-    assert_eq!(d["state"], "allowed");
+    // The deployer is who asks, never a name the caller chooses: naming someone else is refused.
+    let r = app
+        .req(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/gate?change={cr}&environment=prod-eu-west-1&digest={}&deployer=olga",
+                digest(42)
+            ),
+            Some(&p.alice),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "deployer");
+    // olga deploying is fine (carol and dave approved too), and a gate call without the
+    // digest of a digest-scoped change is denied.
+    let d = gate(&app, &p.olga, &cr, "prod-eu-west-1", "").await;
+    assert_eq!(d["state"], "allowed", "{d}");
+    let d = app
+        .req(
+            reqwest::Method::GET,
+            &format!("/api/v1/gate?change={cr}&environment=prod-eu-west-1"),
+            Some(&p.alice),
+            None,
+            &[],
+        )
+        .await
+        .body;
+    assert_eq!(d["state"], "denied", "{d}");
+    assert_eq!(codes(&d), vec!["digest_required"]);
 
     // A deployment recorded against the approved change is not flagged.
     let dep = app
@@ -342,7 +378,16 @@ async fn normal_change_scenario(app: TestApp) {
     assert_eq!(codes(&d)[0], "approval_expired");
     let out = app
         .cli(
-            &["gate", "check", "--change", &cr, "--env", "prod-eu-west-1"],
+            &[
+                "gate",
+                "check",
+                "--change",
+                &cr,
+                "--env",
+                "prod-eu-west-1",
+                "--digest",
+                &digest(42),
+            ],
             &[("SHIPGATE_TOKEN", &p.alice)],
         )
         .await;
@@ -519,6 +564,17 @@ async fn emergency_scenario(app: TestApp) {
     let d = gate(&app, &p.alice, &cr, "production", "").await;
     assert_eq!(d["state"], "pending");
     assert_eq!(codes(&d), vec!["awaiting_acknowledgement"]);
+    // The requester never acknowledges their own emergency, even as an incident commander.
+    let r = put(
+        &app,
+        "/api/v1/groups/ic",
+        json!({"members": ["ivan", "alice"]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = decide(&app, &p.alice_approver, &cr, "ack_incident_commander").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.body["code"], "self_approval");
     // Approvals are not the emergency path; one acknowledgement is not enough.
     assert_eq!(
         decide(&app, &p.carol, &cr, "approve").await.body["code"],
@@ -715,7 +771,16 @@ async fn gate_fails_closed_when_the_store_is_unreachable() {
     assert_eq!(d["state"], "error", "{d}");
     let out = app
         .cli(
-            &["gate", "check", "--change", &cr, "--env", "staging"],
+            &[
+                "gate",
+                "check",
+                "--change",
+                &cr,
+                "--env",
+                "staging",
+                "--digest",
+                &digest(42),
+            ],
             &[("SHIPGATE_TOKEN", &p.alice)],
         )
         .await;
@@ -746,6 +811,8 @@ async fn approval_on_one_instance_releases_a_gate_on_another() {
         &cr,
         "--env",
         "staging",
+        "--digest",
+        &digest(42),
         "--timeout",
         "30s",
     ])
@@ -884,7 +951,7 @@ async fn bad_input_on_changes_and_decisions() {
     let r = app
         .post_as(
             "/api/v1/changes/CR-1/decisions",
-            json!({"decision": "maybe", "extra": 1}),
+            json!({"decision": "maybe", "extra": 1, "revision": 1}),
             &p.carol,
             &[],
         )

@@ -270,3 +270,370 @@ async fn unknown_environment_labels_refused_in_strict_mode() {
     refused_json(&app, b, &["environment"]).await;
     app.stop().await;
 }
+
+async fn put_text(app: &TestApp, path: &str, body: String, ctype: &str) -> Resp {
+    app.req(
+        reqwest::Method::PUT,
+        path,
+        Some(&app.token),
+        Some(body.into()),
+        &[("content-type", ctype)],
+    )
+    .await
+}
+
+/// The fields a problem names.
+fn named(r: &Resp) -> Vec<String> {
+    r.body["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_problem(r: &Resp, status: u16, fields: &[&str], what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.body);
+    assert_eq!(
+        r.headers["content-type"], "application/problem+json",
+        "{what}"
+    );
+    let got = named(r);
+    for f in fields {
+        assert!(
+            got.iter().any(|g| g == f),
+            "{what}: expected an error naming '{f}', got {got:?}"
+        );
+    }
+}
+
+const GOOD_POLICY: &str = "[[rule]]\nname = \"std\"\nauto_approve = true\n[rule.match]\nchange_type = [\"standard\"]\n\n[[rule]]\nname = \"normal\"\napprovals = [{ group = \"cab\", quorum = 1 }]\n[rule.match]\nchange_type = [\"normal\"]\n";
+
+/// Every number in a policy has bounds: a quorum of 4294967295 (which made the first gate call
+/// allocate 34 GB and abort, at every restart) and out-of-range durations and counts are
+/// refused on push, naming the setting. A policy already stored outside the bounds (written
+/// before them, behind the API's back) never crashes the server: the gate answers `error`,
+/// across a restart too, and a good policy can be pushed over it.
+#[tokio::test]
+async fn out_of_range_policies_are_refused_and_a_stored_one_fails_closed() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post("/api/v1/people", json!({"subject": "carol"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = put_text(
+        &app,
+        "/api/v1/groups/cab",
+        json!({"members": ["carol"]}).to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let huge_quorum = GOOD_POLICY.replace("quorum = 1", "quorum = 4294967295");
+    for (text, field) in [
+        (huge_quorum.clone(), "policy.rule[1].approvals[0].quorum"),
+        (
+            GOOD_POLICY.replace("quorum = 1", "quorum = 51"),
+            "policy.rule[1].approvals[0].quorum",
+        ),
+        (
+            GOOD_POLICY.replace("quorum = 1", "quorum = 99999999999"),
+            "policy.rule[1].approvals[0].quorum",
+        ),
+        (
+            format!("[defaults]\nvalidity = \"100000000d\"\n{GOOD_POLICY}"),
+            "policy.defaults.validity",
+        ),
+        (
+            GOOD_POLICY.replace(
+                "auto_approve = true\n",
+                "auto_approve = true\nsla = \"1000y\"\n",
+            ),
+            "policy.rule[0].sla",
+        ),
+        (
+            format!(
+                "{GOOD_POLICY}\n[emergency]\ngroup = \"cab\"\nincident_commanders = \"cab\"\nsystem_owners = \"cab\"\nmonthly_threshold = 4294967295\n"
+            ),
+            "policy.emergency.monthly_threshold",
+        ),
+    ] {
+        let r = put_text(&app, "/api/v1/policy", text.clone(), "application/toml").await;
+        assert_problem(&r, 422, &[field], &text);
+        assert_eq!(r.body["errors"][0]["code"], "invalid_policy", "{}", r.body);
+    }
+    assert_eq!(
+        app.get("/api/v1/policy").await.status,
+        404,
+        "nothing pushed"
+    );
+
+    let r = put_text(
+        &app,
+        "/api/v1/policy",
+        GOOD_POLICY.into(),
+        "application/toml",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post(
+            "/api/v1/changes",
+            json!({"type": "standard", "title": "t", "services": ["checkout"], "environments": ["staging"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let key = r.body["key"].as_str().unwrap().to_owned();
+    let gate = format!("/api/v1/gate?change={key}&environment=staging");
+    assert_eq!(app.get(&gate).await.body["state"], "allowed");
+
+    // The crashing policy, stored as it could have been before the bounds existed.
+    let tenant = app.get("/api/v1/whoami").await.body["tenant"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shipgate_store::ChangeStore::push_policy(
+        &*app.store,
+        &tenant,
+        &huge_quorum,
+        &shipgate_domain::audit::sha256_hex(huge_quorum.as_bytes()),
+        "before-the-bounds",
+        shipgate_domain::time::truncate(chrono::Utc::now()),
+    )
+    .await
+    .unwrap();
+    // A restart loads it: the server comes up and the gate fails closed, saying why.
+    let db = app.db_url.clone();
+    let dir = app.stop().await;
+    let app = TestApp::spawn_on(db, dir, |_| {}).await;
+    for _ in 0..2 {
+        let r = app.get(&gate).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["state"], "error", "{}", r.body);
+        assert!(r.body.to_string().contains("quorum"), "{}", r.body);
+    }
+    let r = app
+        .post(
+            "/api/v1/changes",
+            json!({"type": "normal", "title": "t", "services": ["checkout"], "environments": ["staging"]}),
+        )
+        .await;
+    assert!(r.status >= 500, "no change opens under it: {}", r.body);
+    assert!(app.get("/api/v1/policy").await.body["parsed"].is_null());
+    // A good policy can be pushed over it, and the gate decides again.
+    let r = put_text(
+        &app,
+        "/api/v1/policy",
+        GOOD_POLICY.into(),
+        "application/toml",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_ne!(app.get(&gate).await.body["state"], "error");
+    app.stop().await;
+}
+
+/// No query input panics a worker: durations and times are computed with checked arithmetic,
+/// and an out-of-range value is a 422 problem naming the parameter. A viewer token is enough to
+/// ask, so each is asked with one.
+#[tokio::test]
+async fn out_of_range_query_values_are_refused_never_panic() {
+    let app = TestApp::spawn().await;
+    let viewer = app.token_for("viewer-1", "viewer", None).await;
+    for (path, field) in [
+        ("/api/v1/deployments?since=100000000d", "since"),
+        ("/api/v1/deployments?until=100000000d", "until"),
+        ("/api/v1/deployments?since=36601d", "since"),
+        ("/api/v1/deployments?since=9223372036854775807m", "since"),
+        ("/api/v1/deployments?since=153722867280912930m", "since"),
+        (
+            "/api/v1/deployments?since=99999999999999999999999h",
+            "since",
+        ),
+        ("/api/v1/deployments?limit=4294967296", "limit"),
+        ("/api/v1/recent-changes?since=100000000d", "since"),
+        ("/api/v1/recent-changes?hours=4294967295", "hours"),
+        ("/api/v1/recent-changes?hours=0", "hours"),
+        ("/api/v1/changes?limit=0", "limit"),
+        ("/api/v1/changes?limit=4294967295", "limit"),
+        (
+            "/api/v1/gate?change=CR-1&environment=staging&wait=100000000000d",
+            "wait",
+        ),
+        (
+            "/api/v1/gate?change=CR-1&environment=staging&wait=18446744073709551615",
+            "wait",
+        ),
+    ] {
+        let r = app
+            .req(reqwest::Method::GET, path, Some(&viewer), None, &[])
+            .await;
+        assert_problem(&r, 422, &[field], path);
+    }
+    let r = app.get("/api/v1/audit?after=-1").await;
+    assert_problem(&r, 422, &["after"], "audit after");
+    // The server still answers, and the largest allowed look-back works.
+    let r = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/deployments?since=36600d",
+            Some(&viewer),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.stop().await;
+}
+
+/// An empty value is refused with a field error, never read as "none": `"env_tier": ""` does
+/// not make an unscoped token, nor `"expires_in": ""` one that never expires (role grants the
+/// same). A group is never emptied by a body without members, and an empty policy body is not
+/// a new policy version.
+#[tokio::test]
+async fn empty_values_are_refused_not_read_as_none() {
+    let app = TestApp::spawn().await;
+    let before = app
+        .get("/api/v1/tokens")
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .len();
+    for (body, fields) in [
+        (
+            json!({"subject": "ci", "role": "deployer", "env_tier": "", "expires_in": ""}),
+            vec!["env_tier", "expires_in"],
+        ),
+        (
+            json!({"subject": "ci", "role": "deployer", "env_tier": "  ", "expires_in": " "}),
+            vec!["env_tier", "expires_in"],
+        ),
+        (json!({"subject": "ci", "role": ""}), vec!["role"]),
+        (
+            json!({"subject": "ci", "role": "viewer", "tenant": ""}),
+            vec!["tenant"],
+        ),
+        (json!({"subject": "", "role": "viewer"}), vec!["subject"]),
+        // Lifetimes are bounded too (this one used to overflow the clock and panic).
+        (
+            json!({"subject": "ci", "role": "viewer", "expires_in": "1000000y"}),
+            vec!["expires_in"],
+        ),
+        (
+            json!({"subject": "ci", "role": "viewer", "expires_in": "1831d"}),
+            vec!["expires_in"],
+        ),
+    ] {
+        let r = app.post("/api/v1/tokens", body.clone()).await;
+        assert_problem(&r, 422, &fields, &body.to_string());
+    }
+    assert_eq!(
+        app.get("/api/v1/tokens")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        before,
+        "no token was created"
+    );
+    let r = app
+        .post(
+            "/api/v1/tokens",
+            json!({"subject": "ci", "role": "deployer", "env_tier": "staging", "expires_in": "90d"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    for (body, fields) in [
+        (
+            json!({"subject": "sso-1", "role": "viewer", "env_tier": "", "expires_in": ""}),
+            vec!["env_tier", "expires_in"],
+        ),
+        (
+            json!({"subject": "", "group": "", "role": "viewer"}),
+            vec!["subject", "group"],
+        ),
+        (json!({"group": "", "role": "viewer"}), vec!["group"]),
+        (json!({"subject": "sso-1", "role": ""}), vec!["role"]),
+    ] {
+        let r = app.post("/api/v1/role-grants", body.clone()).await;
+        assert_problem(&r, 422, &fields, &body.to_string());
+    }
+    assert_eq!(
+        app.get("/api/v1/role-grants")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "no role grant was created"
+    );
+
+    // Groups: a body without members, or with none, does not empty a group.
+    let r = app
+        .post("/api/v1/people", json!({"subject": "carol"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post(
+            "/api/v1/people",
+            json!({"subject": "dave", "token_role": ""}),
+        )
+        .await;
+    assert_problem(&r, 422, &["token_role"], "empty token_role");
+    let r = put_text(
+        &app,
+        "/api/v1/groups/cab",
+        json!({"members": ["carol"]}).to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for body in [json!({}), json!({"members": []}), json!({"members": null})] {
+        let r = put_text(
+            &app,
+            "/api/v1/groups/cab",
+            body.to_string(),
+            "application/json",
+        )
+        .await;
+        assert_problem(&r, 422, &["members"], &body.to_string());
+    }
+    let groups = app.get("/api/v1/groups").await;
+    assert_eq!(
+        groups.body[0]["members"],
+        json!(["carol"]),
+        "{}",
+        groups.body
+    );
+
+    // Policy: an empty body (or only comments, or only defaults) is not a policy version.
+    for text in [
+        "",
+        "   \n",
+        "# nothing here\n",
+        "[defaults]\nvalidity = \"1h\"\n",
+    ] {
+        let r = put_text(&app, "/api/v1/policy", text.into(), "application/toml").await;
+        assert_problem(&r, 422, &["policy"], text);
+        assert_eq!(r.body["errors"][0]["code"], "empty_policy", "{}", r.body);
+    }
+    assert_eq!(app.get("/api/v1/policy").await.status, 404, "no version");
+    assert_eq!(
+        app.get("/api/v1/policy/history")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    app.verify_ok().await;
+    app.stop().await;
+}

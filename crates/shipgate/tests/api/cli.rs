@@ -325,14 +325,28 @@ async fn demo_serves_realistic_data() {
     for s in ["approved", "pending", "rejected", "bypassed"] {
         assert!(states.contains(s), "{s} missing from {states:?}");
     }
-    let out = cli(&[
+    let digest_of = |key: &str| {
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == key)
+            .and_then(|c| c["artifact_digests"][0].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let d1: &'static str = Box::leak(digest_of("CR-1").into_boxed_str());
+    let d2: &'static str = Box::leak(digest_of("CR-2").into_boxed_str());
+    let out = cli(Box::leak(Box::new([
         "gate",
         "check",
         "--change",
         "CR-1",
         "--env",
         "prod-us-east-1",
-    ])
+        "--digest",
+        d1,
+    ])))
     .await;
     assert_eq!(
         out.status.code(),
@@ -340,14 +354,16 @@ async fn demo_serves_realistic_data() {
         "CR-1 is approved: {}",
         stderr(&out)
     );
-    let out = cli(&[
+    let out = cli(Box::leak(Box::new([
         "gate",
         "check",
         "--change",
         "CR-2",
         "--env",
         "prod-us-east-1",
-    ])
+        "--digest",
+        d2,
+    ])))
     .await;
     assert_eq!(out.status.code(), Some(8), "CR-2 waits on the CAB");
     let out = cli(&["approvals", "--all", "--output", "json"]).await;

@@ -148,6 +148,30 @@ impl TestApp {
         self.post_as(path, body, &self.token, &[]).await
     }
 
+    /// Posts a decision on the revision of `key` as `token` reads it now (as the CLI does).
+    pub async fn decide_as(&self, key: &str, mut body: Value, token: &str) -> Resp {
+        let cur = self
+            .req(
+                reqwest::Method::GET,
+                &format!("/api/v1/changes/{key}"),
+                Some(token),
+                None,
+                &[],
+            )
+            .await;
+        if let Some(o) = body.as_object_mut() {
+            let r = cur.body.get("revision").cloned().unwrap_or(Value::from(1));
+            o.insert("revision".into(), r);
+        }
+        self.post_as(
+            &format!("/api/v1/changes/{key}/decisions"),
+            body,
+            token,
+            &[],
+        )
+        .await
+    }
+
     pub async fn post_as(
         &self,
         path: &str,

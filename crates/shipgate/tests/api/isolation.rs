@@ -111,7 +111,7 @@ async fn isolation(app: TestApp) {
     let r = app
         .post_as(
             &format!("/api/v1/changes/{cr}/decisions"),
-            json!({"decision": "reject"}),
+            json!({"decision": "reject", "revision": 1}),
             &acme,
             &[],
         )

@@ -286,11 +286,10 @@ async fn itsm_change_records_open_change_requests_and_get_the_decision_back() {
         r.body
     );
     let r = app
-        .post_as(
-            &format!("/api/v1/changes/{cr2}/decisions"),
+        .decide_as(
+            &cr2,
             json!({"decision": "reject", "comment": "not this week"}),
             &carol,
-            &[],
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -237,13 +237,8 @@ async fn change(app: &TestApp, token: &str) -> String {
 }
 
 async fn approve(app: &TestApp, token: &str, key: &str) -> Resp {
-    app.post_as(
-        &format!("/api/v1/changes/{key}/decisions"),
-        json!({"decision": "approve", "comment": "ok"}),
-        token,
-        &[],
-    )
-    .await
+    app.decide_as(key, json!({"decision": "approve", "comment": "ok"}), token)
+        .await
 }
 
 /// Who may approve follows the directory: a person added to the LDAP group may approve after

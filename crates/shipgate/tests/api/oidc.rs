@@ -456,3 +456,81 @@ async fn role_grants_per_tenant_and_tier_for_sso_identities() {
     assert_ne!(out.status.code(), Some(0));
     app.stop().await;
 }
+
+/// An Ed25519 key generated for this test only (`openssl genpkey -algorithm ed25519`), and its
+/// public half as a JWK `x`.
+const TEST_ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIMJCfdm5J3qqEHtE3BstGhSsvg9MupB/bKOEvBs8tdMH\n-----END PRIVATE KEY-----\n";
+const TEST_ED25519_X: &str = "vyBOXUMlDQD6773NXLC62HMds3bSF0tUOqdVYc6zx98";
+
+/// A token is not accepted before its `nbf` (not before), give or take the leeway shared with
+/// `exp`. The tokens are minted here, signed with a key the server fetches from a JWKS served
+/// by the test (no provider needed), so `nbf` can be set freely.
+#[tokio::test]
+async fn tokens_are_refused_before_their_not_before_time() {
+    let jwks =
+        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": TEST_ED25519_X, "kid": "test-key"}]});
+    let router = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move { axum::Json(jwks) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_uri = format!("http://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    const ISSUER: &str = "https://login.example.test";
+    let app = TestApp::spawn_with(|s| {
+        s.oidc.issuer = Some(ISSUER.into());
+        s.oidc.jwks_uri = Some(jwks_uri.clone());
+        s.oidc.audience = Some("urn:shipgate".into());
+        s.oidc.leeway_secs = 60;
+        s.oidc
+            .role_map
+            .insert("shipgate-deployers".into(), Role::Deployer);
+    })
+    .await;
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(TEST_ED25519_PEM.as_bytes()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let mint = |nbf: Option<Value>| {
+        let mut claims = json!({"sub": "alice", "iss": ISSUER, "aud": "urn:shipgate",
+            "exp": now + 600, "iat": now, "groups": ["shipgate-deployers"]});
+        if let Some(nbf) = nbf {
+            claims["nbf"] = nbf;
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header {
+                kid: Some("test-key".into()),
+                ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA)
+            },
+            &claims,
+            &key,
+        )
+        .unwrap()
+    };
+
+    // The harness works: no nbf, an nbf in the past, and one within the leeway are accepted.
+    for nbf in [None, Some(json!(now - 10)), Some(json!(now + 30))] {
+        let r = whoami(&app, &mint(nbf.clone())).await;
+        assert_eq!(r.status, 200, "nbf {nbf:?}: {}", r.body);
+        assert_eq!(r.body["subject"], "alice");
+        assert_eq!(r.body["role"], "deployer");
+    }
+    // Not valid yet: refused, and not cached as verified either (asked twice).
+    let early = mint(Some(json!(now + 3600)));
+    for _ in 0..2 {
+        let r = whoami(&app, &early).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains("refused"),
+            "{}",
+            r.body
+        );
+    }
+    // Past the leeway, and an nbf that is not a number: refused.
+    for nbf in [json!(now + 600), json!("soon"), json!({"t": now})] {
+        let r = whoami(&app, &mint(Some(nbf.clone()))).await;
+        assert_eq!(r.status, 401, "nbf {nbf}: {}", r.body);
+    }
+    app.stop().await;
+}

@@ -951,15 +951,142 @@ async fn deployment_protection_rules_are_answered_by_the_gate() {
     })
     .await;
     let r = app
-        .post_as(
-            &format!("/api/v1/changes/{normal_cr}/decisions"),
-            json!({"decision": "approve"}),
-            &carol,
-            &[],
-        )
+        .decide_as(&normal_cr, json!({"decision": "approve"}), &carol)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let a = wait_answers(4).await;
     assert_eq!(a[3].1["state"], "approved", "{:?}", a[3]);
+    app.stop().await;
+}
+
+/// The GitHub token goes only to GitHub's own callback path on the configured API:
+/// `/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule`, under the GitHub
+/// Enterprise Server `/api/v3` prefix when the configured API has it. Traversals (`..`, `.`,
+/// percent-encoded dots), double slashes and other paths on the same host are refused when the
+/// request arrives and never receive anything; a mock of GitHub records every request it gets.
+#[tokio::test]
+async fn protection_rule_callbacks_off_githubs_path_never_get_the_token() {
+    use std::sync::{Arc, Mutex};
+    type Hits = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let hits: Hits = Default::default();
+    let sink = hits.clone();
+    let mock =
+        axum::Router::new().fallback(move |uri: axum::http::Uri, h: axum::http::HeaderMap| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push((
+                    uri.path().to_owned(),
+                    h.get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                ));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gh = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, mock).await });
+    let secrets = |api: String| shipgate_server::routes::webhooks::WebhookSecrets {
+        github_secret: Some(SECRET.to_owned().into()),
+        github_token: Some("ghs_installation".to_owned().into()),
+        github_protection_wait_secs: Some(1),
+        github_api_url: Some(api),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(|s| {
+        s.webhooks.insert("default".into(), secrets(gh.clone()));
+        s.webhooks
+            .insert("ghes".into(), secrets(format!("{gh}/api/v3")));
+    })
+    .await;
+    let request = |callback: &str| {
+        json!({"action": "requested", "environment": "staging", "event": "push",
+            "deployment_callback_url": callback,
+            "deployment": {"id": 1, "sha": format!("{:040x}", 1), "ref": "main", "environment": "staging", "payload": {"change_ref": "CR-1"}},
+            "repository": {"id": 1, "name": "checkout", "full_name": "acme/checkout"}, "sender": {"login": "octocat"}})
+    };
+    let send = |tenant: &'static str, id: String, callback: String| {
+        let app = &app;
+        let body = serde_json::to_vec(&request(callback.as_str())).unwrap();
+        async move {
+            app.req(
+                reqwest::Method::POST,
+                &format!("/api/v1/webhooks/{tenant}/github"),
+                None,
+                Some(body.clone().into()),
+                &[
+                    ("content-type", "application/json"),
+                    ("x-github-event", "deployment_protection_rule"),
+                    ("x-github-delivery", &id),
+                    ("x-hub-signature-256", &sign(&body)),
+                ],
+            )
+            .await
+        }
+    };
+    let run = "/repos/acme/checkout/actions/runs/1/deployment_protection_rule";
+    let refused = [
+        ("default", format!("{gh}{run}/../../evil")),
+        ("default", format!("{gh}{run}/../../../../../evil")),
+        ("default", format!("{gh}{run}/%2e%2e/%2E%2E/evil")),
+        (
+            "default",
+            format!("{gh}/repos/acme/checkout/actions/runs/1/./deployment_protection_rule"),
+        ),
+        (
+            "default",
+            format!("{gh}/repos/acme/checkout/actions/runs/1//deployment_protection_rule"),
+        ),
+        ("default", format!("{gh}/{run}")),
+        ("default", format!("{gh}/evil")),
+        ("default", format!("{gh}/api/v3/../../evil")),
+        ("default", format!("{gh}{run}?redirect=/evil")),
+        ("ghes", format!("{gh}/api/v3/../../evil")),
+        ("ghes", format!("{gh}/api/v3/%2e%2e/%2e%2e/evil")),
+        (
+            "ghes",
+            format!(
+                "{gh}/api/v3/repos/acme/checkout/actions/runs/1/deployment_protection_rule/../../evil"
+            ),
+        ),
+        ("ghes", format!("{gh}{run}")),
+    ];
+    for (i, (tenant, callback)) in refused.iter().enumerate() {
+        let r = send(tenant, format!("bad-{i}"), callback.clone()).await;
+        assert_eq!(r.status, 422, "{callback}: {}", r.body);
+        assert_eq!(
+            r.body["errors"][0]["field"], "deployment_callback_url",
+            "{callback}: {}",
+            r.body
+        );
+    }
+    // GitHub's own callbacks are answered (rejected: there is no CR-1), with the token.
+    let ok = [
+        ("default", format!("{gh}{run}")),
+        ("ghes", format!("{gh}/api/v3{run}")),
+    ];
+    for (i, (tenant, callback)) in ok.iter().enumerate() {
+        let r = send(tenant, format!("good-{i}"), callback.clone()).await;
+        assert_eq!(r.status, 200, "{callback}: {}", r.body);
+    }
+    let t = std::time::Instant::now();
+    while hits.lock().unwrap().len() < 2 {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut got = hits.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (
+                format!("/api/v3{run}"),
+                Some("Bearer ghs_installation".to_owned())
+            ),
+            (run.to_owned(), Some("Bearer ghs_installation".to_owned())),
+        ],
+        "only GitHub's callback paths were called"
+    );
     app.stop().await;
 }
