@@ -65,6 +65,27 @@ pub struct PendingEntry {
     pub payload: String,
     /// The event this change publishes (written to the outbox with the entry).
     pub event: Option<crate::events::OutboxEvent>,
+    /// Governance rows this entry wrote: the store fingerprints each row as stored (inside
+    /// the same transaction) and adds `records` to the payload before sealing it.
+    pub rows: Vec<RowRef>,
+}
+
+/// A row of a governance table, by tenant and key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RowRef {
+    #[serde(rename = "t")]
+    pub table: String,
+    pub tenant: String,
+    #[serde(rename = "k")]
+    pub key: String,
+}
+
+/// One row's fingerprint as an entry commits to it (`h: null`: the row was deleted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowFingerprint {
+    #[serde(flatten)]
+    pub row: RowRef,
+    pub h: Option<String>,
 }
 
 impl PendingEntry {
@@ -76,7 +97,39 @@ impl PendingEntry {
             subject: subject.to_owned(),
             payload: canonical_json(payload),
             event: None,
+            rows: Vec::new(),
         }
+    }
+
+    /// Declares a governance row this entry wrote (its fingerprint is added at commit).
+    pub fn touching(mut self, table: &str, tenant: &str, key: impl ToString) -> Self {
+        self.rows.push(RowRef {
+            table: table.to_owned(),
+            tenant: tenant.to_owned(),
+            key: key.to_string(),
+        });
+        self
+    }
+
+    /// Adds the rows' fingerprints to the payload (`records`), as the store does before
+    /// sealing (`row_fingerprints`). A payload that is not an object is wrapped as
+    /// `{"value": ...}`.
+    pub fn seal_records(&mut self, fps: Vec<RowFingerprint>) {
+        if fps.is_empty() {
+            return;
+        }
+        let v: Value = serde_json::from_str(&self.payload).unwrap_or(Value::Null);
+        let mut obj = match v {
+            Value::Object(o) => o,
+            other => {
+                let mut o = serde_json::Map::new();
+                o.insert("value".into(), other);
+                o
+            }
+        };
+        obj.insert("row_fingerprints".into(), json!(fps));
+        self.payload = canonical_json(&Value::Object(obj));
+        self.rows.clear();
     }
 
     pub fn with_event(mut self, e: crate::events::OutboxEvent) -> Self {
@@ -260,7 +313,8 @@ pub struct Break {
     /// The audit entry at fault, when there is one.
     pub seq: Option<i64>,
     /// `chain_gap`, `chain_link`, `entry_hash`, `payload_hash`, `payload_format`,
-    /// `record_modified`, `record_missing`, `record_unaudited`, `projection_modified`.
+    /// `record_modified`, `record_missing`, `record_unaudited`, `projection_modified`,
+    /// `head_mismatch` (the chain no longer holds a saved head), `chain_truncated`.
     pub kind: String,
     pub subject: Option<String>,
     pub message: String,
@@ -288,9 +342,48 @@ pub struct Verifier {
     entries: u64,
     records: u64,
     problems: Vec<Break>,
-    /// record id -> (seq, position in the entry, fingerprint) of the entries that commit to a
-    /// stored record.
-    committed: HashMap<Uuid, (i64, u32, [u8; 32])>,
+    /// (table, tenant, key) -> (seq, position in the entry, fingerprint) of the latest entry
+    /// that commits to a stored record; `None`: the entry recorded its deletion.
+    committed: HashMap<RowRef, (i64, u32, Option<[u8; 32]>)>,
+    /// A head the auditor saved earlier: the chain must still hold it.
+    expect: Option<ChainHead>,
+}
+
+/// The key of a deployment or status event in the verifier (kinds never collide).
+pub fn deployment_key(tenant: &str, id: Uuid) -> RowRef {
+    RowRef {
+        table: "deployments".into(),
+        tenant: tenant.to_owned(),
+        key: id.to_string(),
+    }
+}
+
+pub fn event_key(tenant: &str, id: Uuid) -> RowRef {
+    RowRef {
+        table: "deployment_events".into(),
+        tenant: tenant.to_owned(),
+        key: id.to_string(),
+    }
+}
+
+/// Parses `SEQ:HASH` (a head an auditor saved).
+pub fn parse_head(s: &str) -> Result<ChainHead, String> {
+    let (seq, hash) = s
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}': expected SEQ:HASH"))?;
+    let seq: i64 = seq
+        .parse()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| format!("'{seq}' is not a sequence number"))?;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("'{hash}' is not a SHA-256 hash (64 hex digits)"));
+    }
+    Ok(ChainHead {
+        seq,
+        hash: hash.to_ascii_lowercase(),
+    })
 }
 
 impl Default for Verifier {
@@ -318,7 +411,16 @@ impl Verifier {
             records: 0,
             problems: Vec::new(),
             committed: HashMap::new(),
+            expect: None,
         }
+    }
+
+    /// Verifies against a head saved earlier: entry `expect.seq` must still carry
+    /// `expect.hash` (a recomputed chain does not), and the chain must reach it (a truncated
+    /// one does not).
+    pub fn expecting(mut self, expect: Option<ChainHead>) -> Self {
+        self.expect = expect.filter(|h| h.seq > 0);
+        self
     }
 
     fn problem(&mut self, seq: Option<i64>, kind: &str, subject: Option<String>, message: String) {
@@ -372,6 +474,42 @@ impl Verifier {
                 format!("entry {}'s payload was altered", e.seq),
             );
         }
+        if let Some(x) = &self.expect
+            && x.seq == e.seq
+            && x.hash != e.hash
+        {
+            self.problem(
+                Some(e.seq),
+                "head_mismatch",
+                None,
+                format!(
+                    "entry {} is not the entry the saved head names (hash {}): the chain was rewritten",
+                    e.seq, x.hash
+                ),
+            );
+        }
+        // Governance rows this entry wrote.
+        if e.payload.contains("\"row_fingerprints\"") {
+            #[derive(Deserialize)]
+            struct WithRecords {
+                #[serde(default)]
+                row_fingerprints: Vec<RowFingerprint>,
+            }
+            match serde_json::from_str::<WithRecords>(&e.payload) {
+                Ok(w) => {
+                    for (i, r) in w.row_fingerprints.into_iter().enumerate() {
+                        let h = r.h.as_deref().map(hash_bytes);
+                        self.committed.insert(r.row, (e.seq, i as u32, h));
+                    }
+                }
+                Err(_) => self.problem(
+                    Some(e.seq),
+                    "payload_format",
+                    Some(e.subject.clone()),
+                    format!("entry {}'s records cannot be read", e.seq),
+                ),
+            }
+        }
         if e.action == ACTION_DEPLOYMENT_CREATED || e.action == ACTION_DEPLOYMENT_EVENT {
             match (
                 Uuid::parse_str(&e.subject),
@@ -379,11 +517,16 @@ impl Verifier {
             ) {
                 (Ok(id), Ok(p)) => {
                     if let Some(h) = p.deployment {
-                        self.committed.insert(id, (e.seq, 0, hash_bytes(&h)));
+                        self.committed.insert(
+                            deployment_key(&e.tenant, id),
+                            (e.seq, 0, Some(hash_bytes(&h))),
+                        );
                     }
                     for (i, (event_id, h)) in p.events.iter().enumerate() {
-                        self.committed
-                            .insert(*event_id, (e.seq, i as u32 + 1, hash_bytes(h)));
+                        self.committed.insert(
+                            event_key(&e.tenant, *event_id),
+                            (e.seq, i as u32 + 1, Some(hash_bytes(h))),
+                        );
                     }
                 }
                 _ => self.problem(
@@ -400,28 +543,35 @@ impl Verifier {
 
     /// Where the chain recorded a record: (entry seq, position in the entry). Status events
     /// are applied in this order.
-    pub fn position(&self, id: &Uuid) -> Option<(i64, u32)> {
-        self.committed.get(id).map(|(s, p, _)| (*s, *p))
+    pub fn position(&self, key: &RowRef) -> Option<(i64, u32)> {
+        self.committed.get(key).map(|(s, p, _)| (*s, *p))
     }
 
-    /// Checks one stored record (a deployment or a status event) against its audit entry.
-    pub fn record(&mut self, what: &str, id: Uuid, payload: &Value) {
+    /// Checks one stored record against the latest audit entry that wrote it: a deployment or
+    /// status event (`payload` is its fingerprinted facts) or a governance row (its image).
+    pub fn record(&mut self, key: &RowRef, payload: &Value) {
         self.records += 1;
         let actual = hash_bytes(&fingerprint(payload));
-        match self.committed.remove(&id) {
+        let what = format!("{} row {} (tenant {})", key.table, key.key, key.tenant);
+        let subject = Some(format!("{}:{}", key.table, key.key));
+        match self.committed.remove(key) {
             None => self.problem(
                 None,
                 "record_unaudited",
-                Some(id.to_string()),
-                format!("{what} {id} has no audit entry: it was written outside shipgate"),
+                subject,
+                format!("{what} has no audit entry: it was written outside shipgate"),
             ),
-            Some((seq, _, h)) if h != actual => self.problem(
+            Some((seq, _, None)) => self.problem(
+                Some(seq),
+                "record_unaudited",
+                subject,
+                format!("{what} was deleted by audit entry {seq} but exists: it was written outside shipgate"),
+            ),
+            Some((seq, _, Some(h))) if h != actual => self.problem(
                 Some(seq),
                 "record_modified",
-                Some(id.to_string()),
-                format!(
-                    "{what} {id} differs from what audit entry {seq} recorded: it was modified"
-                ),
+                subject,
+                format!("{what} differs from what audit entry {seq} recorded: it was modified"),
             ),
             Some(_) => {}
         }
@@ -434,23 +584,41 @@ impl Verifier {
     }
 
     pub fn finish(mut self, stored_head: Option<ChainHead>) -> VerifyReport {
-        let leftovers: Vec<(Uuid, i64)> = self
+        let mut leftovers: Vec<(RowRef, i64)> = self
             .committed
             .iter()
-            .map(|(k, (s, _, _))| (*k, *s))
+            .filter(|(_, (_, _, h))| h.is_some())
+            .map(|(k, (s, _, _))| (k.clone(), *s))
             .collect();
-        for (id, seq) in leftovers {
+        leftovers.sort();
+        for (k, seq) in leftovers {
             self.problem(
                 Some(seq),
                 "record_missing",
-                Some(id.to_string()),
-                format!("the record {id} written by audit entry {seq} is missing: it was deleted"),
+                Some(format!("{}:{}", k.table, k.key)),
+                format!(
+                    "{} row {} (tenant {}) written by audit entry {seq} is missing: it was deleted",
+                    k.table, k.key, k.tenant
+                ),
             );
         }
         let head = ChainHead {
             seq: self.expected_seq - 1,
             hash: self.prev_hash.clone(),
         };
+        if let Some(x) = self.expect.clone()
+            && x.seq > head.seq
+        {
+            self.problem(
+                Some(head.seq + 1),
+                "chain_truncated",
+                None,
+                format!(
+                    "the chain ends at entry {} but the saved head names entry {}: entries were removed",
+                    head.seq, x.seq
+                ),
+            );
+        }
         if let Some(stored) = stored_head
             && stored != head
         {
@@ -509,6 +677,51 @@ mod tests {
         assert_eq!(
             canonical_json(&json!({"b":1,"a":{"d":2,"c":3}})),
             r#"{"a":{"c":3,"d":2},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn a_recomputed_or_truncated_chain_fails_against_a_saved_head() {
+        let original = chain(5);
+        let saved = ChainHead {
+            seq: 3,
+            hash: original[2].hash.clone(),
+        };
+        let check = |entries: &[AuditEntry]| {
+            let mut v = Verifier::new().expecting(Some(saved.clone()));
+            for e in entries {
+                v.entry(e);
+            }
+            v.finish(None)
+        };
+        assert!(check(&original).ok);
+        // Entry 2 rewritten and every hash after it recomputed: intact on its own.
+        let mut pending: Vec<PendingEntry> = (0..5)
+            .map(|i| {
+                PendingEntry::new(
+                    "t",
+                    "a",
+                    "token.created",
+                    &format!("s{i}"),
+                    &json!({"i": i}),
+                )
+            })
+            .collect();
+        pending[1] = PendingEntry::new("t", "mallory", "token.created", "s1", &json!({"i": 1}));
+        let forged = seal(&ChainHead::genesis(), from_micros(1), pending).0;
+        assert!(verify(&forged).ok, "a recomputed chain verifies on its own");
+        let r = check(&forged);
+        assert_eq!(r.first_break.expect("break").kind, "head_mismatch");
+        // Cut back before the saved head.
+        let r = check(&original[..2]);
+        assert!(
+            r.problems.iter().any(|p| p.kind == "chain_truncated"),
+            "{r:?}"
+        );
+        assert!(parse_head("3:zz").is_err() && parse_head("x").is_err());
+        assert_eq!(
+            parse_head(&format!("3:{}", saved.hash)).expect("parses"),
+            saved
         );
     }
 

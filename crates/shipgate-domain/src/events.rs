@@ -24,6 +24,7 @@ str_enum!(
         Approval => "approval",
         Gate => "gate",
         Incident => "incident",
+        Audit => "audit",
     }
 );
 
@@ -239,6 +240,29 @@ pub fn change_event(
                 }
             }),
             json!({"change": c}),
+        ),
+        event_type: t,
+    }
+}
+
+/// The head of the audit chain, published at an interval: an auditor who keeps these can
+/// later prove that the chain was not recomputed or cut (`audit verify --expect-head`).
+pub fn audit_checkpoint_event(head: &crate::audit::ChainHead, at: Timestamp) -> OutboxEvent {
+    let t = "dev.cdeventsx.shipgate-audit.checkpointed.0.1.0".to_owned();
+    OutboxEvent {
+        kind: EventKind::Audit,
+        env_tier: None,
+        subject_id: "audit-head".into(),
+        body: envelope(
+            "shipgate",
+            &t,
+            at,
+            json!({
+                "id": format!("audit-head-{}", head.seq),
+                "source": source("shipgate"),
+                "content": {"seq": head.seq, "hash": head.hash},
+            }),
+            json!({"head": head, "verify": format!("shipgate audit verify --expect-head {}:{}", head.seq, head.hash)}),
         ),
         event_type: t,
     }

@@ -74,6 +74,25 @@ pub async fn bootstrap(
     })
 }
 
+/// Checkpoints the audit chain's head at an interval (published on the event stream).
+fn spawn_checkpoints(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            match state.store.checkpoint_audit(state.clock.now()).await {
+                Ok(Some(h)) => {
+                    tracing::info!(seq = h.seq, hash = %h.hash, "audit head checkpointed")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not checkpoint the audit head"),
+            }
+        }
+    })
+}
+
 impl Application {
     /// Opens the store (unless one is given), creates the bootstrap token, and binds.
     pub async fn build(
@@ -91,6 +110,13 @@ impl Application {
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let boot = bootstrap(store.as_ref(), &settings, clock.as_ref()).await?;
+        let baselined = store.baseline_audit(clock.now()).await?;
+        if baselined > 0 {
+            tracing::info!(
+                rows = baselined,
+                "governance rows written before fingerprinting were committed to the audit chain"
+            );
+        }
         let (ingest, writer) = Ingest::spawn(
             store.clone(),
             clock.clone(),
@@ -133,6 +159,12 @@ impl Application {
         });
         let sweeper = crate::governance::spawn_review_sweeper(state.clone(), sweep);
         let mut background = vec![gate_log_task, forwarder, sweeper, refusal_task];
+        if state.settings.audit.checkpoint_secs > 0 {
+            background.push(spawn_checkpoints(
+                state.clone(),
+                Duration::from_secs(state.settings.audit.checkpoint_secs),
+            ));
+        }
         if let Some(d) = directory {
             background.push(d.spawn(state.clone()));
         }

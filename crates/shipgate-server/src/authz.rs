@@ -85,6 +85,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/api/v1/webhook-deliveries", AuditRead),
     ("GET", "/api/v1/audit", AuditRead),
     ("GET", "/api/v1/audit/verify", AuditRead),
+    ("GET", "/api/v1/audit/head", AuditRead),
     ("GET", "/api/v1/access-review", AccessReview),
     ("GET", "/api/v1/access-reviews", AccessReview),
     ("POST", "/api/v1/access-reviews", AccessReview),

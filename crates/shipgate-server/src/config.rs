@@ -50,6 +50,24 @@ pub struct Settings {
     /// Refused requests: the failed-authentication budget per client address and how refusals
     /// of known identities are aggregated on the audit chain.
     pub auth: crate::refusals::AuthSettings,
+    /// The audit chain's published head.
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Every this many seconds the chain's head is checkpointed and published on the event
+    /// stream (when anything was written since the last checkpoint); 0 turns it off.
+    pub checkpoint_secs: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            checkpoint_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,6 +120,7 @@ impl Default for Settings {
             itsm: Default::default(),
             provenance: Default::default(),
             auth: Default::default(),
+            audit: Default::default(),
         }
     }
 }

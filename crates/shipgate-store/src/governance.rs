@@ -273,13 +273,10 @@ impl ChangeStore for SqlStore {
         audit(
             &mut tx,
             p.created_at,
-            vec![PendingEntry::new(
-                tenant,
-                actor,
-                "person.saved",
-                &p.subject,
-                &json!(p),
-            )],
+            vec![
+                PendingEntry::new(tenant, actor, "person.saved", &p.subject, &json!(p))
+                    .touching("people", tenant, &p.subject),
+            ],
         )
         .await?;
         tx.commit().await?;
@@ -325,13 +322,16 @@ impl ChangeStore for SqlStore {
         audit(
             &mut tx,
             now,
-            vec![PendingEntry::new(
-                tenant,
-                actor,
-                "group.saved",
-                &format!("group:{}", g.name),
-                &json!(g),
-            )],
+            vec![
+                PendingEntry::new(
+                    tenant,
+                    actor,
+                    "group.saved",
+                    &format!("group:{}", g.name),
+                    &json!(g),
+                )
+                .touching("approver_groups", tenant, &g.name),
+            ],
         )
         .await?;
         tx.commit().await?;
@@ -375,22 +375,24 @@ impl ChangeStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
-        audit(
-            &mut tx,
-            now,
-            vec![PendingEntry::new(
-                tenant,
-                actor,
-                "directory.synced",
-                "directory",
-                &json!({
-                    "new_people": plan.new_people.iter().map(|p| &p.subject).collect::<Vec<_>>(),
-                    "changes": plan.changes,
-                    "missing": plan.missing,
-                }),
-            )],
-        )
-        .await?;
+        let mut entry = PendingEntry::new(
+            tenant,
+            actor,
+            "directory.synced",
+            "directory",
+            &json!({
+                "new_people": plan.new_people.iter().map(|p| &p.subject).collect::<Vec<_>>(),
+                "changes": plan.changes,
+                "missing": plan.missing,
+            }),
+        );
+        for p in &plan.new_people {
+            entry = entry.touching("people", tenant, &p.subject);
+        }
+        for g in &plan.groups {
+            entry = entry.touching("approver_groups", tenant, &g.name);
+        }
+        audit(&mut tx, now, vec![entry]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -451,7 +453,8 @@ impl ChangeStore for SqlStore {
                 "policy.pushed",
                 &format!("policy:{}", rec.version),
                 &json!({"version": rec.version, "hash": rec.hash, "previous_hash": cur.map(|c| c.hash), "text": rec.text}),
-            )],
+            )
+            .touching("policies", tenant, rec.version)],
         )
         .await?;
         tx.commit().await?;
@@ -500,6 +503,7 @@ impl ChangeStore for SqlStore {
                 &c.id.to_string(),
                 &json!({"key": c.key, "revision": c.revision, "spec": c.spec, "status": c.status, "policy_hash": c.policy_hash}),
             )
+            .touching("changes", tenant, c.id)
             .with_event(events::change_event(&c, "submitted", EventKind::Change, now)),
         ];
         if c.status == ChangeStatus::Approved {
@@ -673,6 +677,34 @@ impl ChangeStore for SqlStore {
                 }
             })
             .collect();
+        // The rows written are fingerprinted on the first entry (every write has one).
+        let mut entries = entries;
+        let mut touched: Vec<(&str, String)> = Vec::new();
+        if m.change.is_some() {
+            touched.push(("changes", current.id.to_string()));
+        }
+        if let Some(d) = &m.decision {
+            touched.push(("change_decisions", d.id.to_string()));
+        }
+        if let Some(e) = &m.evidence {
+            touched.push(("change_evidence", e.id.to_string()));
+        }
+        if !touched.is_empty() {
+            if entries.is_empty() {
+                entries.push(PendingEntry::new(
+                    tenant,
+                    actor,
+                    "change.updated",
+                    &current.id.to_string(),
+                    &json!({"key": current.key}),
+                ));
+            }
+            let first = entries.remove(0);
+            let first = touched
+                .into_iter()
+                .fold(first, |e, (t, k)| e.touching(t, tenant, k));
+            entries.insert(0, first);
+        }
         append_audit(&mut tx, &head, now, entries).await?;
         if m.change.is_some() || m.decision.is_some() || m.evidence.is_some() {
             notify(&mut tx, current.id).await?;
@@ -824,13 +856,16 @@ impl ChangeStore for SqlStore {
         audit(
             &mut tx,
             r.opened_at,
-            vec![PendingEntry::new(
-                tenant,
-                "shipgate",
-                "review.root_cause_opened",
-                &r.id.to_string(),
-                &json!(r),
-            )],
+            vec![
+                PendingEntry::new(
+                    tenant,
+                    "shipgate",
+                    "review.root_cause_opened",
+                    &r.id.to_string(),
+                    &json!(r),
+                )
+                .touching("root_cause_reviews", tenant, r.id),
+            ],
         )
         .await?;
         tx.commit().await?;
@@ -895,13 +930,16 @@ impl ChangeStore for SqlStore {
             &mut tx,
             &head,
             d.created_at,
-            vec![PendingEntry::new(
-                tenant,
-                &d.created_by,
-                "delegation.created",
-                &d.id.to_string(),
-                &json!(d),
-            )],
+            vec![
+                PendingEntry::new(
+                    tenant,
+                    &d.created_by,
+                    "delegation.created",
+                    &d.id.to_string(),
+                    &json!(d),
+                )
+                .touching("delegations", tenant, d.id),
+            ],
         )
         .await?;
         notify(&mut tx, Uuid::nil()).await?;
@@ -944,13 +982,16 @@ impl ChangeStore for SqlStore {
             &mut tx,
             &head,
             now,
-            vec![PendingEntry::new(
-                tenant,
-                actor,
-                "delegation.revoked",
-                &id.to_string(),
-                &json!({"id": id}),
-            )],
+            vec![
+                PendingEntry::new(
+                    tenant,
+                    actor,
+                    "delegation.revoked",
+                    &id.to_string(),
+                    &json!({"id": id}),
+                )
+                .touching("delegations", tenant, id),
+            ],
         )
         .await?;
         notify(&mut tx, Uuid::nil()).await?;

@@ -20,6 +20,7 @@ use shipgate_domain::*;
 use uuid::Uuid;
 
 pub mod postgres;
+pub mod rows;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]
@@ -335,8 +336,22 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<AuditEntry>>;
-    /// Recomputes the whole chain and checks every deployment and status event against it.
-    async fn verify_audit(&self) -> StoreResult<VerifyReport>;
+    /// Recomputes the whole chain and checks every deployment, status event and governance
+    /// row against it.
+    async fn verify_audit(&self) -> StoreResult<VerifyReport> {
+        self.verify_audit_against(None).await
+    }
+    /// Once, on a store written before governance rows were fingerprinted: appends
+    /// `audit.baselined` entries committing to every governance row as it stands, so that
+    /// later edits, insertions and deletions are detected. Returns the rows baselined.
+    async fn baseline_audit(&self, now: Timestamp) -> StoreResult<u64>;
+    /// Publishes the chain's head: appends an `audit.checkpoint` entry naming the head before
+    /// it, with an event for the stream, unless nothing was written since the last one.
+    /// Returns the head published.
+    async fn checkpoint_audit(&self, now: Timestamp) -> StoreResult<Option<ChainHead>>;
+    /// The same, and the chain must still hold `expect`, a head an auditor saved earlier (a
+    /// recomputed or truncated chain does not).
+    async fn verify_audit_against(&self, expect: Option<ChainHead>) -> StoreResult<VerifyReport>;
 
     /// Records an incident, or its change of status (audited and published); `false` when
     /// nothing changed.

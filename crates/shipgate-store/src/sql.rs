@@ -333,6 +333,66 @@ pub(super) async fn lock_head(conn: &mut Conn) -> StoreResult<ChainHead> {
     })
 }
 
+/// A governance row's image as stored (see `rows.rs`): its table, tenant, key and columns.
+fn image_from_row(
+    spec: &crate::rows::TableSpec,
+    r: &DbRow,
+) -> StoreResult<(String, String, serde_json::Value)> {
+    use crate::rows::Ty;
+    let get = |col: &str, ty: Ty| -> StoreResult<serde_json::Value> {
+        Ok(match ty {
+            Ty::Text => serde_json::json!(r.try_get::<Option<String>, _>(col)?),
+            Ty::Int => serde_json::json!(r.try_get::<Option<i64>, _>(col)?),
+            Ty::Bool => serde_json::json!(r.try_get::<Option<bool>, _>(col)?),
+        })
+    };
+    let tenant: String = r.try_get("tenant")?;
+    let key = get(spec.key.0, spec.key.1)?;
+    let key_text = match &key {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("table".into(), spec.table.into());
+    m.insert("tenant".into(), tenant.clone().into());
+    m.insert(spec.key.0.into(), key);
+    for (c, ty) in spec.cols {
+        m.insert((*c).into(), get(c, *ty)?);
+    }
+    Ok((tenant, key_text, serde_json::Value::Object(m)))
+}
+
+/// The fingerprints of the governance rows pending entries wrote, read back as stored inside
+/// the write transaction (`None`: the row is gone).
+async fn fingerprint_rows(
+    conn: &mut Conn,
+    rows: &[audit::RowRef],
+) -> StoreResult<Vec<audit::RowFingerprint>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let spec = crate::rows::spec(&r.table)
+            .ok_or_else(|| internal(format!("{} is not a governance table", r.table)))?;
+        let sql = format!(
+            "SELECT tenant, {} FROM {} WHERE tenant = $1 AND {} = $2",
+            spec.select_list(),
+            spec.table,
+            spec.key.0
+        );
+        let q = sqlx::query(&sql).bind(r.tenant.clone());
+        let q = match spec.key.1 {
+            crate::rows::Ty::Int => q.bind(r.key.parse::<i64>().map_err(internal)?),
+            _ => q.bind(r.key.clone()),
+        };
+        let row = q.fetch_optional(&mut *conn).await?;
+        let h = match row {
+            Some(row) => Some(audit::fingerprint(&image_from_row(spec, &row)?.2)),
+            None => None,
+        };
+        out.push(audit::RowFingerprint { row: r.clone(), h });
+    }
+    Ok(out)
+}
+
 /// Seals pending entries onto the chain, writes them and moves the head, in the caller's
 /// transaction.
 pub(super) async fn append_audit(
@@ -345,6 +405,13 @@ pub(super) async fn append_audit(
         return Ok(head.clone());
     }
     let mut pending = pending;
+    for p in pending.iter_mut() {
+        if !p.rows.is_empty() {
+            let rows = std::mem::take(&mut p.rows);
+            let fps = fingerprint_rows(conn, &rows).await?;
+            p.seal_records(fps);
+        }
+    }
     let events: Vec<Option<shipgate_domain::events::OutboxEvent>> =
         pending.iter_mut().map(|p| p.event.take()).collect();
     let (entries, new_head) = audit::seal(head, now, pending);
@@ -1393,13 +1460,16 @@ impl Store for SqlStore {
             &mut tx,
             &head,
             token.created_at,
-            vec![PendingEntry::new(
-                &token.tenant,
-                actor,
-                "token.created",
-                &token.id.to_string(),
-                &payload,
-            )],
+            vec![
+                PendingEntry::new(
+                    &token.tenant,
+                    actor,
+                    "token.created",
+                    &token.id.to_string(),
+                    &payload,
+                )
+                .touching("api_tokens", &token.tenant, token.id),
+            ],
         )
         .await?;
         tx.commit().await?;
@@ -1455,7 +1525,8 @@ impl Store for SqlStore {
             "token.revoked",
             &id.to_string(),
             &serde_json::json!({"id": id, "subject": old.subject, "role": old.role, "replaced_by": replacement.map(|r| r.id)}),
-        )];
+        )
+        .touching("api_tokens", tenant, id)];
         if let Some(new) = replacement {
             insert_token(&mut tx, new).await?;
             entries.push(PendingEntry::new(
@@ -1464,7 +1535,8 @@ impl Store for SqlStore {
                 "token.created",
                 &new.id.to_string(),
                 &serde_json::json!({"id": new.id, "tenant": new.tenant, "subject": new.subject, "role": new.role, "root": new.root, "expires_at": new.expires_at, "env_tier": new.env_tier, "rotates": id}),
-            ));
+            )
+            .touching("api_tokens", &new.tenant, new.id));
         }
         append_audit(&mut tx, &head, now, entries).await?;
         tx.commit().await?;
@@ -1510,7 +1582,8 @@ impl Store for SqlStore {
                 "token.confirmed",
                 &id.to_string(),
                 &serde_json::json!({"id": id, "subject": t.subject, "role": t.role, "granted_by": t.created_by, "confirmed_by": actor}),
-            )],
+            )
+            .touching("api_tokens", tenant, id)],
         )
         .await?;
         tx.commit().await?;
@@ -1560,7 +1633,8 @@ impl Store for SqlStore {
                 "token.revoked",
                 &item.token_id.to_string(),
                 &serde_json::json!({"id": item.token_id, "subject": item.subject, "role": item.role, "access_review": review.id}),
-            ));
+            )
+            .touching("api_tokens", tenant, item.token_id));
         }
         sqlx::query("INSERT INTO access_reviews (id, tenant, period, reviewer, items, completed_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(review.id.to_string())
@@ -1571,13 +1645,16 @@ impl Store for SqlStore {
             .bind(to_micros(review.completed_at))
             .execute(&mut *tx)
             .await?;
-        entries.push(PendingEntry::new(
-            tenant,
-            &review.reviewer,
-            "access_review.completed",
-            &review.id.to_string(),
-            &serde_json::json!(review),
-        ));
+        entries.push(
+            PendingEntry::new(
+                tenant,
+                &review.reviewer,
+                "access_review.completed",
+                &review.id.to_string(),
+                &serde_json::json!(review),
+            )
+            .touching("access_reviews", tenant, review.id),
+        );
         append_audit(&mut tx, &head, review.completed_at, entries).await?;
         tx.commit().await?;
         Ok(revoked)
@@ -2171,7 +2248,98 @@ impl Store for SqlStore {
         rows.iter().map(audit_from_row).collect()
     }
 
-    async fn verify_audit(&self) -> StoreResult<VerifyReport> {
+    async fn checkpoint_audit(&self, now: Timestamp) -> StoreResult<Option<ChainHead>> {
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let last = sqlx::query("SELECT action FROM audit_log WHERE seq = $1")
+            .bind(head.seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let last: Option<String> = last.map(|r| r.try_get("action")).transpose()?;
+        if head.seq == 0 || last.as_deref() == Some("audit.checkpoint") {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let entry = PendingEntry::new(
+            "shipgate",
+            "shipgate",
+            "audit.checkpoint",
+            &format!("audit-head:{}", head.seq),
+            &serde_json::json!({"head": head}),
+        )
+        .with_event(shipgate_domain::events::audit_checkpoint_event(&head, now));
+        append_audit(&mut tx, &head, now, vec![entry]).await?;
+        tx.commit().await?;
+        Ok(Some(head))
+    }
+
+    async fn baseline_audit(&self, now: Timestamp) -> StoreResult<u64> {
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        if head.seq == 0 {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let fingerprinted = sqlx::query(
+            "SELECT seq FROM audit_log WHERE payload LIKE '%\"row_fingerprints\"%' ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if fingerprinted.is_some() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let mut entries = Vec::new();
+        let mut n = 0u64;
+        for spec in crate::rows::GOVERNANCE_TABLES {
+            let rows = sqlx::query(&format!(
+                "SELECT tenant, {} FROM {} ORDER BY tenant, {}",
+                spec.select_list(),
+                spec.table,
+                spec.key.0
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut by_tenant: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for r in &rows {
+                let (tenant, key, _) = image_from_row(spec, r)?;
+                by_tenant.entry(tenant).or_default().push(key);
+            }
+            for (tenant, keys) in by_tenant {
+                for chunk in keys.chunks(CHUNK) {
+                    n += chunk.len() as u64;
+                    let e = PendingEntry::new(
+                        &tenant,
+                        "shipgate",
+                        "audit.baselined",
+                        spec.table,
+                        &serde_json::json!({"table": spec.table, "rows": chunk.len()}),
+                    );
+                    entries.push(
+                        chunk
+                            .iter()
+                            .fold(e, |e, k| e.touching(spec.table, &tenant, k)),
+                    );
+                }
+            }
+        }
+        if entries.is_empty() {
+            entries.push(PendingEntry::new(
+                "",
+                "shipgate",
+                "audit.baselined",
+                "governance",
+                &serde_json::json!({"row_fingerprints": []}),
+            ));
+        }
+        append_audit(&mut tx, &head, now, entries).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn verify_audit_against(&self, expect: Option<ChainHead>) -> StoreResult<VerifyReport> {
         const PAGE: i64 = 5000;
         // One read transaction: a consistent snapshot while writers go on.
         let mut tx = self.pool.begin().await?;
@@ -2187,7 +2355,7 @@ impl Store for SqlStore {
             seq: hr.try_get("seq")?,
             hash: hr.try_get("hash")?,
         };
-        let mut v = audit::Verifier::new();
+        let mut v = audit::Verifier::new().expecting(expect);
         let mut after = i64::MIN;
         loop {
             let rows = sqlx::query(&format!(
@@ -2235,14 +2403,19 @@ impl Store for SqlStore {
                     events.entry(e.deployment_id).or_default().push(e);
                 }
                 for evs in events.values_mut() {
-                    evs.sort_by_key(|e| (v.position(&e.id).unwrap_or((i64::MAX, 0)), e.id));
+                    evs.sort_by_key(|e| {
+                        (
+                            v.position(&audit::event_key(&e.tenant, e.id))
+                                .unwrap_or((i64::MAX, 0)),
+                            e.id,
+                        )
+                    });
                 }
             }
             for d in &page {
                 after = d.record.id.to_string();
                 v.record(
-                    "deployment",
-                    d.record.id,
+                    &audit::deployment_key(&d.record.tenant, d.record.id),
                     &audit::deployment_payload(&d.record),
                 );
                 let evs = events.remove(&d.record.id).unwrap_or_default();
@@ -2297,10 +2470,35 @@ impl Store for SqlStore {
             for r in &rows {
                 let e = event_from_row(r)?;
                 after = e.id.to_string();
-                v.record("status event", e.id, &audit::event_payload(&e));
+                v.record(
+                    &audit::event_key(&e.tenant, e.id),
+                    &audit::event_payload(&e),
+                );
             }
             if (rows.len() as i64) < PAGE {
                 break;
+            }
+        }
+        // Every governance row against the latest entry that wrote it.
+        for spec in crate::rows::GOVERNANCE_TABLES {
+            let rows = sqlx::query(&format!(
+                "SELECT tenant, {} FROM {} ORDER BY tenant, {}",
+                spec.select_list(),
+                spec.table,
+                spec.key.0
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in &rows {
+                let (tenant, key, image) = image_from_row(spec, r)?;
+                v.record(
+                    &audit::RowRef {
+                        table: spec.table.into(),
+                        tenant,
+                        key,
+                    },
+                    &image,
+                );
             }
         }
         tx.rollback().await?;

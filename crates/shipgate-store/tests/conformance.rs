@@ -900,7 +900,10 @@ async fn tamper_deployment_edit(db: &TestDb) {
     let b = r.first_break.unwrap();
     assert_eq!(
         (b.kind.as_str(), b.subject),
-        ("record_modified", Some(d[1].record.id.to_string()))
+        (
+            "record_modified",
+            Some(format!("deployments:{}", d[1].record.id))
+        )
     );
 }
 
@@ -1793,6 +1796,302 @@ async fn tokens_and_access_reviews(db: &TestDb) {
     assert!(s.verify_audit().await.unwrap().ok);
 }
 
+/// The chain covers governance: one row of every governance table is edited, then deleted,
+/// and a forged row is inserted into each; the verifier names every one by table and key. A
+/// truncated chain is detected against a head saved earlier.
+async fn tamper_governance_rows(db: &TestDb) {
+    use shipgate_domain::access::{AccessReview, ReviewDecision, ReviewedGrant};
+    use shipgate_domain::approval::{self, Delegation, Person, PolicyVersion, RootCauseReview};
+    use shipgate_domain::change::{Decision, DecisionKind, Evidence};
+    use shipgate_domain::policy::Policy;
+    use shipgate_store::ChangeMutation;
+    let s = db.store.as_ref();
+    s.put_person(
+        "acme",
+        &Person {
+            subject: "carol".into(),
+            name: Some("Carol".into()),
+            email: Some("carol@acme.test".into()),
+            created_at: now(),
+        },
+        "admin",
+    )
+    .await
+    .unwrap();
+    s.put_group("acme", &group("cab", &["carol", "dave"]), "admin", now())
+        .await
+        .unwrap();
+    let text = "[[rule]]\nname = \"prod\"\napprovals = [{ group = \"cab\" }]\n[rule.match]\nenv_tier = [\"production\"]\n";
+    s.push_policy("acme", text, "h1", "admin", now())
+        .await
+        .unwrap();
+    let pv = PolicyVersion {
+        version: 1,
+        hash: "h1".into(),
+        policy: Policy::parse(text).unwrap(),
+    };
+    let c = s
+        .create_change(
+            "acme",
+            "alice",
+            Box::new(move |n| {
+                Ok(approval::open_change(
+                    Uuid::now_v7(),
+                    format!("CR-{n}"),
+                    "acme",
+                    "alice",
+                    spec(),
+                    &pv,
+                    &Default::default(),
+                    now(),
+                )
+                .unwrap())
+            }),
+            now(),
+        )
+        .await
+        .unwrap();
+    let (decision_id, evidence_id) = (Uuid::now_v7(), Uuid::now_v7());
+    s.update_change(
+        "acme",
+        "CR-1",
+        "carol",
+        Box::new(move |c| {
+            Ok(ChangeMutation {
+                change: Some(c.clone()),
+                decision: Some(Decision {
+                    id: decision_id,
+                    revision: 1,
+                    kind: DecisionKind::Approve,
+                    actor: "carol".into(),
+                    on_behalf_of: None,
+                    group: Some("cab".into()),
+                    comment: None,
+                    self_approval: false,
+                    policy_hash: "h1".into(),
+                    at: now(),
+                }),
+                evidence: Some(Evidence {
+                    id: evidence_id,
+                    kind: "security_scan".into(),
+                    name: None,
+                    digest: digest(7),
+                    uri: None,
+                    metadata: Default::default(),
+                    added_by: "carol".into(),
+                    added_at: now(),
+                }),
+                audit: vec![("change.approve".into(), json!({"by": "carol"}))],
+                refused: None,
+            })
+        }),
+        now(),
+    )
+    .await
+    .unwrap();
+    let rcr = RootCauseReview {
+        id: Uuid::now_v7(),
+        team: "payments".into(),
+        month: "2026-12".into(),
+        changes: vec!["CR-1".into()],
+        opened_at: now(),
+    };
+    s.open_root_cause_review("acme", &rcr).await.unwrap();
+    let del = Delegation {
+        id: Uuid::now_v7(),
+        from: "carol".into(),
+        to: "dave".into(),
+        group: Some("cab".into()),
+        starts_at: now(),
+        ends_at: now() + Duration::days(7),
+        reason: "leave".into(),
+        created_by: "carol".into(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    s.put_delegation("acme", &del, Box::new(|_| Ok(())))
+        .await
+        .unwrap();
+    let tok = ApiToken {
+        id: Uuid::now_v7(),
+        tenant: "acme".into(),
+        subject: "ci".into(),
+        role: Role::Deployer,
+        root: false,
+        token_hash: "hash-gov".into(),
+        created_at: now(),
+        expires_at: None,
+        env_tier: None,
+        created_by: Some("admin".into()),
+        last_used_at: None,
+        confirmed_by: None,
+    };
+    s.create_token(&tok, "admin").await.unwrap();
+    let review = AccessReview {
+        id: Uuid::now_v7(),
+        period: "2026-Q4".into(),
+        reviewer: "ann".into(),
+        items: vec![ReviewedGrant {
+            token_id: tok.id,
+            subject: "ci".into(),
+            role: Role::Deployer,
+            decision: ReviewDecision::Attest,
+            comment: None,
+        }],
+        completed_at: now(),
+    };
+    s.record_access_review("acme", &review).await.unwrap();
+    // Last use is an observation, not a decision: it changes nothing the chain covers.
+    s.touch_token(tok.id, now()).await.unwrap();
+    let r = s.verify_audit().await.unwrap();
+    assert!(r.ok, "{r:#?}");
+    let saved = s.audit_head().await.unwrap();
+
+    // (table, key column, key, an edit)
+    let rows: Vec<(&str, &str, String, &str)> = vec![
+        ("people", "subject", "carol".into(), "name = 'Mallory'"),
+        (
+            "approver_groups",
+            "name",
+            "cab".into(),
+            "body = '{\"name\":\"cab\",\"members\":[\"mallory\"]}'",
+        ),
+        ("policies", "version", "1".into(), "text = ''"),
+        ("changes", "id", c.id.to_string(), "status = 'approved'"),
+        (
+            "change_decisions",
+            "id",
+            decision_id.to_string(),
+            "actor = 'mallory'",
+        ),
+        (
+            "change_evidence",
+            "id",
+            evidence_id.to_string(),
+            "kind = 'coverage'",
+        ),
+        (
+            "root_cause_reviews",
+            "id",
+            rcr.id.to_string(),
+            "team = 'other'",
+        ),
+        ("delegations", "id", del.id.to_string(), "group_name = NULL"),
+        ("api_tokens", "id", tok.id.to_string(), "role = 'admin'"),
+        (
+            "access_reviews",
+            "id",
+            review.id.to_string(),
+            "reviewer = 'mallory'",
+        ),
+    ];
+    let quoted = |table: &str, k: &str| {
+        if table == "policies" {
+            k.to_owned()
+        } else {
+            format!("'{k}'")
+        }
+    };
+    let named = |r: &shipgate_domain::audit::VerifyReport, kind: &str, table: &str, key: &str| {
+        r.problems
+            .iter()
+            .any(|p| p.kind == kind && p.subject.as_deref() == Some(&format!("{table}:{key}")))
+    };
+    for (table, col, key, edit) in &rows {
+        db.exec(&format!(
+            "UPDATE {table} SET {edit} WHERE tenant = 'acme' AND {col} = {}",
+            quoted(table, key)
+        ))
+        .await;
+    }
+    let r = s.verify_audit().await.unwrap();
+    for (table, _, key, _) in &rows {
+        assert!(
+            named(&r, "record_modified", table, key),
+            "{table} {key}: {r:#?}"
+        );
+    }
+    for (table, col, key, _) in &rows {
+        db.exec(&format!(
+            "DELETE FROM {table} WHERE tenant = 'acme' AND {col} = {}",
+            quoted(table, key)
+        ))
+        .await;
+    }
+    let r = s.verify_audit().await.unwrap();
+    for (table, _, key, _) in &rows {
+        assert!(
+            named(&r, "record_missing", table, key),
+            "{table} {key}: {r:#?}"
+        );
+    }
+    let id = || Uuid::now_v7().to_string();
+    let (c2, d2, e2, r2, l2, t2, a2) = (id(), id(), id(), id(), id(), id(), id());
+    let forged = [
+        ("people", "mallory".to_owned(), "INSERT INTO people (tenant, subject, created_at) VALUES ('acme', 'mallory', 1)".to_owned()),
+        ("approver_groups", "ops".into(), "INSERT INTO approver_groups (tenant, name, body, updated_at) VALUES ('acme', 'ops', '{}', 1)".into()),
+        ("policies", "7".into(), "INSERT INTO policies (tenant, version, hash, text, pushed_by, pushed_at) VALUES ('acme', 7, 'x', '', 'mallory', 1)".into()),
+        ("changes", c2.clone(), format!("INSERT INTO changes (id, tenant, number, change_key, change_type, status, requester, revision, rework_count, policy_hash, policy_version, spec, created_at, updated_at) VALUES ('{c2}', 'acme', 9, 'CR-9', 'normal', 'approved', 'mallory', 1, 0, 'h1', 1, '{{}}', 1, 1)")),
+        ("change_decisions", d2.clone(), format!("INSERT INTO change_decisions (id, change_id, tenant, revision, kind, actor, self_approval, policy_hash, at) VALUES ('{d2}', '{}', 'acme', 1, 'approve', 'mallory', FALSE, 'h1', 1)", c.id)),
+        ("change_evidence", e2.clone(), format!("INSERT INTO change_evidence (id, change_id, tenant, kind, digest, metadata, added_by, added_at) VALUES ('{e2}', '{}', 'acme', 'scan', 'x', '{{}}', 'mallory', 1)", c.id)),
+        ("root_cause_reviews", r2.clone(), format!("INSERT INTO root_cause_reviews (id, tenant, team, month, changes, opened_at) VALUES ('{r2}', 'acme', 'x', '2026-11', '[]', 1)")),
+        ("delegations", l2.clone(), format!("INSERT INTO delegations (id, tenant, from_subject, to_subject, starts_at, ends_at, reason, created_by, created_at) VALUES ('{l2}', 'acme', 'carol', 'mallory', 1, 9999999999999999, 'x', 'carol', 1)")),
+        ("api_tokens", t2.clone(), format!("INSERT INTO api_tokens (id, tenant, subject, role, root, token_hash, created_at) VALUES ('{t2}', 'acme', 'mallory', 'admin', TRUE, 'forged', 1)")),
+        ("access_reviews", a2.clone(), format!("INSERT INTO access_reviews (id, tenant, period, reviewer, items, completed_at) VALUES ('{a2}', 'acme', 'x', 'mallory', '[]', 1)")),
+    ];
+    for (_, _, sql) in &forged {
+        db.exec(sql).await;
+    }
+    let r = s.verify_audit().await.unwrap();
+    for (table, key, _) in &forged {
+        assert!(
+            named(&r, "record_unaudited", table, key),
+            "{table} {key}: {r:#?}"
+        );
+    }
+
+    // Against a saved head: the chain cut back to an earlier entry (head row rewritten to
+    // match) verifies on its own, but not against what the auditor saved.
+    db.exec(&format!("DELETE FROM audit_log WHERE seq = {}", saved.seq))
+        .await;
+    let prev = s.audit_entries(None, saved.seq - 2, 1).await.unwrap();
+    db.exec(&format!(
+        "UPDATE audit_head SET seq = {}, hash = '{}' WHERE id = 1",
+        prev[0].seq, prev[0].hash
+    ))
+    .await;
+    let r = s.verify_audit_against(Some(saved.clone())).await.unwrap();
+    assert!(
+        r.problems.iter().any(|p| p.kind == "chain_truncated"),
+        "{r:#?}"
+    );
+}
+
+/// The chain's head is checkpointed for the stream: once per change of the chain.
+async fn audit_checkpoints(db: &TestDb) {
+    use shipgate_domain::events::EventKind;
+    let s = db.store.as_ref();
+    assert_eq!(
+        s.checkpoint_audit(now()).await.unwrap(),
+        None,
+        "an empty chain"
+    );
+    seed(s).await;
+    let head = s.audit_head().await.unwrap();
+    assert_eq!(s.checkpoint_audit(now()).await.unwrap(), Some(head.clone()));
+    assert_eq!(
+        s.checkpoint_audit(now()).await.unwrap(),
+        None,
+        "nothing new"
+    );
+    let (_, rows) = s.outbox_pending("test-sink", 100).await.unwrap();
+    let last = rows.last().unwrap();
+    assert_eq!(last.kind, EventKind::Audit);
+    assert!(last.body.contains(&head.hash));
+    let r = s.verify_audit_against(Some(head)).await.unwrap();
+    assert!(r.ok, "{r:?}");
+}
+
 macro_rules! conformance {
     ($($story:ident),* $(,)?) => {
         mod sqlite_store {
@@ -1827,6 +2126,8 @@ conformance!(
     tamper_event_delete_and_insert,
     tamper_audit_edit_reorder_truncate,
     tamper_projections,
+    tamper_governance_rows,
+    audit_checkpoints,
     change_requests,
     tokens_and_access_reviews,
     directory_sync,

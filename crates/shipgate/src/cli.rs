@@ -341,7 +341,13 @@ enum AuditCmd {
     Verify {
         #[arg(long)]
         database_url: Option<String>,
+        /// A head saved earlier (`shipgate audit head`), as SEQ:HASH: the chain must still
+        /// hold it, so a recomputed or truncated chain is detected.
+        #[arg(long, value_parser = parse_expect_head)]
+        expect_head: Option<shipgate_domain::audit::ChainHead>,
     },
+    /// Print the head of the audit chain (SEQ:HASH), to save for a later --expect-head.
+    Head,
     /// Show audit entries.
     Log {
         #[arg(long, default_value_t = 0)]
@@ -507,6 +513,7 @@ async fn dispatch(cli: Cli) -> CliResult<()> {
         }
         Command::Audit(AuditCmd::Verify {
             database_url: Some(url),
+            expect_head,
         }) => {
             let store = shipgate_store::open_existing(url).await.map_err(|e| {
                 CliError::new(
@@ -515,13 +522,17 @@ async fn dispatch(cli: Cli) -> CliResult<()> {
                 )
             })?;
             let report = store
-                .verify_audit()
+                .verify_audit_against(expect_head.clone())
                 .await
                 .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             report_verify(&serde_json::to_value(&report).unwrap_or_default(), out)
         }
         _ => client_command(&cli, client(&cli)?).await,
     }
+}
+
+fn parse_expect_head(s: &str) -> Result<shipgate_domain::audit::ChainHead, String> {
+    shipgate_domain::audit::parse_head(s)
 }
 
 fn report_verify(r: &Value, out: Output) -> CliResult<()> {
@@ -976,9 +987,22 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
             }
             Ok(())
         }
-        Command::Audit(AuditCmd::Verify { .. }) => {
-            let r = c.get("/api/v1/audit/verify").await?;
+        Command::Audit(AuditCmd::Verify { expect_head, .. }) => {
+            let path = match expect_head {
+                Some(h) => format!("/api/v1/audit/verify?expect_head={}:{}", h.seq, h.hash),
+                None => "/api/v1/audit/verify".to_owned(),
+            };
+            let r = c.get(&path).await?;
             report_verify(&r, out)
+        }
+        Command::Audit(AuditCmd::Head) => {
+            let r = c.get("/api/v1/audit/head").await?;
+            if out == Output::Json {
+                print_json(&r);
+            } else {
+                println!("{}:{}", s(&r, "seq"), s(&r, "hash"));
+            }
+            Ok(())
         }
         Command::Audit(AuditCmd::Log { after, limit }) => {
             let v = c

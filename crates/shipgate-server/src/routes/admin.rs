@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(complete_review, list_reviews))
         .routes(routes!(audit_log))
         .routes(routes!(verify))
+        .routes(routes!(head))
         .routes(routes!(whoami))
 }
 
@@ -378,11 +379,26 @@ async fn audit_log(
 }
 
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "admin",
-    description = "Recomputes the whole audit chain and checks every deployment and status event against it (root admin). Reports the first broken link.",
-    responses((status = 200, body = VerifyReport), (status = 403, body = Problem, content_type = "application/problem+json")))]
-async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<VerifyReport>> {
+    params(("expect_head" = Option<String>, Query, description = "SEQ:HASH, a head saved earlier (GET /audit/head): the chain must still hold it")),
+    description = "Recomputes the whole audit chain and checks every deployment, status event and governance row (people, groups, policies, changes, decisions, evidence, delegations, tokens and role grants, access reviews) against it (root admin). Reports the first broken link; with `expect_head`, also a rewritten (`head_mismatch`) or truncated (`chain_truncated`) chain.",
+    responses((status = 200, body = VerifyReport), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<Json<VerifyReport>> {
     caller.require_root()?;
-    Ok(Json(state.store.verify_audit().await?))
+    let mut p = Params::new(q, &["expect_head"]);
+    let expect = p.parse("expect_head", shipgate_domain::audit::parse_head);
+    p.finish()?;
+    Ok(Json(state.store.verify_audit_against(expect).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/head", tag = "admin",
+    description = "The head of the audit chain (sequence number and hash). An auditor saves it and later verifies with `expect_head` (or `shipgate audit verify --expect-head SEQ:HASH`): a recomputed or truncated chain no longer holds it. Also published on the event stream at an interval.",
+    responses((status = 200, body = shipgate_domain::audit::ChainHead)))]
+async fn head(State(state): State<AppState>) -> ApiResult<Json<shipgate_domain::audit::ChainHead>> {
+    Ok(Json(state.store.audit_head().await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "admin", description = "The caller as shipgate sees it.", responses((status = 200, body = Caller)))]

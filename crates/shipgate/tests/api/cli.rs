@@ -179,6 +179,22 @@ async fn audit_verify_detects_tampering() {
     let out = app.cli(&["audit", "verify"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("intact"));
+    // The head an auditor saves, from the API and the CLI.
+    let head = app.get("/api/v1/audit/head").await.body;
+    let out = app.cli(&["audit", "head"], &[]).await;
+    let saved = stdout(&out).trim().to_owned();
+    assert_eq!(
+        saved,
+        format!("{}:{}", head["seq"], head["hash"].as_str().unwrap())
+    );
+    let out = app
+        .cli(&["audit", "verify", "--expect-head", &saved], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = app
+        .cli(&["audit", "verify", "--expect-head", "2:nothex"], &[])
+        .await;
+    assert_ne!(out.status.code(), Some(0));
     let out = app.cli(&["audit", "log", "--output", "json"], &[]).await;
     let log: Value = serde_json::from_str(&stdout(&out)).unwrap();
     // One entry per deployment: it fingerprints the deployment and its first status event.
@@ -230,6 +246,55 @@ async fn audit_verify_detects_tampering() {
     let out = run_cli(&["audit", "verify", "--database-url", &db_url], &[]).await;
     assert_eq!(out.status.code(), Some(6));
     assert!(stderr(&out).contains("entry 2"), "{}", stderr(&out));
+    // Against the saved head, offline too.
+    let out = run_cli(
+        &[
+            "audit",
+            "verify",
+            "--database-url",
+            &db_url,
+            "--expect-head",
+            &saved,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(6));
+
+    // A mistyped path fails, says so, and creates nothing.
+    let missing = _dir.path().join("no-such.db");
+    let out = run_cli(
+        &[
+            "audit",
+            "verify",
+            "--database-url",
+            &format!("sqlite://{}", missing.display()),
+        ],
+        &[],
+    )
+    .await;
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!stdout(&out).contains("intact"));
+    assert!(
+        stderr(&out).contains("nothing was created"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!missing.exists(), "no database was created");
+    // A file that is not shipgate's is refused the same way.
+    let other = _dir.path().join("other.db");
+    std::fs::write(&other, b"").unwrap();
+    let out = run_cli(
+        &[
+            "audit",
+            "verify",
+            "--database-url",
+            &format!("sqlite://{}", other.display()),
+        ],
+        &[],
+    )
+    .await;
+    assert_ne!(out.status.code(), Some(0));
 }
 
 /// The README's first command: `shipgate serve --demo` shows real records at once.
