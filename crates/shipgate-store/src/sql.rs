@@ -657,17 +657,25 @@ impl Store for SqlStore {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut known_ids: HashMap<Uuid, String> = HashMap::new();
+        // Ids are scoped to the tenant (another tenant's record never collides), and one id
+        // names one record: a deployment's id is never a status event's.
+        let mut known_ids: BTreeSet<(String, Uuid)> = BTreeSet::new();
+        let mut known_event_ids: BTreeSet<(String, Uuid)> = BTreeSet::new();
         for chunk in ids.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Db> =
-                QueryBuilder::new("SELECT id, tenant FROM deployments WHERE id IN (");
-            let mut sep = qb.separated(", ");
-            for k in chunk {
-                sep.push_bind(k.clone());
-            }
-            sep.push_unseparated(")");
-            for r in qb.build().fetch_all(&mut *tx).await? {
-                known_ids.insert(uuid_col(&r, "id")?, r.try_get("tenant")?);
+            for (table, set) in [
+                ("deployments", &mut known_ids),
+                ("deployment_events", &mut known_event_ids),
+            ] {
+                let mut qb: QueryBuilder<Db> =
+                    QueryBuilder::new(format!("SELECT id, tenant FROM {table} WHERE id IN ("));
+                let mut sep = qb.separated(", ");
+                for k in chunk {
+                    sep.push_bind(k.clone());
+                }
+                sep.push_unseparated(")");
+                for r in qb.build().fetch_all(&mut *tx).await? {
+                    set.insert((r.try_get("tenant")?, uuid_col(&r, "id")?));
+                }
             }
         }
 
@@ -679,7 +687,7 @@ impl Store for SqlStore {
         }
         let mut plans: Vec<Plan> = Vec::with_capacity(batch.len());
         let mut batch_keys: HashMap<String, (usize, String)> = HashMap::new();
-        let mut batch_ids: HashMap<Uuid, String> = HashMap::new();
+        let mut batch_ids: BTreeSet<(String, Uuid)> = BTreeSet::new();
         for (i, c) in batch.iter().enumerate() {
             let d = &c.deployment;
             if let Some(k) = &c.idempotency {
@@ -715,7 +723,8 @@ impl Store for SqlStore {
                     continue;
                 }
             }
-            if known_ids.contains_key(&d.id) || batch_ids.contains_key(&d.id) {
+            let mine = (d.tenant.clone(), d.id);
+            if known_ids.contains(&mine) || batch_ids.contains(&mine) {
                 plans.push(Plan::Fail(StoreError::Conflict {
                     code: "deployment_exists",
                     message: format!(
@@ -725,9 +734,16 @@ impl Store for SqlStore {
                 }));
                 continue;
             }
+            if known_event_ids.contains(&mine) {
+                plans.push(Plan::Fail(StoreError::Conflict {
+                    code: "id_in_use",
+                    message: format!("{} is the id of a status event; choose another id", d.id),
+                }));
+                continue;
+            }
             if let Some(c) = d.corrects {
-                let owner = known_ids.get(&c).or_else(|| batch_ids.get(&c));
-                if owner != Some(&d.tenant) {
+                let theirs = (d.tenant.clone(), c);
+                if !known_ids.contains(&theirs) && !batch_ids.contains(&theirs) {
                     let mut e = FieldErrors::default();
                     e.add(
                         "corrects",
@@ -741,7 +757,7 @@ impl Store for SqlStore {
             if let Some(k) = &c.idempotency {
                 batch_keys.insert(scoped_key(&d.tenant, &k.key), (i, k.request_hash.clone()));
             }
-            batch_ids.insert(d.id, d.tenant.clone());
+            batch_ids.insert(mine);
             plans.push(Plan::Insert);
         }
 
@@ -1040,6 +1056,22 @@ impl Store for SqlStore {
             last_event_at: ts(&row, "last_event_at")?,
             targets: current.target_status.clone(),
         };
+        if let Some(id) = change.id {
+            let taken = sqlx::query(
+                "SELECT id FROM deployment_events WHERE tenant = $1 AND id = $2 \
+                 UNION ALL SELECT id FROM deployments WHERE tenant = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict {
+                    code: "id_in_use",
+                    message: format!("{id} already names a record; choose another id"),
+                });
+            }
+        }
         let occurred_at = change.occurred_at.unwrap_or(now);
         let arrived_late = (now - occurred_at).num_seconds() > LATE_AFTER_SECS;
         let applied = lifecycle::apply_event(
@@ -1090,12 +1122,13 @@ impl Store for SqlStore {
         };
         insert_events(&mut tx, std::slice::from_ref(&event)).await?;
         let s = &applied.state;
-        sqlx::query("UPDATE deployments SET status = $1, finished_at = $2, last_event_at = $3, target_status = $4 WHERE id = $5")
+        sqlx::query("UPDATE deployments SET status = $1, finished_at = $2, last_event_at = $3, target_status = $4 WHERE id = $5 AND tenant = $6")
             .bind(s.status.as_str())
             .bind(s.finished_at.map(to_micros))
             .bind(to_micros(s.last_event_at))
             .bind(json_text(&s.targets))
             .bind(deployment_id.to_string())
+            .bind(tenant)
             .execute(&mut *tx)
             .await?;
         if (s.status == DeploymentStatus::Succeeded)
@@ -1244,7 +1277,7 @@ impl Store for SqlStore {
         // Only the columns the answer needs: this is read on every dashboard refresh.
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "SELECT d.id, d.service, d.environment, d.env_tier, d.region, d.version, d.commit_sha, d.artifact_digest, \
-             d.deployer, d.started_at, d.finished_at FROM running r JOIN deployments d ON d.id = r.deployment_id WHERE r.tenant = ",
+             d.deployer, d.started_at, d.finished_at FROM running r JOIN deployments d ON d.tenant = r.tenant AND d.id = r.deployment_id WHERE r.tenant = ",
         );
         qb.push_bind(tenant.to_owned());
         if let Some(s) = service {
@@ -2374,12 +2407,13 @@ impl Store for SqlStore {
                 break;
             }
         }
-        let mut after = String::new();
+        let mut after = (String::new(), String::new());
         loop {
             let rows = sqlx::query(&format!(
-                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id > $1 ORDER BY id LIMIT $2"
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE tenant > $1 OR (tenant = $1 AND id > $2) ORDER BY tenant, id LIMIT $3"
             ))
-            .bind(after.clone())
+            .bind(after.0.clone())
+            .bind(after.1.clone())
             .bind(PAGE)
             .fetch_all(&mut *tx)
             .await?;
@@ -2388,37 +2422,51 @@ impl Store for SqlStore {
                 .map(deployment_from_row)
                 .collect::<StoreResult<_>>()?;
             // This page's events, in the order they were applied: where the chain recorded them.
-            let mut events: HashMap<Uuid, Vec<StatusEvent>> = HashMap::new();
-            if !page.is_empty() {
+            let mut events: HashMap<(String, Uuid), Vec<StatusEvent>> = HashMap::new();
+            let mut by_tenant: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for d in &page {
+                by_tenant
+                    .entry(d.record.tenant.as_str())
+                    .or_default()
+                    .push(d.record.id.to_string());
+            }
+            for (tenant, ids) in by_tenant {
                 let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
-                    "SELECT {EVENT_COLUMNS} FROM deployment_events WHERE deployment_id IN ("
+                    "SELECT {EVENT_COLUMNS} FROM deployment_events WHERE tenant = "
                 ));
+                qb.push_bind(tenant.to_owned());
+                qb.push(" AND deployment_id IN (");
                 let mut sep = qb.separated(", ");
-                for d in &page {
-                    sep.push_bind(d.record.id.to_string());
+                for id in ids {
+                    sep.push_bind(id);
                 }
                 sep.push_unseparated(")");
                 for r in qb.build().fetch_all(&mut *tx).await? {
                     let e = event_from_row(&r)?;
-                    events.entry(e.deployment_id).or_default().push(e);
-                }
-                for evs in events.values_mut() {
-                    evs.sort_by_key(|e| {
-                        (
-                            v.position(&audit::event_key(&e.tenant, e.id))
-                                .unwrap_or((i64::MAX, 0)),
-                            e.id,
-                        )
-                    });
+                    events
+                        .entry((e.tenant.clone(), e.deployment_id))
+                        .or_default()
+                        .push(e);
                 }
             }
+            for evs in events.values_mut() {
+                evs.sort_by_key(|e| {
+                    (
+                        v.position(&audit::event_key(&e.tenant, e.id))
+                            .unwrap_or((i64::MAX, 0)),
+                        e.id,
+                    )
+                });
+            }
             for d in &page {
-                after = d.record.id.to_string();
+                after = (d.record.tenant.clone(), d.record.id.to_string());
                 v.record(
                     &audit::deployment_key(&d.record.tenant, d.record.id),
                     &audit::deployment_payload(&d.record),
                 );
-                let evs = events.remove(&d.record.id).unwrap_or_default();
+                let evs = events
+                    .remove(&(d.record.tenant.clone(), d.record.id))
+                    .unwrap_or_default();
                 match lifecycle::replay(&d.record, &evs) {
                     Ok(st) if st.status == d.status && st.finished_at == d.finished_at && st.targets == d.target_status => {}
                     Ok(st) => v.projection_mismatch(
@@ -2458,18 +2506,19 @@ impl Store for SqlStore {
                 format!("what runs for {s} in {e} (tenant {t}) disagrees with the deployments (deployment {id})"),
             );
         }
-        let mut after = String::new();
+        let mut after = (String::new(), String::new());
         loop {
             let rows = sqlx::query(&format!(
-                "SELECT {EVENT_COLUMNS} FROM deployment_events WHERE id > $1 ORDER BY id LIMIT $2"
+                "SELECT {EVENT_COLUMNS} FROM deployment_events WHERE tenant > $1 OR (tenant = $1 AND id > $2) ORDER BY tenant, id LIMIT $3"
             ))
-            .bind(after.clone())
+            .bind(after.0.clone())
+            .bind(after.1.clone())
             .bind(PAGE)
             .fetch_all(&mut *tx)
             .await?;
             for r in &rows {
                 let e = event_from_row(r)?;
-                after = e.id.to_string();
+                after = (e.tenant.clone(), e.id.to_string());
                 v.record(
                     &audit::event_key(&e.tenant, e.id),
                     &audit::event_payload(&e),

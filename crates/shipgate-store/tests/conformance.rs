@@ -2092,6 +2092,97 @@ async fn audit_checkpoints(db: &TestDb) {
     assert!(r.ok, "{r:?}");
 }
 
+/// Ids are scoped to the tenant and to one record: a deployment id that names a status event
+/// (or the reverse) is refused in its tenant, another tenant's ids neither collide nor leak,
+/// and verify stays intact throughout.
+async fn ids_are_scoped_to_tenant_and_kind(db: &TestDb) {
+    let s = db.store.as_ref();
+    let body = |v: &str, id: Option<Uuid>| {
+        let mut b = json!({"service": "pay", "environment": "staging", "version": v});
+        if let Some(id) = id {
+            b["id"] = json!(id);
+        }
+        b
+    };
+    let x = Uuid::now_v7();
+    let d = create(s, cmd("acme", body("1", Some(x)))).await;
+    let first_event = d.events[0].id;
+    // A deployment named like a status event of the same tenant: refused, never a broken chain.
+    let r = s
+        .create_deployments(
+            vec![cmd("acme", body("2", Some(first_event)))],
+            now(),
+            false,
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        matches!(
+            r,
+            Err(StoreError::Conflict {
+                code: "id_in_use",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    // A status event named like a deployment, or like an existing event: refused.
+    for id in [x, first_event] {
+        let mut c = change(DeploymentStatus::Started);
+        c.id = Some(id);
+        let r = s.append_event("acme", x, c, "bot", now(), None).await;
+        assert!(
+            matches!(
+                r,
+                Err(StoreError::Conflict {
+                    code: "id_in_use",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
+    // Another tenant reuses both ids: accepted, as a fresh id would be (nothing leaks).
+    let o = create(s, cmd("other", body("1", Some(x)))).await;
+    assert_eq!(o.record.id, x);
+    let mut c = change(DeploymentStatus::Succeeded);
+    c.id = Some(first_event);
+    s.append_event("other", x, c, "bot", now(), None)
+        .await
+        .unwrap();
+    let o2 = s
+        .create_deployments(
+            vec![cmd("other", body("3", Some(d.events[0].id)))],
+            now(),
+            false,
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        matches!(
+            o2,
+            Err(StoreError::Conflict {
+                code: "id_in_use",
+                ..
+            })
+        ),
+        "in 'other', that id now names its own status event: {o2:?}"
+    );
+    // Each tenant reads its own record under the shared id.
+    let a = s.get_deployment("acme", x).await.unwrap().unwrap();
+    let b = s.get_deployment("other", x).await.unwrap().unwrap();
+    assert_eq!(
+        (a.record.tenant.as_str(), b.record.tenant.as_str()),
+        ("acme", "other")
+    );
+    assert_eq!(a.events.len(), 1);
+    assert_eq!(b.events.len(), 2);
+    let r = s.verify_audit().await.unwrap();
+    assert!(r.ok, "{r:#?}");
+}
+
 macro_rules! conformance {
     ($($story:ident),* $(,)?) => {
         mod sqlite_store {
@@ -2127,6 +2218,7 @@ conformance!(
     tamper_audit_edit_reorder_truncate,
     tamper_projections,
     tamper_governance_rows,
+    ids_are_scoped_to_tenant_and_kind,
     audit_checkpoints,
     change_requests,
     tokens_and_access_reviews,

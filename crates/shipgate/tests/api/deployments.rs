@@ -330,3 +330,64 @@ async fn shutdown_keeps_every_acknowledged_write() {
     assert_eq!(page.items.len(), acked);
     assert!(store.verify_audit().await.unwrap().ok);
 }
+
+/// Integrity issue, item 9: a client id that names a status event (or another tenant's
+/// record) never breaks `audit verify`, never answers 500, and reveals nothing about another
+/// tenant.
+#[tokio::test]
+async fn client_ids_are_scoped_to_tenant_and_record_kind() {
+    let app = TestApp::spawn().await;
+    let acme = app.token_for("ci", "deployer", None).await;
+    let other = app.token_for("ci", "deployer", Some("other")).await;
+    let body =
+        |v: &str, id: &str| json!({"service": "web", "environment": "dev", "version": v, "id": id});
+    let x = uuid::Uuid::now_v7().to_string();
+    let r = app
+        .post_as("/api/v1/deployments", body("1", &x), &acme, &[])
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let event = r.body["events"][0]["id"].as_str().unwrap().to_owned();
+    // A deployment named like a status event: refused with the reason.
+    let r = app
+        .post_as("/api/v1/deployments", body("2", &event), &acme, &[])
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.body["code"], "id_in_use");
+    // A status event named like the deployment: refused.
+    let r = app
+        .post_as(
+            &format!("/api/v1/deployments/{x}/events"),
+            json!({"status": "succeeded", "id": x}),
+            &acme,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    // Another tenant reusing both ids gets what a fresh id gets.
+    let fresh = app
+        .post_as(
+            "/api/v1/deployments",
+            body("1", &uuid::Uuid::now_v7().to_string()),
+            &other,
+            &[],
+        )
+        .await;
+    assert_eq!(fresh.status, 201);
+    for id in [&x, &event] {
+        let r = app
+            .post_as("/api/v1/deployments", body("1", id), &other, &[])
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = app
+        .post_as(
+            &format!("/api/v1/deployments/{x}/events"),
+            json!({"status": "succeeded", "id": uuid::Uuid::now_v7()}),
+            &other,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    app.verify_ok().await;
+    app.stop().await;
+}
