@@ -340,9 +340,15 @@ impl ApiToken {
         self.token_hash.starts_with(Self::GRANT_PREFIX)
     }
 
-    /// Whether the token may be used: an emergency privilege needs its second admin.
+    /// Privileges that work only once a second admin confirms them (two-person rule):
+    /// emergency privileges and admin rights (the bootstrap root token excepted).
+    pub fn needs_second_admin(&self) -> bool {
+        !self.root && matches!(self.role, Role::EmergencyDeployer | Role::Admin)
+    }
+
+    /// Whether the token may be used: a two-person privilege needs its second admin.
     pub fn usable(&self) -> bool {
-        self.role != Role::EmergencyDeployer || self.confirmed_by.is_some()
+        !self.needs_second_admin() || self.confirmed_by.is_some()
     }
 }
 

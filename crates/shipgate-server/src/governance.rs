@@ -97,6 +97,12 @@ impl GateLog {
                         Err(_) => break,
                     }
                 }
+                // A caller that gave up (its answer was `error`, past its deadline) is not
+                // logged as if it had been answered.
+                jobs.retain(|j| !j.reply.is_closed());
+                if jobs.is_empty() {
+                    continue;
+                }
                 let calls: Vec<GateCall> = jobs.iter().map(|j| j.call.clone()).collect();
                 let r = store.log_gate_calls(&calls).await;
                 for j in jobs {

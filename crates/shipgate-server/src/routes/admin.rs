@@ -118,7 +118,10 @@ impl GrantBody {
             env_tier: self.env_tier,
             created_by: Some(caller.subject.clone()),
             last_used_at: None,
-            confirmed_by: None,
+            // Admin rights granted by the bootstrap root token count as confirmed (it is the
+            // one authority a new tenant starts from); every other admin grant, and every
+            // emergency privilege, waits for a second admin.
+            confirmed_by: (caller.root && self.role == Role::Admin).then(|| caller.subject.clone()),
         }
     }
 }
@@ -667,7 +670,7 @@ pub async fn check_emergency_holder(
 
 #[utoipa::path(post, path = "/api/v1/tokens/{id}/confirm", tag = "admin",
     params(("id" = Uuid, Path)),
-    description = "The second admin confirms an emergency privilege (two-person rule): until then the token is refused. The admin who granted it, and its holder, cannot confirm it.",
+    description = "The second admin confirms an emergency privilege or admin rights (two-person rule): until then the token or grant is refused. The admin who granted it, its holder, and any identity the grantor created cannot confirm it.",
     responses((status = 200, body = ApiToken), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn confirm_token(
     State(state): State<AppState>,
@@ -681,12 +684,27 @@ async fn confirm_token(
         .list_tokens(&caller.tenant)
         .await?
         .into_iter()
-        .find(|t| t.id == id && t.confirmed_by.is_none() && t.role == Role::EmergencyDeployer)
+        .find(|t| t.id == id && t.confirmed_by.is_none() && t.needs_second_admin())
         .ok_or(ApiError::NotFound)?;
-    if t.created_by.as_deref() == Some(caller.subject.as_str()) || t.subject == caller.subject {
+    let same = |a: &str, b: &str| {
+        shipgate_domain::identity::normalize(a) == shipgate_domain::identity::normalize(b)
+    };
+    let grantor = t.created_by.clone().unwrap_or_default();
+    // A subject the grantor created (a token or role grant the grantor made for it) is the
+    // grantor's creature, not a second person.
+    let created_by_grantor = state
+        .store
+        .list_tokens(&caller.tenant)
+        .await?
+        .iter()
+        .any(|x| {
+            same(&x.subject, &caller.subject)
+                && x.created_by.as_deref().is_some_and(|c| same(c, &grantor))
+        });
+    if same(&grantor, &caller.subject) || same(&t.subject, &caller.subject) || created_by_grantor {
         return Err(ApiError::Conflict {
             code: "two_person_rule",
-            message: "a second admin, neither the grantor nor the holder, must confirm an emergency privilege".into(),
+            message: "a second admin must confirm: not the grantor, not the holder, and not an identity the grantor created".into(),
         });
     }
     let t = state

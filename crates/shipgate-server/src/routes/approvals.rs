@@ -887,6 +887,9 @@ fn parse_wait(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("'{s}': use seconds or a duration like 60s, 5m"))
 }
 
+/// How long past its `wait` a gate call may take before it answers `error`.
+const GATE_GRACE: Duration = Duration::from_millis(900);
+
 #[utoipa::path(get, path = "/api/v1/gate", tag = "approvals",
     params(
         ("change" = String, Query, description = "CR-<n> or the change id"),
@@ -949,20 +952,43 @@ async fn gate(
             "change and environment are required".into(),
         ));
     };
-    // Accept any label the taxonomy knows (`prd` for `production`).
-    let environment = resolve_environment(&state, &caller.tenant, &label)
-        .await
-        .map(|e| e.name)
-        .unwrap_or(label);
-    let q = GateQuery {
-        tenant: caller.tenant.clone(),
-        caller: caller.subject.clone(),
-        change,
-        environment,
-        digest,
-        deployer: Some(caller.subject.clone()),
+    // The answer comes within the wait plus a second, whatever the store does: past that, the
+    // gate says `error` (fail closed) and why.
+    let wait = wait.unwrap_or_default();
+    let budget = wait.saturating_add(GATE_GRACE);
+    let (change_key, env_label) = (change.clone(), label.clone());
+    let d = match tokio::time::timeout(budget, async {
+        // Accept any label the taxonomy knows (`prd` for `production`).
+        let environment = resolve_environment(&state, &caller.tenant, &label)
+            .await
+            .map(|e| e.name)
+            .unwrap_or(label);
+        let q = GateQuery {
+            tenant: caller.tenant.clone(),
+            caller: caller.subject.clone(),
+            change,
+            environment,
+            digest,
+            deployer: Some(caller.subject.clone()),
+        };
+        governance::gate(&state, q, wait).await
+    })
+    .await
+    {
+        Ok(d) => d,
+        Err(_) => {
+            metrics::counter!("shipgate_gate_decisions_total", "state" => "error").increment(1);
+            GateDecision::error(
+                &change_key,
+                &env_label,
+                "timeout",
+                format!(
+                    "shipgate could not decide within {}s (the store did not answer in time); the gate stays closed",
+                    budget.as_secs_f32()
+                ),
+            )
+        }
     };
-    let d = governance::gate(&state, q, wait.unwrap_or_default()).await;
     let mut headers = HeaderMap::new();
     if let Ok(v) = d.state.as_str().parse() {
         headers.insert("x-shipgate-gate", v);

@@ -787,6 +787,111 @@ async fn gate_fails_closed_when_the_store_is_unreachable() {
     assert_ne!(out.status.code(), Some(0));
 }
 
+/// A TCP relay to PostgreSQL that can be turned into a black hole: connections stay open and
+/// nothing comes back, as when the database host stops answering.
+struct BlackHole {
+    port: u16,
+    dark: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl BlackHole {
+    async fn start(upstream: std::net::SocketAddr) -> BlackHole {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dark = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = dark.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let d = d.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut ri, mut wi) = inbound.into_split();
+                    let (mut ro, mut wo) = outbound.into_split();
+                    let d2 = d.clone();
+                    let up = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16384];
+                        while let Ok(n) = ri.read(&mut buf).await {
+                            if n == 0 {
+                                return;
+                            }
+                            if !d2.load(Ordering::SeqCst) {
+                                let _ = wo.write_all(&buf[..n]).await;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n) = ro.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if !d.load(Ordering::SeqCst) {
+                            let _ = wi.write_all(&buf[..n]).await;
+                        }
+                    }
+                    let _ = up.await;
+                });
+            }
+        });
+        BlackHole { port, dark }
+    }
+
+    fn go_dark(&self) {
+        self.dark.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A gate call answers within its wait plus a second whatever the store does: with the
+/// database silent (not refusing, just never answering), the answer is `error`, on time.
+#[tokio::test]
+async fn gate_answers_on_time_when_the_store_stops_answering() {
+    let Some(url) = fresh_pg().await else { return };
+    let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let hole = BlackHole::start(upstream).await;
+    let via = url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", hole.port));
+    assert_ne!(via, url, "the test database URL names 127.0.0.1:5432");
+    let app = TestApp::spawn_on(via, tempfile::tempdir().unwrap(), |_| {}).await;
+    let p = setup(&app).await;
+    let mut body = change_body("staging");
+    body["type"] = json!("standard");
+    let r = app.post_as("/api/v1/changes", body, &p.alice, &[]).await;
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        gate(&app, &p.alice, &cr, "staging", "").await["state"],
+        "allowed"
+    );
+    hole.go_dark();
+    tokio::time::sleep(Duration::from_millis(2100)).await; // past the policy cache
+    for (wait, extra) in [(0u64, String::new()), (2, "&wait=2s".to_owned())] {
+        let t = Instant::now();
+        let r = app
+            .req(
+                reqwest::Method::GET,
+                &format!(
+                    "/api/v1/gate?change={cr}&environment=staging&digest={}{extra}",
+                    digest(42)
+                ),
+                Some(&p.alice),
+                None,
+                &[],
+            )
+            .await;
+        let took = t.elapsed();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["state"], "error", "{}", r.body);
+        assert!(
+            took < Duration::from_secs(wait) + Duration::from_millis(1000),
+            "wait {wait}s answered after {took:?}"
+        );
+    }
+}
+
 /// With PostgreSQL, a pipeline waiting on instance A is released when the approval lands on
 /// instance B: two server processes.
 #[tokio::test]
@@ -1180,15 +1285,55 @@ async fn emergency_privileges_need_two_admins() {
         (r.status, r.body["code"].as_str()),
         (403, Some("two_person_rule"))
     );
-    let second = app.token_for("second-admin", "admin", None).await;
+    // An admin the grantor created is the grantor's creature, not a second person.
+    let first = app.token_for("first-admin", "admin", None).await;
+    let confirm = |tok: String, id: String| {
+        let app = &app;
+        async move {
+            app.post_as(
+                &format!("/api/v1/tokens/{id}/confirm"),
+                json!({}),
+                &tok,
+                &[],
+            )
+            .await
+        }
+    };
+    let r = confirm(first.clone(), id.clone()).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (403, Some("two_person_rule")),
+        "{}",
+        r.body
+    );
+    // Admin rights from a non-root admin wait for a second admin too: first-admin mints
+    // second-admin, who cannot act, and neither of them can confirm it.
     let r = app
         .post_as(
-            &format!("/api/v1/tokens/{id}/confirm"),
-            json!({}),
-            &second,
+            "/api/v1/tokens",
+            json!({"subject": "second-admin", "role": "admin"}),
+            &first,
             &[],
         )
         .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (second, second_id) = (
+        r.body["token"].as_str().unwrap().to_owned(),
+        r.body["id"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(who(second.clone()).await.status, 401, "unconfirmed admin");
+    for t in [&first, &second] {
+        let r = confirm(t.clone(), second_id.clone()).await;
+        assert!(r.status == 403 || r.status == 401, "{}", r.body);
+    }
+    // The root admin (not the grantor of second-admin) confirms it.
+    let r = app
+        .post(&format!("/api/v1/tokens/{second_id}/confirm"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(who(second.clone()).await.status, 200);
+    // second-admin was not created by the root admin: it may confirm the root's grant.
+    let r = confirm(second.clone(), id.clone()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["confirmed_by"], "second-admin");
     let r = who(tok).await;
