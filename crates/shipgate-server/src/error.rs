@@ -59,6 +59,27 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "Separation of duties: commit authors cannot approve this change",
     ),
     (
+        "record_author",
+        403,
+        "Separation of duties: whoever authored the originating record cannot approve this change",
+    ),
+    (
+        "delegation_scope",
+        403,
+        "The delegation does not cover this approver group",
+    ),
+    (
+        "no_delegation",
+        403,
+        "No active delegation from that person covers this change",
+    ),
+    (
+        "stale_revision",
+        409,
+        "The change was resubmitted after you read it; review the current revision",
+    ),
+    ("id_in_use", 409, "This id already names another record"),
+    (
         "not_an_approver",
         403,
         "The caller is not in an approver group this change needs",

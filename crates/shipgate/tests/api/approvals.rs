@@ -1351,3 +1351,73 @@ async fn emergency_privileges_need_two_admins() {
     );
     app.stop().await;
 }
+
+/// Integrity issue, item 4: the deployer is the authenticated identity, never a free field.
+/// The sole approver asks the gate with another name (refused), asks as themselves (pending,
+/// deployer_only_approval), and records a deployment naming someone else (flagged).
+#[tokio::test]
+async fn the_deployer_is_who_is_authenticated() {
+    let app = TestApp::spawn().await;
+    let p = setup(&app).await;
+    let r = push_policy(&app, &format!("{POLICY}\n[[rule]]\nname = \"staging\"\napprovals = [{{ group = \"owners\" }}]\n[rule.match]\nenv_tier = [\"staging\"]\nchange_type = [\"normal\"]\n")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post_as("/api/v1/changes", change_body("staging"), &p.alice, &[])
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cr = r.body["key"].as_str().unwrap().to_owned();
+    let r = decide(&app, &p.olga, &cr, "approve").await;
+    assert_eq!(r.body["status"], "approved", "{}", r.body);
+    let olga_deploys = app.token_for("olga", "deployer", None).await;
+    let r = app
+        .req(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/gate?change={cr}&environment=staging&digest={}&deployer=carol",
+                digest(42)
+            ),
+            Some(&olga_deploys),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let d = gate(&app, &olga_deploys, &cr, "staging", "").await;
+    assert_eq!(d["state"], "pending", "{d}");
+    assert!(
+        codes(&d).contains(&"deployer_only_approval".to_owned()),
+        "{d}"
+    );
+    // Recorded by olga's token under another name: flagged all the same.
+    let dep = |token: String, deployer: &'static str| {
+        let app = &app;
+        let cr = cr.clone();
+        async move {
+            app.post_as(
+                "/api/v1/deployments",
+                json!({"service": "checkout", "environment": "staging", "version": "1.4.2",
+                       "artifact": format!("registry/checkout@{}", digest(42)), "deployer": deployer, "change_ref": cr}),
+                &token,
+                &[],
+            )
+            .await
+        }
+    };
+    let r = dep(olga_deploys.clone(), "carol").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["approval"]["flagged"], true, "{}", r.body);
+    assert!(
+        r.body["approval"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "deployer_only_approval"),
+        "{}",
+        r.body
+    );
+    // The pipeline's own identity deploying the approved change: not flagged.
+    let r = dep(p.alice.clone(), "alice").await;
+    assert_eq!(r.body["approval"]["flagged"], false, "{}", r.body);
+    app.verify_ok().await;
+    app.stop().await;
+}

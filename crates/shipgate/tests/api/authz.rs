@@ -58,7 +58,7 @@ async fn every_route_is_authorised_by_one_layer() {
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
         if *role == Role::EmergencyDeployer {
-            let second = app.token_for("second-admin", "admin", None).await;
+            let second = app.independent_admin("second-admin").await;
             let c = app
                 .post_as(
                     &format!("/api/v1/tokens/{}/confirm", r.body["id"].as_str().unwrap()),

@@ -148,6 +148,28 @@ impl TestApp {
         self.post_as(path, body, &self.token, &[]).await
     }
 
+    /// An admin whose rights do not come from the root token (so it may confirm the root
+    /// admin's two-person grants): the root creates `first-admin`, who grants `subject` admin
+    /// rights, which the root then confirms.
+    pub async fn independent_admin(&self, subject: &str) -> String {
+        let first = self.token_for("first-admin", "admin", None).await;
+        let r = self
+            .post_as(
+                "/api/v1/tokens",
+                json!({"subject": subject, "role": "admin"}),
+                &first,
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let c = self
+            .post(&format!("/api/v1/tokens/{id}/confirm"), json!({}))
+            .await;
+        assert_eq!(c.status, 200, "{}", c.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
     /// Posts a decision on the revision of `key` as `token` reads it now (as the CLI does).
     pub async fn decide_as(&self, key: &str, mut body: Value, token: &str) -> Resp {
         let cur = self

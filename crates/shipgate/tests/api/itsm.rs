@@ -319,3 +319,116 @@ async fn itsm_change_records_open_change_requests_and_get_the_decision_back() {
     assert_eq!(r.body["errors"][0]["field"], "short_description");
     app.stop().await;
 }
+
+/// Integrity issue, item 5: every identity that authored an ITSM record is excluded from
+/// approving the change it opens, compared as people (trimmed, case-folded, by email).
+#[tokio::test]
+async fn itsm_record_authors_never_approve_their_change() {
+    let (snow, _) = mock(Value::Null).await;
+    let (jira, _) = mock(Value::Null).await;
+    let app = TestApp::spawn_with(|s| {
+        let mut t = shipgate_server::itsm::ItsmTenant::default();
+        let mut sn = shipgate_server::itsm::ServiceNowSettings {
+            instance_url: snow.clone(),
+            inbound_token: Some("in-snow".to_owned().into()),
+            ..Default::default()
+        };
+        sn.mapping.default_service = Some("legacy-app".into());
+        t.servicenow = Some(sn);
+        let mut j = shipgate_server::itsm::JiraSettings {
+            base_url: jira.clone(),
+            inbound_token: Some("in-jira".to_owned().into()),
+            ..Default::default()
+        };
+        j.mapping.default_service = Some("web".into());
+        t.jira = Some(j);
+        s.itsm.insert("default".into(), t);
+    })
+    .await;
+    let mut tokens = std::collections::BTreeMap::new();
+    for (who, email) in [
+        ("carol", "carol@acme.test"),
+        ("dave", "dave@acme.test"),
+        ("erin", "erin@acme.test"),
+    ] {
+        let r = app
+            .post(
+                "/api/v1/people",
+                json!({"subject": who, "email": email, "token_role": "approver"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        tokens.insert(who, r.body["token"].as_str().unwrap().to_owned());
+    }
+    let put = |path: &'static str, body: String, ct: &'static str| {
+        let app = &app;
+        async move {
+            app.req(
+                reqwest::Method::PUT,
+                path,
+                Some(&app.token),
+                Some(body.into()),
+                &[("content-type", ct)],
+            )
+            .await
+        }
+    };
+    let r = put(
+        "/api/v1/groups/cab",
+        json!({"members": ["carol", "dave", "erin"]}).to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = put("/api/v1/policy", POLICY.to_owned(), "application/toml").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // requested_by names someone else; opened_by is carol; the padded requester is dave.
+    let record = json!({"result": {
+        "number": "CHG0100001", "sys_id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "short_description": "Rotate TLS certificates", "type": "Normal", "risk": "3",
+        "requested_by": {"display_value": " DAVE ", "value": "6816f79cc0a8016401c5a33be04be441"},
+        "opened_by": {"display_value": "Carol", "value": "carol@acme.test"},
+        "sys_created_by": "admin", "assigned_to": ""}});
+    let r = inbound(
+        &app,
+        "servicenow",
+        "in-snow",
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .await;
+    assert_eq!(r.body["result"], "accepted", "{}", r.body);
+    let cr = r.body["records"][0].as_str().unwrap().to_owned();
+    for (who, code) in [("carol", "record_author"), ("dave", "self_approval")] {
+        let r = app
+            .decide_as(&cr, json!({"decision": "approve"}), &tokens[who])
+            .await;
+        assert_eq!(r.status, 403, "{who}: {}", r.body);
+        assert_eq!(r.body["code"], code, "{who}: {}", r.body);
+    }
+    let r = app
+        .decide_as(&cr, json!({"decision": "approve"}), &tokens["erin"])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "approved", "{}", r.body);
+
+    // Jira: the reporter (by email) and the creator cannot approve.
+    let issue = json!({"webhookEvent": "jira:issue_created", "user": {"name": "svc-jira"},
+        "issue": {"key": "OPS-12", "fields": {"summary": "Failover drill", "labels": ["normal"],
+            "reporter": {"name": "x", "emailAddress": "Erin@Acme.test"},
+            "creator": {"name": "dave"}}}});
+    let r = inbound(&app, "jira", "in-jira", serde_json::to_vec(&issue).unwrap()).await;
+    assert_eq!(r.body["result"], "accepted", "{}", r.body);
+    let cr = r.body["records"][0].as_str().unwrap().to_owned();
+    for who in ["erin", "dave"] {
+        let r = app
+            .decide_as(&cr, json!({"decision": "approve"}), &tokens[who])
+            .await;
+        assert_eq!(r.status, 403, "{who}: {}", r.body);
+    }
+    let r = app
+        .decide_as(&cr, json!({"decision": "approve"}), &tokens["carol"])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.verify_ok().await;
+    app.stop().await;
+}
