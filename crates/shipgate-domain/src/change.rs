@@ -221,7 +221,7 @@ pub fn parse_change_spec(
         return Err(e);
     };
     let mut f = Fields::new(map, "");
-    let change_type = f.enumeration("type", ChangeType::parse, ChangeType::expected);
+    let change_type = f.enumeration_nonempty("type", ChangeType::parse, ChangeType::expected);
     let type_given = map.get("type").is_some_and(|v| !v.is_null());
     let title = f.req_str("title", 200);
     let justification = f.opt_str("justification", 10_000);
@@ -251,10 +251,13 @@ pub fn parse_change_spec(
             "is required (standard, normal or emergency)",
         );
     }
-    if services.is_empty() && map.get("services").is_none() {
+    // An empty list covers nothing: refused like a missing one (unless the list itself was
+    // already reported as malformed).
+    let reported = |e: &FieldErrors, k: &str| e.0.iter().any(|x| x.field.starts_with(k));
+    if services.is_empty() && !reported(&errors, "services") {
         errors.add("services", "required", "name at least one service");
     }
-    if env_labels.is_empty() && map.get("environments").is_none() {
+    if env_labels.is_empty() && !reported(&errors, "environments") {
         errors.add("environments", "required", "name at least one environment");
     }
     let mut environments: Vec<ResolvedEnvironment> = Vec::new();

@@ -209,6 +209,14 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// [`Fields::timestamp_any`], refusing an empty string instead of reading it as absent.
+    pub fn timestamp_any_nonempty(&mut self, key: &'static str) -> Option<Timestamp> {
+        if self.given_empty(key) {
+            return None;
+        }
+        self.timestamp_any(key)
+    }
+
     /// Marks a key as read by the caller itself.
     pub fn mark(&mut self, key: &'static str) {
         self.used.insert(key);
@@ -477,7 +485,7 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
     let labels = f.string_map("labels");
     let targets = f.string_list("targets");
     let corrects = f.uuid("corrects");
-    let status = f.enumeration(
+    let status = f.enumeration_nonempty(
         "status",
         DeploymentStatus::parse,
         DeploymentStatus::expected,

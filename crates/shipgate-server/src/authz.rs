@@ -92,10 +92,29 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
 ];
 
 pub fn permission_for(method: &Method, route: &str) -> Option<Permission> {
+    // HEAD is GET without the body (axum serves it with the GET handler): same permission.
+    let m = if *method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     ROUTES
         .iter()
-        .find(|(m, r, _)| *m == method.as_str() && *r == route)
+        .find(|(x, r, _)| *x == m && *r == route)
         .map(|(_, _, p)| *p)
+}
+
+/// The methods a route answers (for 405 and `Allow`).
+pub fn methods_for(route: &str) -> Vec<&'static str> {
+    let mut m: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(_, r, _)| *r == route)
+        .map(|(m, _, _)| *m)
+        .collect();
+    if m.contains(&"GET") {
+        m.push("HEAD");
+    }
+    m
 }
 
 /// Puts a refusal of a known identity on the audit chain (aggregated per identity and window).
@@ -127,6 +146,12 @@ pub async fn decide(
     parts: &mut axum::http::request::Parts,
 ) -> Result<Option<Caller>, Refusal> {
     let Some(perm) = permission_for(&parts.method, route) else {
+        let allowed = methods_for(route);
+        if !allowed.is_empty() {
+            return Err(Refusal::Unauthenticated(ApiError::MethodNotAllowed(
+                allowed.into_iter().map(str::to_owned).collect(),
+            )));
+        }
         return Err(Refusal::Unauthenticated(ApiError::Forbidden(format!(
             "{} {route} has no access rule: refused by default",
             parts.method
@@ -187,6 +212,7 @@ pub async fn authorize(
             parts.extensions.insert(caller);
             next.run(Request::from_parts(parts, body)).await
         }
+        Err(Refusal::Unauthenticated(e @ ApiError::MethodNotAllowed(_))) => e.into_response(),
         Err(Refusal::Unauthenticated(e)) => {
             // A refused credential of a known identity (expired, unconfirmed, another tenant)
             // goes on the chain; an unknown one (forged, mistyped, a scanner) is counted and

@@ -127,6 +127,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         429,
         "Too many failed authentications from this address",
     ),
+    (
+        "method_not_allowed",
+        405,
+        "The method is not allowed on this resource",
+    ),
     ("overloaded", 503, "The server is busy; retry with backoff"),
     ("store_unavailable", 503, "The store cannot be reached"),
     ("internal", 500, "An unexpected error; it was logged"),
@@ -147,6 +152,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     Overloaded,
+    /// The path exists, the method does not: these are the methods it answers.
+    MethodNotAllowed(Vec<String>),
     /// Rate limited; retry after this many seconds.
     TooManyRequests {
         message: String,
@@ -173,11 +180,15 @@ pub struct Problem {
 impl ApiError {
     fn parts(&self) -> (&'static str, String, Vec<FieldError>) {
         match self {
-            ApiError::Validation(e) => (
-                "validation_failed",
-                format!("{} field(s) are invalid: {e}", e.0.len()),
-                e.0.clone(),
-            ),
+            ApiError::Validation(e) => {
+                let errors = named(e);
+                let detail = if e.0.is_empty() {
+                    "1 field(s) are invalid: the request is invalid".to_owned()
+                } else {
+                    format!("{} field(s) are invalid: {e}", e.0.len())
+                };
+                ("validation_failed", detail, errors)
+            }
             ApiError::MalformedJson(m) => ("malformed_json", m.clone(), Vec::new()),
             ApiError::BadRequest(m) => ("bad_request", m.clone(), Vec::new()),
             ApiError::Unauthenticated(m) => ("unauthenticated", m.clone(), Vec::new()),
@@ -190,6 +201,11 @@ impl ApiError {
             ApiError::TooManyRequests { message, .. } => {
                 ("too_many_requests", message.clone(), Vec::new())
             }
+            ApiError::MethodNotAllowed(m) => (
+                "method_not_allowed",
+                format!("this resource answers {}", m.join(", ")),
+                Vec::new(),
+            ),
             ApiError::Unavailable(_) => (
                 "store_unavailable",
                 "the store cannot be reached".into(),
@@ -224,6 +240,9 @@ impl ApiError {
             ApiError::NotFound => "not found".into(),
             ApiError::Overloaded => "overloaded".into(),
             ApiError::TooManyRequests { message, .. } => message.clone(),
+            ApiError::MethodNotAllowed(m) => {
+                format!("method not allowed (allowed: {})", m.join(", "))
+            }
         }
     }
 
@@ -249,6 +268,21 @@ impl From<StoreError> for ApiError {
 impl From<FieldErrors> for ApiError {
     fn from(e: FieldErrors) -> Self {
         ApiError::Validation(e)
+    }
+}
+
+/// A validation failure always names a field: an empty list (a parser that refused without
+/// saying why) still tells the client something, and is logged as the bug it is.
+fn named(e: &FieldErrors) -> Vec<FieldError> {
+    if e.0.is_empty() {
+        tracing::error!("a validation failure named no field");
+        vec![FieldError {
+            field: String::new(),
+            code: "invalid".into(),
+            message: "the request is invalid".into(),
+        }]
+    } else {
+        e.0.clone()
     }
 }
 
@@ -280,6 +314,10 @@ impl IntoResponse for ApiError {
             } => Some(*retry_after_secs),
             _ => None,
         };
+        let allow = match &self {
+            ApiError::MethodNotAllowed(m) => Some(m.join(", ")),
+            _ => None,
+        };
         let (code, detail, errors) = self.parts();
         let p = problem(code, detail, errors);
         let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -296,6 +334,11 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let Some(a) = allow
+            && let Ok(v) = HeaderValue::from_str(&a)
+        {
+            resp.headers_mut().insert(header::ALLOW, v);
         }
         resp
     }

@@ -1,10 +1,9 @@
 //! Tokens and the audit trail.
-use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use shipgate_domain::audit::{AuditEntry, VerifyReport};
@@ -15,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Params, body_bytes, parse_json};
+use super::{Params, QueryPairs, body_bytes, parse_json};
 use crate::auth::{Caller, generate_token, hash_token, valid_tenant};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
@@ -354,7 +353,7 @@ pub struct AuditPage {
 async fn audit_log(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<AuditPage>> {
     let mut p = Params::new(q, &["after", "limit"]);
     let after = p.parse("after", |s| {
@@ -388,7 +387,7 @@ async fn audit_log(
 async fn verify(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<VerifyReport>> {
     caller.require_root()?;
     let mut p = Params::new(q, &["expect_head"]);

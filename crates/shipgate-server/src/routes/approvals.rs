@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Params, body_bytes, parse_json, resolve_environment};
+use super::{Params, QueryPairs, body_bytes, parse_json, resolve_environment};
 use crate::auth::{Caller, generate_token, hash_token};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::governance::{self, GateQuery};
@@ -496,7 +496,7 @@ pub(crate) async fn open(
 async fn list_changes(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<Vec<ChangeRequest>>> {
     let mut p = Params::new(q, &["status", "limit"]);
     let status = p.parse("status", |s| {
@@ -674,7 +674,7 @@ async fn decide_change(
 ) -> ApiResult<Json<ChangeRequest>> {
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
     let mut f = Fields::new(object(&v)?, "");
-    let kind = f.enumeration("decision", DecisionKind::parse, DecisionKind::expected);
+    let kind = f.enumeration_nonempty("decision", DecisionKind::parse, DecisionKind::expected);
     let kind_given = v.get("decision").is_some_and(|d| !d.is_null());
     let comment = f.opt_str("comment", 10_000);
     let group = f.opt_str_nonempty("group", 128);
@@ -903,7 +903,7 @@ const GATE_GRACE: Duration = Duration::from_millis(900);
 async fn gate(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<GateDecision>)> {
     let mut p = Params::new(q, &["change", "environment", "digest", "deployer", "wait"]);
     let change = p.get("change");
@@ -1034,7 +1034,7 @@ pub struct Blocking {
 async fn approval_queue(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<Vec<QueueItem>>> {
     let mut p = Params::new(q, &["all"]);
     let all = p.parse("all", |s| {
@@ -1186,7 +1186,7 @@ async fn create_delegation(
     let group = f.opt_str_nonempty("group", 128);
     let now = state.clock.now();
     let starts_at = f.timestamp_any("starts_at");
-    let ends_at = f.timestamp_any("ends_at");
+    let ends_at = f.timestamp_any_nonempty("ends_at");
     let ends_given = v.get("ends_at").is_some_and(|x| !x.is_null());
     let reason = f.req_str("reason", 1000);
     let mut errors = f.finish();

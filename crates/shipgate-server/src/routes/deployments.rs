@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -20,8 +20,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{
-    Params, body_bytes, declared_environments, idempotency, parse_json, parse_since, read_tenant,
-    resolve_environment,
+    Params, QueryPairs, body_bytes, declared_environments, idempotency, parse_json, parse_since,
+    read_tenant, resolve_environment,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -321,7 +321,7 @@ pub async fn filter_from(
 async fn list_deployments(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<DeploymentPage>> {
     let mut p = Params::new(q, FILTER_PARAMS);
     let filter = filter_from(&state, &caller, &mut p).await?;
@@ -500,7 +500,7 @@ async fn import_deployments(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let mut p = Params::new(q, &["format", "mode", "dry_run"]);

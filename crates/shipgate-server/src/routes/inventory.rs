@@ -1,10 +1,9 @@
 //! What runs where, what changed, and the services, environments and releases seen.
-use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
@@ -16,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::deployments::{FILTER_PARAMS, filter_from};
-use super::{Params, body_bytes, parse_json, read_tenant, resolve_environment};
+use super::{Params, QueryPairs, body_bytes, parse_json, read_tenant, resolve_environment};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
@@ -46,7 +45,7 @@ pub struct RunningQuery {
 async fn running(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<Vec<RunningVersion>>> {
     let mut p = Params::new(q, &["service", "environment", "tenant"]);
     let tenant = read_tenant(&caller, p.get("tenant"))?;
@@ -94,7 +93,7 @@ pub struct ChangesQuery {
 async fn changes(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<ChangesResponse>> {
     let mut p = Params::new(q, FILTER_PARAMS);
     let mut filter = filter_from(&state, &caller, &mut p).await?;
@@ -268,7 +267,7 @@ pub struct ResolveQuery {
 async fn resolve(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<ResolvedEnvironment>> {
     let p = Params::new(q, &["label"]);
     let label = p.get("label");
@@ -294,7 +293,7 @@ pub struct ReleasesQuery {
 async fn releases(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<Vec<Release>>> {
     let mut p = Params::new(q, &["service", "limit"]);
     let service = p.get("service");

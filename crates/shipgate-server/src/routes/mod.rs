@@ -64,7 +64,8 @@ pub fn router(state: AppState) -> axum::Router {
         .settings
         .max_import_bytes
         .max(state.settings.max_body_bytes);
-    let (router, api) = api_routes().split_for_parts();
+    let (router, mut api) = api_routes().split_for_parts();
+    document_common_responses(&mut api);
     let api_json = api.to_pretty_json().unwrap_or_else(|_| "{}".into());
     router
         .route(
@@ -92,7 +93,90 @@ pub fn router(state: AppState) -> axum::Router {
 
 /// The OpenAPI document, for tests and `shipgate openapi`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    let mut api = api_routes().split_for_parts().1;
+    document_common_responses(&mut api);
+    api
+}
+
+/// The answers every operation can give, documented once here rather than on each route: the
+/// one authorisation layer (401, 403, 429 with `Retry-After`, 405 with `Allow`), the body
+/// readers (400, 413, 415) and the validators (422), each an RFC 9457 problem document.
+fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        Content, Ref, RefOr, ResponseBuilder, Type, header::HeaderBuilder, schema::ObjectBuilder,
+    };
+    let problem = |why: &str, header: Option<(&str, &str)>| {
+        let mut b = ResponseBuilder::new().description(why).content(
+            "application/problem+json",
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        );
+        if let Some((name, ty)) = header {
+            let schema = ObjectBuilder::new().schema_type(if ty == "integer" {
+                Type::Integer
+            } else {
+                Type::String
+            });
+            b = b.header(name, HeaderBuilder::new().schema(schema).build());
+        }
+        RefOr::T(b.build())
+    };
+    for item in api.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let public = op.security.as_ref().is_some_and(|s| {
+                s.iter().all(|r| {
+                    serde_json::to_value(r)
+                        .ok()
+                        .and_then(|v| v.as_object().map(|o| o.is_empty()))
+                        .unwrap_or(false)
+                })
+            });
+            let has_body = op.request_body.is_some();
+            let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let r = &mut op.responses.responses;
+            let mut add = |code: &str, resp: RefOr<utoipa::openapi::Response>| {
+                r.entry(code.to_owned()).or_insert(resp);
+            };
+            if !public {
+                add("401", problem("No valid credential", None));
+                add(
+                    "403",
+                    problem("The caller's role does not allow this", None),
+                );
+                add(
+                    "429",
+                    problem(
+                        "Too many failed authentications from this address",
+                        Some(("Retry-After", "integer")),
+                    ),
+                );
+            }
+            add(
+                "405",
+                problem("The method is not allowed here", Some(("Allow", "string"))),
+            );
+            if has_body {
+                add("400", problem("The body is not valid JSON", None));
+                add("413", problem("The body is larger than allowed", None));
+                add("415", problem("The content type is not supported", None));
+            }
+            if has_body || has_params {
+                add("400", problem("The request is malformed", None));
+                add(
+                    "422",
+                    problem("Invalid or missing fields, each one named", None),
+                );
+            }
+        }
+    }
 }
 
 /// Every documented route: one list for the server and its OpenAPI document.
@@ -167,22 +251,51 @@ pub fn idempotency(
         }))
 }
 
-/// Query parameters as a map, with every unknown parameter reported.
+/// The query string as its pairs, in order (so that a repeated parameter can be refused); an
+/// unreadable query string is a problem document, like every other error.
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map(|q| QueryPairs(q.0))
+            .map_err(|e| ApiError::BadRequest(format!("the query string cannot be read: {e}")))
+    }
+}
+
+/// Query parameters as a map, with every unknown, repeated or empty parameter reported.
 pub struct Params {
     pub map: BTreeMap<String, String>,
     pub errors: FieldErrors,
 }
 
 impl Params {
-    pub fn new(map: BTreeMap<String, String>, known: &[&str]) -> Params {
+    pub fn new(pairs: Vec<(String, String)>, known: &[&str]) -> Params {
         let mut errors = FieldErrors::default();
-        for k in map.keys() {
+        let mut map = BTreeMap::new();
+        for (k, v) in pairs {
             if !known.contains(&k.as_str()) {
                 errors.add(
                     k.clone(),
                     "unknown_field",
                     format!("is not a parameter here (known: {})", known.join(", ")),
                 );
+                continue;
+            }
+            if v.trim().is_empty() {
+                errors.add(
+                    k.clone(),
+                    "empty",
+                    "must not be empty; leave the parameter out for none",
+                );
+            }
+            if map.insert(k.clone(), v).is_some() {
+                errors.add(k, "duplicate", "give the parameter once");
             }
         }
         Params { map, errors }

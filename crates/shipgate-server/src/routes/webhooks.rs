@@ -4,7 +4,6 @@
 //! and a redelivery of an accepted or ignored one is answered from that record without acting
 //! twice. Mapping is pure (`shipgate_domain::integrations`); recording goes through the same
 //! validation, idempotency and audit as the API.
-use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -25,7 +24,7 @@ use utoipa_axum::routes;
 
 use uuid::Uuid;
 
-use super::{Params, body_bytes, deployments, parse_json};
+use super::{Params, QueryPairs, body_bytes, deployments, parse_json};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
@@ -329,11 +328,11 @@ pub(crate) async fn settle_as(
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/github", tag = "integrations",
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/github", tag = "integrations", security(()),
     params(("tenant" = String, Path), ("X-GitHub-Event" = String, Header), ("X-GitHub-Delivery" = String, Header), ("X-Hub-Signature-256" = String, Header)),
     request_body(content = String, description = "A GitHub webhook payload", content_type = "application/json"),
     description = "GitHub repository or organisation webhook. `deployment` and `deployment_status` create and advance deployment records; other events are acknowledged. Authenticated by the tenant's webhook secret, not a token.",
-    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such tenant, or this source is not configured for it")))]
 async fn github(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -859,11 +858,11 @@ fn pagerduty_signature_ok(secret: &str, body: &[u8], header: Option<&str>) -> bo
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/pagerduty", tag = "integrations",
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/pagerduty", tag = "integrations", security(()),
     params(("tenant" = String, Path), ("X-PagerDuty-Signature" = String, Header)),
     request_body(content = String, description = "A PagerDuty V3 webhook", content_type = "application/json"),
     description = "PagerDuty V3 webhook: incident events are recorded (triggered, acknowledged, resolved), streamed, and answered with the recent changes to the incident's service.",
-    responses((status = 200, body = IncidentAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = IncidentAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such tenant, or this source is not configured for it")))]
 async fn pagerduty(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -965,11 +964,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     mac(a).verify_slice(&mac(b).finalize().into_bytes()).is_ok()
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/gitlab", tag = "integrations",
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/gitlab", tag = "integrations", security(()),
     params(("tenant" = String, Path), ("X-Gitlab-Token" = String, Header), ("X-Gitlab-Event" = String, Header)),
     request_body(content = String, description = "A GitLab webhook payload", content_type = "application/json"),
     description = "GitLab project or group webhook. Deployment events create and advance deployment records; pipeline, push, tag and merge request events are acknowledged. Authenticated by the tenant's secret token.",
-    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such tenant, or this source is not configured for it")))]
 async fn gitlab(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -1173,11 +1172,11 @@ fn inbound_token_ok(headers: &HeaderMap, want: Option<&SecretString>) -> ApiResu
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/servicenow", tag = "integrations",
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/servicenow", tag = "integrations", security(()),
     params(("tenant" = String, Path), ("X-Shipgate-Token" = String, Header)),
     request_body(content = String, description = "A change_request record (Table API JSON, bare or in `result`)", content_type = "application/json"),
     description = "ServiceNow outbound REST message: a change_request opens a shipgate change request (fields mapped by configuration), whose approval runs under shipgate's policy; the decision is written back to the record.",
-    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such tenant, or this source is not configured for it")))]
 async fn servicenow(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -1188,8 +1187,16 @@ async fn servicenow(
         .settings
         .itsm
         .get(&tenant)
-        .and_then(|t| t.servicenow.clone())
-        .ok_or(ApiError::NotFound)?;
+        .and_then(|t| t.servicenow.clone());
+    // No credential, no answer about the tenant's configuration.
+    if header(&headers, "x-shipgate-token").is_none() {
+        return Err(ApiError::field(
+            "X-Shipgate-Token",
+            "required",
+            "the tenant's inbound token is required",
+        ));
+    }
+    let cfg = cfg.ok_or(ApiError::NotFound)?;
     inbound_token_ok(&headers, cfg.inbound_token.as_ref())?;
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
@@ -1206,11 +1213,11 @@ async fn servicenow(
     .await
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/jira", tag = "integrations",
+#[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/jira", tag = "integrations", security(()),
     params(("tenant" = String, Path), ("X-Shipgate-Token" = String, Header)),
     request_body(content = String, description = "A Jira issue webhook", content_type = "application/json"),
     description = "Jira webhook: jira:issue_created opens a shipgate change request (fields mapped by configuration); the decision is written back as a transition and a comment. Other events are acknowledged.",
-    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = DeliveryAnswer), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such tenant, or this source is not configured for it")))]
 async fn jira(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -1221,8 +1228,16 @@ async fn jira(
         .settings
         .itsm
         .get(&tenant)
-        .and_then(|t| t.jira.clone())
-        .ok_or(ApiError::NotFound)?;
+        .and_then(|t| t.jira.clone());
+    // No credential, no answer about the tenant's configuration.
+    if header(&headers, "x-shipgate-token").is_none() {
+        return Err(ApiError::field(
+            "X-Shipgate-Token",
+            "required",
+            "the tenant's inbound token is required",
+        ));
+    }
+    let cfg = cfg.ok_or(ApiError::NotFound)?;
     inbound_token_ok(&headers, cfg.inbound_token.as_ref())?;
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
@@ -1327,7 +1342,7 @@ async fn publish_artifact(
 async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<BTreeMap<String, String>>,
+    QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<Vec<Delivery>>> {
     let mut p = Params::new(q, &["limit"]);
     let limit = p.parse("limit", |s| {

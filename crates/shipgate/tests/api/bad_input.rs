@@ -637,3 +637,66 @@ async fn empty_values_are_refused_not_read_as_none() {
     app.verify_ok().await;
     app.stop().await;
 }
+
+/// The OpenAPI contract's edges: an unsupported method is 405 with `Allow` (never 403), a
+/// repeated or empty query parameter is refused (never silently read), an empty enum value
+/// names its field, and a change covering no service or environment is refused.
+#[tokio::test]
+async fn methods_queries_and_empty_values_follow_the_contract() {
+    let app = TestApp::spawn().await;
+    for (method, path, token) in [
+        ("TRACE", "/healthz", None),
+        ("DELETE", "/api/v1/whoami", Some(app.token.as_str())),
+        ("PUT", "/api/v1/deployments", Some(app.token.as_str())),
+        ("OPTIONS", "/api/v1/gate", None),
+    ] {
+        let r = app
+            .req(method.parse().unwrap(), path, token, None, &[])
+            .await;
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
+        let allow = r.headers["allow"].to_str().unwrap().to_owned();
+        assert!(!allow.contains(method) && !allow.is_empty(), "{allow}");
+    }
+    // HEAD is GET without a body, under GET's permission.
+    let r = app
+        .req(
+            reqwest::Method::HEAD,
+            "/api/v1/whoami",
+            Some(&app.token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    for q in ["limit=abc&limit=5", "limit=", "status=&limit=5"] {
+        let r = app.get(&format!("/api/v1/changes?{q}")).await;
+        assert_eq!(r.status, 422, "{q}: {}", r.body);
+        assert!(!r.body["errors"].as_array().unwrap().is_empty());
+    }
+    let r = app
+        .post(
+            "/api/v1/changes",
+            json!({"title": "x", "type": "", "services": ["a"], "environments": ["staging"]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "type", "{}", r.body);
+    let r = app
+        .post(
+            "/api/v1/changes",
+            json!({"title": "covers nothing", "type": "normal", "services": [], "environments": []}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert!(
+        fields.contains(&"services") && fields.contains(&"environments"),
+        "{fields:?}"
+    );
+    app.stop().await;
+}
