@@ -635,7 +635,7 @@ pub fn parse_status_change(value: &Value, now: Timestamp) -> Result<StatusChange
     let mut f = Fields::new(map, "");
     let id = f.uuid("id");
     let target = f.name("target", false);
-    let status = f.enumeration(
+    let status = f.enumeration_nonempty(
         "status",
         DeploymentStatus::parse,
         DeploymentStatus::expected,

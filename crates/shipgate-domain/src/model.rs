@@ -20,6 +20,8 @@ macro_rules! str_enum {
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The wire values, in declaration order.
+            pub const VALUES: &'static [&'static str] = &[$($s),+];
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $s),+ }
             }

@@ -37,6 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// The identity the token acts as: a person or a pipeline.
     subject: String,
@@ -253,6 +254,7 @@ async fn parse_grant(
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateRoleGrantRequest {
     /// The signed-in identity (the OIDC subject) that receives the role...
     subject: Option<String>,
@@ -536,6 +538,7 @@ async fn current_entitlements(
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReviewRequest {
     /// The review period, such as `2026-Q4`.
     period: String,
@@ -545,6 +548,7 @@ pub struct ReviewRequest {
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReviewDecisionBody {
     token_id: Uuid,
     /// attest or revoke.

@@ -65,6 +65,7 @@ fn object(v: &Value) -> ApiResult<&serde_json::Map<String, Value>> {
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreatePersonRequest {
     subject: String,
     name: Option<String>,
@@ -151,6 +152,7 @@ async fn list_people(
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GroupRequest {
     description: Option<String>,
     /// At least one: a group without members is refused.
@@ -368,6 +370,7 @@ async fn policy_history(
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChangeSubmission {
     /// standard, normal or emergency.
     #[schema(rename = "type")]
@@ -572,6 +575,7 @@ async fn resubmit_change(
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EvidenceRequest {
     /// performance_test, security_scan, coverage, ...
     kind: String,
@@ -649,6 +653,7 @@ async fn add_evidence(
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DecisionBody {
     /// approve, reject, request_changes, ack_incident_commander, ack_system_owner, review.
     decision: String,
@@ -895,7 +900,6 @@ const GATE_GRACE: Duration = Duration::from_millis(900);
         ("change" = String, Query, description = "CR-<n> or the change id"),
         ("environment" = String, Query, description = "The environment about to be deployed"),
         ("digest" = Option<String>, Query, description = "sha256:<hex> of the artifact about to be deployed"),
-        ("deployer" = Option<String>, Query, description = "Deprecated: the deployer is the authenticated caller (never the only approval). If given, it must name the caller."),
         ("wait" = Option<String>, Query, description = "Long-poll: hold a pending answer up to this long (60s, 5m)"),
     ),
     description = "Whether a deployment may go ahead now. Fails closed: `error` when shipgate cannot decide. With `wait`, a pending answer is held until it settles (an approval wakes it within milliseconds, on any instance). Every call is logged for the change's timeline.",
@@ -1157,6 +1161,7 @@ async fn reviews(State(state): State<AppState>, caller: Caller) -> ApiResult<Jso
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DelegationRequest {
     /// Who may decide for the delegator.
     to: String,

@@ -40,6 +40,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// each environment tier may require more (configuration `requirements`).
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateDeploymentRequest {
     /// Client-supplied UUID; makes retries idempotent.
     id: Option<Uuid>,
@@ -370,6 +371,7 @@ async fn get_deployment(
 /// A status change.
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StatusChangeRequest {
     /// Client-supplied event id; makes retries idempotent.
     id: Option<Uuid>,

@@ -133,6 +133,7 @@ async fn list_services(
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeclareServiceRequest {
     name: String,
     team: Option<String>,
@@ -198,6 +199,7 @@ async fn list_environments(
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeclareEnvironmentRequest {
     /// A label; it is normalised through the taxonomy unless `tier` is given.
     name: String,

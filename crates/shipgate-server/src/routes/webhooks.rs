@@ -1248,6 +1248,7 @@ async fn jira(
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PublishArtifactRequest {
     /// `registry/name` or `NAME@sha256:<hex>` (then `digest` may be left out).
     name: String,
