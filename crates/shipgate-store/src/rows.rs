@@ -157,6 +157,16 @@ pub fn spec(table: &str) -> Option<&'static TableSpec> {
 }
 
 impl TableSpec {
+    /// Every row of the table with its tenant, in key order.
+    pub fn select_all(&self) -> String {
+        format!(
+            "SELECT tenant, {} FROM {} ORDER BY tenant, {}",
+            self.select_list(),
+            self.table,
+            self.key.0
+        )
+    }
+
     /// `key, col1, col2, ...` for a SELECT.
     pub fn select_list(&self) -> String {
         std::iter::once(self.key.0)

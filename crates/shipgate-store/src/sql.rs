@@ -2327,14 +2327,7 @@ impl Store for SqlStore {
         let mut entries = Vec::new();
         let mut n = 0u64;
         for spec in crate::rows::GOVERNANCE_TABLES {
-            let rows = sqlx::query(&format!(
-                "SELECT tenant, {} FROM {} ORDER BY tenant, {}",
-                spec.select_list(),
-                spec.table,
-                spec.key.0
-            ))
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows = sqlx::query(&spec.select_all()).fetch_all(&mut *tx).await?;
             let mut by_tenant: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for r in &rows {
                 let (tenant, key, _) = image_from_row(spec, r)?;
@@ -2530,14 +2523,7 @@ impl Store for SqlStore {
         }
         // Every governance row against the latest entry that wrote it.
         for spec in crate::rows::GOVERNANCE_TABLES {
-            let rows = sqlx::query(&format!(
-                "SELECT tenant, {} FROM {} ORDER BY tenant, {}",
-                spec.select_list(),
-                spec.table,
-                spec.key.0
-            ))
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows = sqlx::query(&spec.select_all()).fetch_all(&mut *tx).await?;
             for r in &rows {
                 let (tenant, key, image) = image_from_row(spec, r)?;
                 v.record(

@@ -876,7 +876,9 @@ pub async fn run(cmd: &ApprovalCommand, c: &Client, json_out: bool) -> CliResult
         ApprovalCommand::Gate(GateCmd::Wait { args, timeout }) => {
             let timeout = humantime::parse_duration(timeout)
                 .map_err(|_| bad(format!("--timeout '{timeout}': use a duration like 30m")))?;
-            let deadline = Instant::now() + timeout;
+            let deadline = Instant::now()
+                .checked_add(timeout)
+                .ok_or_else(|| bad(format!("--timeout '{timeout:?}' is too long")))?;
             let mut announced = false;
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
