@@ -170,7 +170,7 @@ async fn unblock(
             reqwest::Method::POST,
             format!("{approve_base}/api/v1/changes/{cr}/decisions"),
             olga,
-            Some(json!({"decision": "approve"})),
+            Some(json!({"decision": "approve", "revision": 1})),
         )
         .await;
         approve_rt.push(t.elapsed());
