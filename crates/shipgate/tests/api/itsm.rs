@@ -94,7 +94,7 @@ async fn wait_for(calls: &Calls, what: &str) -> (String, String, Value, bool) {
             return c;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(30),
             "no {what}: {:?}",
             calls.lock().unwrap()
         );
