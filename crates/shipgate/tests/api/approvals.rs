@@ -442,6 +442,31 @@ async fn normal_change_scenario(app: TestApp) {
     assert_eq!(r.body["revision"], 2);
     assert_eq!(r.body["rework_count"], 1);
     assert_eq!(r.body["status"], "pending");
+    // An approval given on the revision the approver read (1) lands after the resubmission:
+    // refused, never counted for what they did not see. A decision must name its revision.
+    for (body, status, code) in [
+        (
+            json!({"decision": "approve", "revision": 1}),
+            409,
+            "stale_revision",
+        ),
+        (json!({"decision": "approve"}), 422, "validation_failed"),
+    ] {
+        let r = app
+            .post_as(
+                &format!("/api/v1/changes/{cr2}/decisions"),
+                body,
+                &p.carol,
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (status, Some(code)),
+            "{}",
+            r.body
+        );
+    }
     assert_eq!(decide(&app, &p.carol, &cr2, "approve").await.status, 200);
 
     // Explain and the queue.
