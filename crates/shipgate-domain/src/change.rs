@@ -227,14 +227,14 @@ pub fn parse_change_spec(
     let justification = f.opt_str("justification", 10_000);
     let impact = f.opt_str("impact", 10_000);
     let rollback_plan = f.opt_str("rollback_plan", 10_000);
-    let window_start = f.timestamp_any("window_start");
-    let window_end = f.timestamp_any("window_end");
+    let window_start = f.timestamp_any_nonempty("window_start");
+    let window_end = f.timestamp_any_nonempty("window_end");
     let services = f.string_list("services");
     let env_labels = f.string_list("environments");
     let digests_raw = raw_list(map, "artifact_digests");
     f.mark("artifact_digests");
     let ticket = f.opt_str("ticket", 256);
-    let risk = f.enumeration("risk", RiskLevel::parse, RiskLevel::expected);
+    let risk = f.enumeration_nonempty("risk", RiskLevel::parse, RiskLevel::expected);
     let criticality = f.opt_str("criticality", 64);
     let compliance = f.string_list("compliance");
     let flags = f.string_list("artifact_flags");

@@ -1190,7 +1190,7 @@ async fn create_delegation(
     let from = f.name("from", false);
     let group = f.opt_str_nonempty("group", 128);
     let now = state.clock.now();
-    let starts_at = f.timestamp_any("starts_at");
+    let starts_at = f.timestamp_any_nonempty("starts_at");
     let ends_at = f.timestamp_any_nonempty("ends_at");
     let ends_given = v.get("ends_at").is_some_and(|x| !x.is_null());
     let reason = f.req_str("reason", 1000);

@@ -218,7 +218,7 @@ async fn declare_environment(
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
     let mut f = Fields::new(object(&v)?, "");
     let name = f.req_str("name", 128);
-    let tier = f.enumeration("tier", EnvTier::parse, EnvTier::expected);
+    let tier = f.enumeration_nonempty("tier", EnvTier::parse, EnvTier::expected);
     let region = f.opt_str("region", 64);
     let mut errors = f.finish();
     let mut resolved = None;
