@@ -1443,6 +1443,19 @@ mod tests {
         Identities::default()
     }
 
+    /// A decision by `actor`, on their own authority, with nothing else said.
+    fn request(kind: DecisionKind, actor: &str) -> DecisionRequest {
+        DecisionRequest {
+            kind,
+            actor: actor.into(),
+            on_behalf_of: None,
+            delegations: vec![],
+            group: None,
+            comment: None,
+            revision: None,
+        }
+    }
+
     const POLICY: &str = r#"
 [[rule]]
 name = "production"
@@ -2161,22 +2174,7 @@ system_owners = "owners"
         let mut c = change(ChangeType::Emergency, EnvTier::Production);
         c.spec.authors = vec!["Dev-A".into()];
         let ack = |c: &ChangeRequest, who: &str, kind| {
-            apply_decision(
-                c,
-                &pv(),
-                &gs,
-                &ids(),
-                DecisionRequest {
-                    kind,
-                    actor: who.into(),
-                    on_behalf_of: None,
-                    delegations: vec![],
-                    group: None,
-                    comment: None,
-                    revision: None,
-                },
-                t(1),
-            )
+            apply_decision(c, &pv(), &gs, &ids(), request(kind, who), t(1))
         };
         // alice requested it and is an incident commander: refused.
         let e = ack(&c, "alice", DecisionKind::AckIncidentCommander).unwrap_err();
@@ -2229,15 +2227,7 @@ system_owners = "owners"
                 &pv(),
                 &groups(),
                 &ids,
-                DecisionRequest {
-                    kind: DecisionKind::Approve,
-                    actor: who.into(),
-                    on_behalf_of: None,
-                    delegations: vec![],
-                    group: None,
-                    comment: None,
-                    revision: None,
-                },
+                request(DecisionKind::Approve, who),
                 t(1),
             )
         };

@@ -399,9 +399,15 @@ async fn verify(
 }
 
 #[utoipa::path(get, path = "/api/v1/audit/head", tag = "admin",
-    description = "The head of the audit chain (sequence number and hash). An auditor saves it and later verifies with `expect_head` (or `shipgate audit verify --expect-head SEQ:HASH`): a recomputed or truncated chain no longer holds it. Also published on the event stream at an interval.",
+    description = "The head of the audit chain (sequence number and hash; root admin). An auditor saves it and later verifies with `expect_head` (or `shipgate audit verify --expect-head SEQ:HASH`): a recomputed or truncated chain no longer holds it. Also published on the event stream at an interval.",
     responses((status = 200, body = shipgate_domain::audit::ChainHead)))]
-async fn head(State(state): State<AppState>) -> ApiResult<Json<shipgate_domain::audit::ChainHead>> {
+async fn head(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<shipgate_domain::audit::ChainHead>> {
+    // The chain is shared by every tenant: its head tells how much all of them wrote, so it is
+    // the root admin's, like verification.
+    caller.require_root()?;
     Ok(Json(state.store.audit_head().await?))
 }
 

@@ -516,33 +516,18 @@ async fn protection_rule(
     id: &str,
     value: &serde_json::Value,
 ) -> ApiResult<Response> {
-    if let Err(errors) = shipgate_domain::integrations::github::protection_request(value) {
-        let e = ApiError::Validation(errors);
-        remember(
-            state,
-            delivery(
-                state,
-                "github",
-                id,
-                tenant,
-                "deployment_protection_rule",
-                "rejected",
-                Some(e.summary()),
-                vec![],
-            ),
-        )
-        .await;
-        return Err(e);
-    }
     // The installation token goes only to GitHub's own callback path on the configured API:
     // anything else is refused now, and never stored or answered.
-    if let Ok(req) = shipgate_domain::integrations::github::protection_request(value)
-        && let Err(why) = shipgate_domain::integrations::github::check_callback_url(
-            &github_api(state, tenant),
-            &req.callback_url,
-        )
-    {
-        let e = ApiError::field("deployment_callback_url", "invalid_value", why);
+    let checked = shipgate_domain::integrations::github::protection_request(value)
+        .map_err(ApiError::Validation)
+        .and_then(|req| {
+            shipgate_domain::integrations::github::check_callback_url(
+                &github_api(state, tenant),
+                &req.callback_url,
+            )
+            .map_err(|why| ApiError::field("deployment_callback_url", "invalid_value", why))
+        });
+    if let Err(e) = checked {
         remember(
             state,
             delivery(

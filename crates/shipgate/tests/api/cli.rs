@@ -183,6 +183,18 @@ async fn audit_verify_detects_tampering() {
     let head = app.get("/api/v1/audit/head").await.body;
     let out = app.cli(&["audit", "head"], &[]).await;
     let saved = stdout(&out).trim().to_owned();
+    // The chain is every tenant's: a tenant's own admin cannot read its head.
+    let tenant_admin = app.token_for("t-admin", "admin", Some("other")).await;
+    let r = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/audit/head",
+            Some(&tenant_admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(
         saved,
         format!("{}:{}", head["seq"], head["hash"].as_str().unwrap())

@@ -69,12 +69,14 @@ async fn isolation(app: TestApp) {
             "/api/v1/audit" => format!("{url}?limit=1000"),
             _ => url,
         };
-        if path == "/api/v1/audit/verify" {
-            continue; // root only: the whole chain, every tenant
-        }
         let r = app
             .req(reqwest::Method::GET, &url, Some(&acme), None, &[])
             .await;
+        if path == "/api/v1/audit/verify" || path == "/api/v1/audit/head" {
+            // Root only: the whole chain, every tenant.
+            assert_eq!(r.status, 403, "GET {url} as a tenant admin: {}", r.body);
+            continue;
+        }
         assert!(
             r.status == 200 || r.status == 404,
             "GET {url} as another tenant: {} {}",
