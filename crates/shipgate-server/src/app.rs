@@ -128,8 +128,8 @@ impl Application {
         let shutdown = CancellationToken::new();
         let oidc = crate::oidc::Oidc::new(&settings.oidc)?.map(Arc::new);
         let directory = crate::ldap::Directory::new(&settings.ldap)?.map(Arc::new);
-        let hub = crate::governance::Hub::default();
-        let (gate_log, gate_log_task) = crate::governance::GateLog::spawn(store.clone());
+        let hub = crate::gate::ChangeNotifier::default();
+        let (gate_log, gate_log_task) = crate::gate::GateLog::spawn(store.clone());
         let forwarder = hub.forward_store(store.clone(), shutdown.clone());
         let sweep = Duration::from_secs(settings.review_sweep_secs.max(1));
         let (refusals, refusal_task) = crate::refusals::RefusalLog::spawn(
@@ -157,7 +157,7 @@ impl Application {
             auth_throttle,
             shutdown: shutdown.clone(),
         });
-        let sweeper = crate::governance::spawn_review_sweeper(state.clone(), sweep);
+        let sweeper = crate::gate::spawn_review_sweeper(state.clone(), sweep);
         let mut background = vec![gate_log_task, forwarder, sweeper, refusal_task];
         if state.settings.audit.checkpoint_secs > 0 {
             background.push(spawn_checkpoints(

@@ -29,6 +29,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/api/v1/deployments/{id}/shipped", DeploymentsRead),
     ("GET", "/api/v1/running", DeploymentsRead),
     ("GET", "/api/v1/recent-changes", DeploymentsRead),
+    ("GET", "/api/v1/deployments/feed", DeploymentsRead),
     ("GET", "/api/v1/releases", DeploymentsRead),
     ("GET", "/api/v1/services", DeploymentsRead),
     ("POST", "/api/v1/services", InventoryAdmin),

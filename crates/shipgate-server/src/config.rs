@@ -44,7 +44,7 @@ pub struct Settings {
     /// Webhook secrets per tenant: `[webhooks.<tenant>] github_secret = "..."`.
     pub webhooks: std::collections::BTreeMap<String, crate::routes::webhooks::WebhookSecrets>,
     /// ServiceNow and Jira per tenant: `[itsm.<tenant>.servicenow]`, `[itsm.<tenant>.jira]`.
-    pub itsm: crate::itsm::ItsmSettings,
+    pub itsm: crate::writeback::ItsmSettings,
     /// Artifact immutability: tiers whose gate requires a published digest.
     pub provenance: ProvenanceSettings,
     /// Refused requests: the failed-authentication budget per client address and how refusals

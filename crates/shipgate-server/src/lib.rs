@@ -8,12 +8,11 @@
 pub mod app;
 pub mod auth;
 pub mod authz;
-pub mod cdevents;
+pub mod cdevents_schema;
 pub mod config;
 pub mod error;
-pub mod governance;
+pub mod gate;
 pub mod ingest;
-pub mod itsm;
 pub mod ldap;
 pub mod oidc;
 pub mod refusals;
@@ -21,6 +20,7 @@ pub mod routes;
 pub mod state;
 pub mod stream;
 pub mod telemetry;
+pub mod writeback;
 
 pub use app::{Application, Bootstrap};
 pub use config::Settings;

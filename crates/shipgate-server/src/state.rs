@@ -28,13 +28,13 @@ pub struct Inner {
     pub grants: crate::auth::GrantCache,
     pub metrics: PrometheusHandle,
     pub declared_envs: DeclaredEnvCache,
-    pub hub: crate::governance::Hub,
+    pub hub: crate::gate::ChangeNotifier,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Group membership from LDAP, when configured.
     pub directory: Option<Arc<crate::ldap::Directory>>,
-    pub gate_log: crate::governance::GateLog,
-    pub governance: crate::governance::GovernanceCache,
+    pub gate_log: crate::gate::GateLog,
+    pub governance: crate::gate::GovernanceCache,
     /// Refusals of known identities, aggregated onto the audit chain.
     pub refusals: crate::refusals::RefusalLog,
     /// Failed authentication per client address.

@@ -424,7 +424,7 @@ pub fn sinks(state: &AppState) -> Vec<Box<dyn Sink>> {
     }
     for system in ["servicenow", "jira"] {
         if let Some(w) =
-            crate::itsm::WriteBackSink::new(system, &state.settings.itsm, state.store.clone())
+            crate::writeback::WriteBackSink::new(system, &state.settings.itsm, state.store.clone())
         {
             out.push(Box::new(w));
         }

@@ -209,7 +209,7 @@ pub struct Page<T> {
 
 /// A deployment in a "what changed" listing, with the version it replaced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Change {
+pub struct FeedEntry {
     #[serde(flatten)]
     pub deployment: Deployment,
     pub previous_version: Option<String>,
@@ -250,7 +250,7 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         after: Option<Cursor>,
         limit: u32,
     ) -> StoreResult<Page<Deployment>>;
-    async fn changes(&self, filter: &DeploymentFilter, limit: u32) -> StoreResult<Vec<Change>>;
+    async fn feed(&self, filter: &DeploymentFilter, limit: u32) -> StoreResult<Vec<FeedEntry>>;
     async fn running(
         &self,
         tenant: &str,

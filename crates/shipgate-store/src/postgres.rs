@@ -18,8 +18,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 mod sql;
 pub use sql::SqlStore as PgStore;
 #[allow(clippy::duplicate_mod)]
-#[path = "governance.rs"]
-mod governance;
+#[path = "changes.rs"]
+mod changes;
 
 /// Delivered on commit to every instance listening: a gate waiting on instance A is released
 /// when the approval lands on instance B.

@@ -16,7 +16,7 @@ use sqlx::{Pool, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{BACKEND, Db, LOCK_HEAD};
-use crate::{Appended, Change, Created, Page, Store, StoreError, StoreResult};
+use crate::{Appended, Created, FeedEntry, Page, Store, StoreError, StoreResult};
 
 pub(super) type DbRow = <Db as sqlx::Database>::Row;
 pub(super) type Conn = <Db as sqlx::Database>::Connection;
@@ -1243,7 +1243,7 @@ impl Store for SqlStore {
         Ok(Page { items, next_cursor })
     }
 
-    async fn changes(&self, filter: &DeploymentFilter, limit: u32) -> StoreResult<Vec<Change>> {
+    async fn feed(&self, filter: &DeploymentFilter, limit: u32) -> StoreResult<Vec<FeedEntry>> {
         let cols: String = DEPLOYMENT_COLUMNS
             .split(", ")
             .map(|c| format!("d.{c}"))
@@ -1260,7 +1260,7 @@ impl Store for SqlStore {
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
-                Ok(Change {
+                Ok(FeedEntry {
                     deployment: deployment_from_row(r)?,
                     previous_version: r.try_get("previous_version")?,
                 })

@@ -18,8 +18,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 mod sql;
 pub use sql::SqlStore as SqliteStore;
 #[allow(clippy::duplicate_mod)]
-#[path = "governance.rs"]
-mod governance;
+#[path = "changes.rs"]
+mod changes;
 
 /// One process: waiters are woken in-process, there is nothing to notify across processes.
 const NOTIFY_CHANGE: Option<&str> = None;

@@ -654,7 +654,7 @@ async fn history_filters_and_pagination(db: &TestDb) {
     );
     // What changed, with the version each replaced.
     let ch = s
-        .changes(
+        .feed(
             &DeploymentFilter {
                 service: Some("orders".into()),
                 environment: Some("staging".into()),

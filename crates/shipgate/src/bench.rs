@@ -458,7 +458,7 @@ async fn queries(backend: &str, a: &Args) {
             ..base.clone()
         };
         let t = Instant::now();
-        store.changes(&f, 200).await.unwrap();
+        store.feed(&f, 200).await.unwrap();
         lat.push(t.elapsed());
     }
     results.push(("changes: one service, last 24h, with previous version", lat));

@@ -765,7 +765,7 @@ async fn client_command(cli: &Cli, c: Client) -> CliResult<()> {
         } => {
             let r = c
                 .get(&format!(
-                    "/api/v1/recent-changes{}",
+                    "/api/v1/deployments/feed{}",
                     query(&[
                         ("hours", Some(hours.to_string())),
                         ("service", service.clone()),

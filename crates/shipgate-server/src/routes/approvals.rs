@@ -31,7 +31,7 @@ use uuid::Uuid;
 use super::{Params, QueryPairs, body_bytes, parse_json, resolve_environment};
 use crate::auth::{Caller, generate_token, hash_token};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::governance::{self, GateQuery};
+use crate::gate::{self as governance, GateQuery};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {

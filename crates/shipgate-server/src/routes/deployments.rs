@@ -157,8 +157,8 @@ pub(crate) async fn record(
         cmd.deployment.environment.tier,
         &cmd.deployment.environment.name,
     )?;
-    cmd.deployment.approval = crate::governance::check_deployment(state, &cmd.deployment).await;
-    cmd.deployment.provenance = crate::governance::check_provenance(
+    cmd.deployment.approval = crate::gate::check_deployment(state, &cmd.deployment).await;
+    cmd.deployment.provenance = crate::gate::check_provenance(
         state,
         &caller.tenant,
         cmd.deployment.artifact_name.as_deref(),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use shipgate_domain::input::Fields;
 use shipgate_domain::*;
-use shipgate_store::Change;
+use shipgate_store::FeedEntry;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,10 +20,12 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 
+#[allow(deprecated)] // the old name of the feed stays routed
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(running))
-        .routes(routes!(changes))
+        .routes(routes!(feed))
+        .routes(routes!(recent_changes))
         .routes(routes!(list_services, declare_service))
         .routes(routes!(list_environments, declare_environment))
         .routes(routes!(resolve))
@@ -67,16 +69,16 @@ async fn running(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ChangesResponse {
+pub struct FeedResponse {
     #[schema(value_type = String, format = DateTime)]
     since: shipgate_domain::time::Timestamp,
-    items: Vec<Change>,
+    items: Vec<FeedEntry>,
 }
 
 #[allow(dead_code)]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ChangesQuery {
+pub struct FeedQuery {
     /// Look back this many hours (default 24); or give `since`.
     hours: Option<u32>,
     since: Option<String>,
@@ -87,14 +89,36 @@ pub struct ChangesQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/recent-changes", tag = "inventory", params(ChangesQuery),
-    description = "What changed in the last N hours, newest first, each with the version it replaced.",
-    responses((status = 200, body = ChangesResponse), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn changes(
+#[utoipa::path(get, path = "/api/v1/deployments/feed", tag = "inventory", params(FeedQuery),
+    description = "The deployments feed: deployments of the last N hours, newest first, each with the version it replaced.",
+    responses((status = 200, body = FeedResponse), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn feed(
     State(state): State<AppState>,
     caller: Caller,
     QueryPairs(q): QueryPairs,
-) -> ApiResult<Json<ChangesResponse>> {
+) -> ApiResult<Json<FeedResponse>> {
+    feed_of(state, caller, q).await
+}
+
+/// The deployments feed under the name it shipped with (0.1); "change" now means a change
+/// request only.
+#[utoipa::path(get, path = "/api/v1/recent-changes", tag = "inventory", params(FeedQuery),
+    description = "Deprecated alias of `GET /api/v1/deployments/feed` (the same answer).",
+    responses((status = 200, body = FeedResponse), (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[deprecated(note = "GET /api/v1/deployments/feed")]
+async fn recent_changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryPairs(q): QueryPairs,
+) -> ApiResult<Json<FeedResponse>> {
+    feed_of(state, caller, q).await
+}
+
+async fn feed_of(
+    state: AppState,
+    caller: Caller,
+    q: Vec<(String, String)>,
+) -> ApiResult<Json<FeedResponse>> {
     let mut p = Params::new(q, FILTER_PARAMS);
     let mut filter = filter_from(&state, &caller, &mut p).await?;
     let hours = p.parse("hours", |s| {
@@ -119,8 +143,8 @@ async fn changes(
             })?,
     };
     filter.since = Some(since);
-    let items = state.store.changes(&filter, limit.unwrap_or(200)).await?;
-    Ok(Json(ChangesResponse { since, items }))
+    let items = state.store.feed(&filter, limit.unwrap_or(200)).await?;
+    Ok(Json(FeedResponse { since, items }))
 }
 
 #[utoipa::path(get, path = "/api/v1/services", tag = "inventory", responses((status = 200, body = Vec<Service>)))]

@@ -502,7 +502,7 @@ async fn cdevents(
     if let Some(r) = replayed(&state, source, &scoped).await? {
         return Ok(r);
     }
-    let mapped = crate::cdevents::validate(&event)
+    let mapped = crate::cdevents_schema::validate(&event)
         .map(|_| shipgate_domain::integrations::cdevents::map(&event));
     settle_as(&state, &caller, source, &scoped, &ty, mapped).await
 }
@@ -654,7 +654,7 @@ fn spawn_protection_answer(
                     .to_owned(),
             ),
             Some(change) => {
-                let q = crate::governance::GateQuery {
+                let q = crate::gate::GateQuery {
                     tenant: tenant.clone(),
                     caller: "github".into(),
                     change: change.clone(),
@@ -662,7 +662,7 @@ fn spawn_protection_answer(
                     digest: req.digest.clone(),
                     deployer: req.deployer.clone(),
                 };
-                let d = crate::governance::gate(&state, q, wait).await;
+                let d = crate::gate::gate(&state, q, wait).await;
                 let reasons: Vec<String> = d
                     .reasons
                     .iter()
@@ -753,7 +753,7 @@ pub struct IncidentAnswer {
     incidents: Vec<shipgate_domain::incident::Incident>,
     /// Deployments to the affected services (or environments) in the last 24 hours, newest
     /// first: the first suspects during triage.
-    suggested_changes: Vec<shipgate_store::Change>,
+    suggested_changes: Vec<shipgate_store::FeedEntry>,
 }
 
 /// Records one incident (its environment resolved for the event's tier); returns whether it
@@ -790,7 +790,7 @@ async fn take_incidents(
 ) -> ApiResult<Response> {
     let now = state.clock.now();
     let mut changed = false;
-    let mut suggested: Vec<shipgate_store::Change> = Vec::new();
+    let mut suggested: Vec<shipgate_store::FeedEntry> = Vec::new();
     for i in &incidents {
         let (recorded, env) = record_incident(state, tenant, actor, i).await?;
         changed |= recorded;
@@ -804,7 +804,7 @@ async fn take_incidents(
             since: now.checked_sub_signed(chrono::TimeDelta::hours(24)),
             ..Default::default()
         };
-        for c in state.store.changes(&filter, 10).await? {
+        for c in state.store.feed(&filter, 10).await? {
             if !suggested.contains(&c) {
                 suggested.push(c);
             }
@@ -1045,7 +1045,7 @@ async fn jenkins(
 
 #[utoipa::path(post, path = "/api/v1/integrations/argocd", tag = "integrations",
     request_body(content = String, description = "The document rendered by shipgate's Argo CD notification template", content_type = "application/json"),
-    description = "Argo CD notifications endpoint (see integrations/argocd): sync running, succeeded and failed advance the deployment of that sync. Authenticated with a shipgate token.",
+    description = "Argo CD notifications endpoint (see ci-templates/argocd): sync running, succeeded and failed advance the deployment of that sync. Authenticated with a shipgate token.",
     responses((status = 200, body = DeliveryAnswer), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn argocd(
     State(state): State<AppState>,

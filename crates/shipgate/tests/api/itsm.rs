@@ -136,8 +136,8 @@ async fn itsm_change_records_open_change_requests_and_get_the_decision_back() {
     let (jira, jira_calls) = mock(Value::Null).await;
     let app = TestApp::spawn_with(|s| {
         s.outbox.poll_ms = 5;
-        let mut t = shipgate_server::itsm::ItsmTenant::default();
-        let mut sn = shipgate_server::itsm::ServiceNowSettings {
+        let mut t = shipgate_server::writeback::ItsmTenant::default();
+        let mut sn = shipgate_server::writeback::ServiceNowSettings {
             instance_url: snow.clone(),
             username: Some("shipgate".into()),
             password: Some("pw".to_owned().into()),
@@ -146,7 +146,7 @@ async fn itsm_change_records_open_change_requests_and_get_the_decision_back() {
         };
         sn.mapping.default_service = Some("legacy-app".into());
         t.servicenow = Some(sn);
-        let mut j = shipgate_server::itsm::JiraSettings {
+        let mut j = shipgate_server::writeback::JiraSettings {
             base_url: jira.clone(),
             username: Some("shipgate".into()),
             api_token: Some("tok".to_owned().into()),
@@ -327,15 +327,15 @@ async fn itsm_record_authors_never_approve_their_change() {
     let (snow, _) = mock(Value::Null).await;
     let (jira, _) = mock(Value::Null).await;
     let app = TestApp::spawn_with(|s| {
-        let mut t = shipgate_server::itsm::ItsmTenant::default();
-        let mut sn = shipgate_server::itsm::ServiceNowSettings {
+        let mut t = shipgate_server::writeback::ItsmTenant::default();
+        let mut sn = shipgate_server::writeback::ServiceNowSettings {
             instance_url: snow.clone(),
             inbound_token: Some("in-snow".to_owned().into()),
             ..Default::default()
         };
         sn.mapping.default_service = Some("legacy-app".into());
         t.servicenow = Some(sn);
-        let mut j = shipgate_server::itsm::JiraSettings {
+        let mut j = shipgate_server::writeback::JiraSettings {
             base_url: jira.clone(),
             inbound_token: Some("in-jira".to_owned().into()),
             ..Default::default()

@@ -228,7 +228,7 @@ async fn no_event_lost_while_the_broker_is_down() {
             .is_some_and(|t| t.starts_with("dev.cdevents."))
         {
             assert_eq!(
-                shipgate_server::cdevents::validate(body),
+                shipgate_server::cdevents_schema::validate(body),
                 Ok(true),
                 "{body}"
             );

@@ -569,7 +569,7 @@ async fn jenkins_and_argocd_notifications_record_deployments() {
     let app_doc: Value = serde_yaml::from_str(&yaml).unwrap();
     let template = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../integrations/argocd/shipgate-notifications.yaml"
+        "/../../ci-templates/argocd/shipgate-notifications.yaml"
     ))
     .unwrap();
     let at = |p: &str| {

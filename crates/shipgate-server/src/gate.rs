@@ -23,19 +23,19 @@ use crate::state::AppState;
 
 /// Change notifications inside this process.
 #[derive(Clone)]
-pub struct Hub {
+pub struct ChangeNotifier {
     tx: broadcast::Sender<Uuid>,
 }
 
-impl Default for Hub {
+impl Default for ChangeNotifier {
     fn default() -> Self {
-        Hub {
+        ChangeNotifier {
             tx: broadcast::channel(4096).0,
         }
     }
 }
 
-impl Hub {
+impl ChangeNotifier {
     pub fn notify(&self, id: Uuid) {
         let _ = self.tx.send(id);
     }
