@@ -215,13 +215,9 @@ pub struct FeedEntry {
     pub previous_version: Option<String>,
 }
 
-/// The storage port.
+/// Deployments: recording, status events, and the read models over them (history, feed, running, releases).
 #[async_trait]
-pub trait Store: ChangeStore + Send + Sync + 'static {
-    /// `sqlite` or `postgres`.
-    fn backend(&self) -> &'static str;
-    async fn ping(&self) -> StoreResult<()>;
-
+pub trait DeploymentStore: Send + Sync {
     /// Records a batch of deployments in one transaction (group commit). Each item gets its
     /// own result. With `atomic` false a failed item never affects the others; with `atomic`
     /// true one failed item means nothing is written (the others answer `not_written`).
@@ -257,7 +253,17 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         service: Option<&str>,
         environment: Option<&str>,
     ) -> StoreResult<Vec<RunningVersion>>;
+    async fn list_releases(
+        &self,
+        tenant: &str,
+        service: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Release>>;
+}
 
+/// Declared services and environments.
+#[async_trait]
+pub trait InventoryStore: Send + Sync {
     async fn declare_service(
         &self,
         tenant: &str,
@@ -276,13 +282,11 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     ) -> StoreResult<Environment>;
     async fn list_services(&self, tenant: &str) -> StoreResult<Vec<Service>>;
     async fn list_environments(&self, tenant: &str) -> StoreResult<Vec<Environment>>;
-    async fn list_releases(
-        &self,
-        tenant: &str,
-        service: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<Release>>;
+}
 
+/// API tokens, role grants and access reviews.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
     /// Stores a token (hash only). `actor` is who created it; audited.
     async fn create_token(&self, token: &ApiToken, actor: &str) -> StoreResult<()>;
     async fn find_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
@@ -321,7 +325,11 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         &self,
         tenant: &str,
     ) -> StoreResult<Vec<shipgate_domain::access::AccessReview>>;
+}
 
+/// The audit chain: its head, entries, checkpoints and verification.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     async fn audit_head(&self) -> StoreResult<ChainHead>;
     /// Appends entries that record something other than a state change (refused access).
     async fn record_audit(
@@ -352,7 +360,11 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     /// The same, and the chain must still hold `expect`, a head an auditor saved earlier (a
     /// recomputed or truncated chain does not).
     async fn verify_audit_against(&self, expect: Option<ChainHead>) -> StoreResult<VerifyReport>;
+}
 
+/// What outside systems told us: incidents, version control history (commits, pull requests, tags), published artifacts, webhook deliveries and GitHub protection-rule requests.
+#[async_trait]
+pub trait SourceStore: Send + Sync {
     /// Records an incident, or its change of status (audited and published); `false` when
     /// nothing changed.
     async fn record_incident(
@@ -456,7 +468,11 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
         tenant: &str,
         limit: u32,
     ) -> StoreResult<Vec<shipgate_domain::integrations::Delivery>>;
+}
 
+/// The transactional outbox and each sink's cursor.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// The outbox rows `sink` has not delivered yet, oldest first, with the sink's cursor.
     async fn outbox_pending(
         &self,
@@ -469,6 +485,33 @@ pub trait Store: ChangeStore + Send + Sync + 'static {
     async fn outbox_head(&self) -> StoreResult<i64>;
     /// Deletes rows written before `before` that every sink in `sinks` has delivered.
     async fn outbox_prune(&self, sinks: &[&str], before: Timestamp) -> StoreResult<u64>;
+}
+
+/// The storage port: every aggregate's port, and the store itself.
+#[async_trait]
+pub trait Store:
+    ChangeStore
+    + DeploymentStore
+    + InventoryStore
+    + IdentityStore
+    + AuditStore
+    + SourceStore
+    + OutboxStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Every port trait, for callers that use the store through `dyn Store`.
+pub mod prelude {
+    pub use crate::{
+        AuditStore, ChangeStore, DeploymentStore, IdentityStore, InventoryStore, OutboxStore,
+        SourceStore, Store,
+    };
 }
 
 /// Opens an existing shipgate database without creating or migrating anything (offline

@@ -14,12 +14,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 // The same SQL module is compiled once per backend on purpose: see sql.rs.
 #[allow(clippy::duplicate_mod)]
-#[path = "sql.rs"]
+#[path = "sql/mod.rs"]
 mod sql;
 pub use sql::SqlStore as PgStore;
-#[allow(clippy::duplicate_mod)]
-#[path = "changes.rs"]
-mod changes;
 
 /// Delivered on commit to every instance listening: a gate waiting on instance A is released
 /// when the approval lands on instance B.

@@ -14,12 +14,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 // The same SQL module is compiled once per backend on purpose: see sql.rs.
 #[allow(clippy::duplicate_mod)]
-#[path = "sql.rs"]
+#[path = "sql/mod.rs"]
 mod sql;
 pub use sql::SqlStore as SqliteStore;
-#[allow(clippy::duplicate_mod)]
-#[path = "changes.rs"]
-mod changes;
 
 /// One process: waiters are woken in-process, there is nothing to notify across processes.
 const NOTIFY_CHANGE: Option<&str> = None;

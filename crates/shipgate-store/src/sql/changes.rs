@@ -17,11 +17,11 @@ use shipgate_domain::time::{Timestamp, to_micros};
 use sqlx::{QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::sql::{
+use super::super::{Db, NOTIFY_CHANGE};
+use super::{
     AUDIT_COLUMNS, Conn, DbRow, SqlStore, append_audit, audit_from_row, internal, json_col,
     json_text, lock_head, opt_ts, opt_uuid_col, ts, uuid_col,
 };
-use super::{Db, NOTIFY_CHANGE};
 use crate::{ChangeBuild, ChangeStore, ChangeUpdate, DelegationCheck, StoreError, StoreResult};
 
 const CHANGE_COLUMNS: &str = "id, tenant, number, change_key, change_type, status, requester, team, revision, rework_count, policy_hash, policy_version, spec, created_at, updated_at, decided_at, review_due_at, reviewed_at, review_escalated_at, escalated_at";
@@ -1013,6 +1013,6 @@ impl ChangeStore for SqlStore {
     async fn listen_changes(
         &self,
     ) -> StoreResult<Option<futures::stream::BoxStream<'static, Uuid>>> {
-        super::listen(&self.pool).await
+        super::super::listen(&self.pool).await
     }
 }
