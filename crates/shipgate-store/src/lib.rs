@@ -399,11 +399,13 @@ pub trait SourceStore: Send + Sync {
         tenant: &str,
         commits: &[shipgate_domain::vcs::CommitRecord],
     ) -> StoreResult<()>;
-    /// Records or updates a pull request.
+    /// Records or updates a pull request (audited: what a deployment shipped).
     async fn record_pull_request(
         &self,
         tenant: &str,
         pr: &shipgate_domain::vcs::PullRequestRecord,
+        actor: &str,
+        now: Timestamp,
     ) -> StoreResult<()>;
     /// Walks first parents from `from` until `stop` (exclusive) or `limit` commits; the flag is
     /// true when the walk ran out of known history before reaching `stop`.
@@ -414,13 +416,23 @@ pub trait SourceStore: Send + Sync {
         stop: Option<&str>,
         limit: usize,
     ) -> StoreResult<(Vec<shipgate_domain::vcs::CommitRecord>, bool)>;
-    /// Records a tag; a `None` sha or release URL keeps the known one.
+    /// Records a tag; a `None` sha or release URL keeps the known one (audited).
     async fn record_tag(
         &self,
         tenant: &str,
         tag: &shipgate_domain::vcs::TagRecord,
+        actor: &str,
+        now: Timestamp,
     ) -> StoreResult<()>;
-    async fn delete_tag(&self, tenant: &str, repository: &str, name: &str) -> StoreResult<()>;
+    /// Deletes a tag (audited when it existed).
+    async fn delete_tag(
+        &self,
+        tenant: &str,
+        repository: &str,
+        name: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Tags pointing at one of these commits.
     async fn tags_for(
         &self,

@@ -1468,7 +1468,10 @@ async fn source_history(db: &TestDb) {
         url: None,
         author: None,
     };
-    s.record_pull_request("acme", &pr).await.unwrap();
+    let now = chrono::Utc::now();
+    s.record_pull_request("acme", &pr, "github", now)
+        .await
+        .unwrap();
     s.record_pull_request(
         "acme",
         &PullRequestRecord {
@@ -1477,6 +1480,8 @@ async fn source_history(db: &TestDb) {
             merge_commit_sha: Some(sha(3)),
             ..pr.clone()
         },
+        "github",
+        now,
     )
     .await
     .unwrap();
@@ -1500,15 +1505,47 @@ async fn source_history(db: &TestDb) {
         sha,
         release_url: url.map(str::to_owned),
     };
-    s.record_tag("acme", &tag(Some(sha(3)), None))
+    s.record_tag("acme", &tag(Some(sha(3)), None), "github", now)
         .await
         .unwrap();
     // A release later names the page; the known commit stays.
-    s.record_tag("acme", &tag(None, Some("u"))).await.unwrap();
+    s.record_tag("acme", &tag(None, Some("u")), "github", now)
+        .await
+        .unwrap();
     let tags = s.tags_for("acme", &[sha(3)]).await.unwrap();
     assert_eq!((tags.len(), tags[0].release_url.as_deref()), (1, Some("u")));
-    s.delete_tag("acme", &repo, "v1").await.unwrap();
+    s.delete_tag("acme", &repo, "v1", "github", now)
+        .await
+        .unwrap();
     assert!(s.tags_for("acme", &[sha(3)]).await.unwrap().is_empty());
+    // Deleting a tag that is not there writes nothing, and audits nothing.
+    s.delete_tag("acme", &repo, "v1", "github", now)
+        .await
+        .unwrap();
+    // What a deployment shipped is on the chain: every write above has its entry, with the
+    // facts as stored (the release URL kept the known commit).
+    let actions: Vec<(String, serde_json::Value)> = s
+        .audit_entries(Some("acme"), 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action.starts_with("tag.") || e.action.starts_with("pull_request."))
+        .map(|e| (e.action, serde_json::from_str(&e.payload).unwrap()))
+        .collect();
+    let names: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pull_request.recorded",
+            "pull_request.recorded",
+            "tag.recorded",
+            "tag.recorded",
+            "tag.deleted"
+        ]
+    );
+    assert_eq!(actions[3].1["sha"], serde_json::json!(sha(3)));
+    assert_eq!(actions[3].1["release_url"], "u");
+    assert!(s.verify_audit().await.unwrap().ok);
 }
 
 async fn outbox_in_commit_order(db: &TestDb) {

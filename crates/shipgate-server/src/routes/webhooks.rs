@@ -206,15 +206,30 @@ pub(crate) async fn apply(
                 records.extend(commits.into_iter().map(|c| c.sha));
             }
             Intent::PullRequest(pr) => {
-                state.store.record_pull_request(tenant, &pr).await?;
+                state
+                    .store
+                    .record_pull_request(tenant, &pr, &caller.subject, state.clock.now())
+                    .await?;
                 records.push(format!("{}#{}", pr.repository, pr.number));
             }
             Intent::Tag(t) => {
-                state.store.record_tag(tenant, &t).await?;
+                state
+                    .store
+                    .record_tag(tenant, &t, &caller.subject, state.clock.now())
+                    .await?;
                 records.push(format!("{}@{}", t.repository, t.name));
             }
             Intent::TagDeleted { repository, name } => {
-                state.store.delete_tag(tenant, &repository, &name).await?;
+                state
+                    .store
+                    .delete_tag(
+                        tenant,
+                        &repository,
+                        &name,
+                        &caller.subject,
+                        state.clock.now(),
+                    )
+                    .await?;
                 records.push(format!("{repository}@{name} (deleted)"));
             }
             Intent::Incident(i) => {

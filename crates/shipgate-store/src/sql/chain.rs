@@ -4,10 +4,8 @@ use super::*;
 #[async_trait]
 impl crate::AuditStore for SqlStore {
     async fn record_audit(&self, entries: Vec<PendingEntry>, now: Timestamp) -> StoreResult<()> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
-        append_audit(&mut tx, &head, now, entries).await?;
+        let mut tx = self.begin_audited().await?;
+        tx.audit(now, entries);
         tx.commit().await?;
         Ok(())
     }
@@ -42,9 +40,8 @@ impl crate::AuditStore for SqlStore {
     }
 
     async fn checkpoint_audit(&self, now: Timestamp) -> StoreResult<Option<ChainHead>> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
+        let head = tx.head().clone();
         let last = sqlx::query("SELECT action FROM audit_log WHERE seq = $1")
             .bind(head.seq)
             .fetch_optional(&mut *tx)
@@ -62,15 +59,14 @@ impl crate::AuditStore for SqlStore {
             &serde_json::json!({"head": head}),
         )
         .with_event(shipgate_domain::events::audit_checkpoint_event(&head, now));
-        append_audit(&mut tx, &head, now, vec![entry]).await?;
+        tx.audit(now, vec![entry]);
         tx.commit().await?;
         Ok(Some(head))
     }
 
     async fn baseline_audit(&self, now: Timestamp) -> StoreResult<u64> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
+        let head = tx.head().clone();
         if head.seq == 0 {
             tx.rollback().await?;
             return Ok(0);
@@ -120,7 +116,7 @@ impl crate::AuditStore for SqlStore {
                 &serde_json::json!({"row_fingerprints": []}),
             ));
         }
-        append_audit(&mut tx, &head, now, entries).await?;
+        tx.audit(now, entries);
         tx.commit().await?;
         Ok(n)
     }

@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::super::{Db, NOTIFY_CHANGE};
 use super::{
-    AUDIT_COLUMNS, Conn, DbRow, SqlStore, append_audit, audit_from_row, internal, json_col,
-    json_text, lock_head, opt_ts, opt_uuid_col, ts, uuid_col,
+    AUDIT_COLUMNS, Conn, DbRow, Operational, SqlStore, audit_from_row, internal, json_col,
+    json_text, opt_ts, opt_uuid_col, ts, uuid_col,
 };
 use crate::{ChangeBuild, ChangeStore, ChangeUpdate, DelegationCheck, StoreError, StoreResult};
 
@@ -178,12 +178,6 @@ async fn write_change(
     Ok(())
 }
 
-async fn audit(conn: &mut Conn, now: Timestamp, entries: Vec<PendingEntry>) -> StoreResult<()> {
-    let head = lock_head(conn).await?;
-    append_audit(conn, &head, now, entries).await?;
-    Ok(())
-}
-
 async fn notify(conn: &mut Conn, id: Uuid) -> StoreResult<()> {
     if let Some(sql) = NOTIFY_CHANGE {
         sqlx::query(sql)
@@ -257,8 +251,7 @@ impl SqlStore {
 #[async_trait]
 impl ChangeStore for SqlStore {
     async fn put_person(&self, tenant: &str, p: &Person, actor: &str) -> StoreResult<()> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_audited().await?;
         sqlx::query(
             "INSERT INTO people (tenant, subject, name, email, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant, subject) DO UPDATE SET name = excluded.name, email = excluded.email",
@@ -270,15 +263,13 @@ impl ChangeStore for SqlStore {
         .bind(to_micros(p.created_at))
         .execute(&mut *tx)
         .await?;
-        audit(
-            &mut tx,
+        tx.audit(
             p.created_at,
             vec![
                 PendingEntry::new(tenant, actor, "person.saved", &p.subject, &json!(p))
                     .touching("people", tenant, &p.subject),
             ],
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(())
     }
@@ -307,8 +298,7 @@ impl ChangeStore for SqlStore {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_audited().await?;
         sqlx::query(
             "INSERT INTO approver_groups (tenant, name, body, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (tenant, name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
@@ -319,8 +309,7 @@ impl ChangeStore for SqlStore {
         .bind(to_micros(now))
         .execute(&mut *tx)
         .await?;
-        audit(
-            &mut tx,
+        tx.audit(
             now,
             vec![
                 PendingEntry::new(
@@ -332,8 +321,7 @@ impl ChangeStore for SqlStore {
                 )
                 .touching("approver_groups", tenant, &g.name),
             ],
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(())
     }
@@ -348,8 +336,7 @@ impl ChangeStore for SqlStore {
         if plan.is_empty() {
             return Ok(());
         }
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_audited().await?;
         for p in &plan.new_people {
             sqlx::query(
                 "INSERT INTO people (tenant, subject, name, email, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -392,7 +379,7 @@ impl ChangeStore for SqlStore {
         for g in &plan.groups {
             entry = entry.touching("approver_groups", tenant, &g.name);
         }
-        audit(&mut tx, now, vec![entry]).await?;
+        tx.audit(now, vec![entry]);
         tx.commit().await?;
         Ok(())
     }
@@ -413,9 +400,7 @@ impl ChangeStore for SqlStore {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<(PolicyRecord, bool)> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let cur = sqlx::query("SELECT version, hash, text, pushed_by, pushed_at FROM policies WHERE tenant = $1 ORDER BY version DESC LIMIT 1")
             .bind(tenant)
             .fetch_optional(&mut *tx)
@@ -443,20 +428,14 @@ impl ChangeStore for SqlStore {
             .bind(to_micros(now))
             .execute(&mut *tx)
             .await?;
-        append_audit(
-            &mut tx,
-            &head,
-            now,
-            vec![PendingEntry::new(
+        tx.audit(now, vec![PendingEntry::new(
                 tenant,
                 actor,
                 "policy.pushed",
                 &format!("policy:{}", rec.version),
                 &json!({"version": rec.version, "hash": rec.hash, "previous_hash": cur.map(|c| c.hash), "text": rec.text}),
             )
-            .touching("policies", tenant, rec.version)],
-        )
-        .await?;
+            .touching("policies", tenant, rec.version)]);
         tx.commit().await?;
         Ok((rec, true))
     }
@@ -484,9 +463,7 @@ impl ChangeStore for SqlStore {
         build: ChangeBuild,
         now: Timestamp,
     ) -> StoreResult<ChangeRequest> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let n: Option<i64> = sqlx::query("SELECT MAX(number) AS n FROM changes WHERE tenant = $1")
             .bind(tenant)
             .fetch_one(&mut *tx)
@@ -518,7 +495,7 @@ impl ChangeStore for SqlStore {
                 .with_event(events::change_event(&c, "approved", EventKind::Approval, now)),
             );
         }
-        append_audit(&mut tx, &head, now, entries).await?;
+        tx.audit(now, entries);
         notify(&mut tx, c.id).await?;
         tx.commit().await?;
         Ok(c)
@@ -603,9 +580,7 @@ impl ChangeStore for SqlStore {
         update: ChangeUpdate,
         now: Timestamp,
     ) -> StoreResult<ChangeRequest> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let Some((current, number)) = self.find_change(&mut tx, tenant, key).await? else {
             return Err(StoreError::NotFound);
         };
@@ -705,7 +680,7 @@ impl ChangeStore for SqlStore {
                 .fold(first, |e, (t, k)| e.touching(t, tenant, k));
             entries.insert(0, first);
         }
-        append_audit(&mut tx, &head, now, entries).await?;
+        tx.audit(now, entries);
         if m.change.is_some() || m.decision.is_some() || m.evidence.is_some() {
             notify(&mut tx, current.id).await?;
         }
@@ -713,7 +688,7 @@ impl ChangeStore for SqlStore {
         if let Some((code, message)) = m.refused {
             return Err(StoreError::Conflict { code, message });
         }
-        let mut conn = self.writer.acquire().await?;
+        let mut conn = self.own_writes().acquire().await?;
         self.find_change(&mut conn, tenant, &current.id.to_string())
             .await?
             .map(|(c, _)| c)
@@ -748,8 +723,7 @@ impl ChangeStore for SqlStore {
         if calls.is_empty() {
             return Ok(());
         }
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_audited().await?;
         // Final answers (not "pending") are audited and published; every call is logged.
         let finals: Vec<PendingEntry> = calls
             .iter()
@@ -769,14 +743,14 @@ impl ChangeStore for SqlStore {
             })
             .collect();
         if !finals.is_empty() {
-            let head = lock_head(&mut tx).await?;
             let at = calls
                 .iter()
                 .map(|c| c.at)
                 .max()
                 .unwrap_or_else(chrono::Utc::now);
-            append_audit(&mut tx, &head, at, finals).await?;
+            tx.audit(at, finals);
         }
+        tx.operational(Operational::GateCallLog);
         for chunk in calls.chunks(500) {
             let mut qb: QueryBuilder<Db> =
                 QueryBuilder::new(format!("INSERT INTO gate_calls ({GATE_COLUMNS}) "));
@@ -830,8 +804,7 @@ impl ChangeStore for SqlStore {
     }
 
     async fn open_root_cause_review(&self, tenant: &str, r: &RootCauseReview) -> StoreResult<bool> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_audited().await?;
         let exists = sqlx::query(
             "SELECT id FROM root_cause_reviews WHERE tenant = $1 AND team = $2 AND month = $3",
         )
@@ -853,8 +826,7 @@ impl ChangeStore for SqlStore {
             .bind(to_micros(r.opened_at))
             .execute(&mut *tx)
             .await?;
-        audit(
-            &mut tx,
+        tx.audit(
             r.opened_at,
             vec![
                 PendingEntry::new(
@@ -866,8 +838,7 @@ impl ChangeStore for SqlStore {
                 )
                 .touching("root_cause_reviews", tenant, r.id),
             ],
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(true)
     }
@@ -896,9 +867,7 @@ impl ChangeStore for SqlStore {
         d: &Delegation,
         check: DelegationCheck,
     ) -> StoreResult<()> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let rows = sqlx::query(&format!(
             "SELECT {DELEGATION_COLUMNS} FROM delegations WHERE tenant = $1 AND revoked_at IS NULL AND ends_at > $2"
         ))
@@ -926,9 +895,7 @@ impl ChangeStore for SqlStore {
         .bind(to_micros(d.created_at))
         .execute(&mut *tx)
         .await?;
-        append_audit(
-            &mut tx,
-            &head,
+        tx.audit(
             d.created_at,
             vec![
                 PendingEntry::new(
@@ -940,8 +907,7 @@ impl ChangeStore for SqlStore {
                 )
                 .touching("delegations", tenant, d.id),
             ],
-        )
-        .await?;
+        );
         notify(&mut tx, Uuid::nil()).await?;
         tx.commit().await?;
         Ok(())
@@ -964,9 +930,7 @@ impl ChangeStore for SqlStore {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let _w = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let n = sqlx::query("UPDATE delegations SET revoked_at = $1 WHERE id = $2 AND tenant = $3 AND revoked_at IS NULL")
             .bind(to_micros(now))
             .bind(id.to_string())
@@ -978,9 +942,7 @@ impl ChangeStore for SqlStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        append_audit(
-            &mut tx,
-            &head,
+        tx.audit(
             now,
             vec![
                 PendingEntry::new(
@@ -992,8 +954,7 @@ impl ChangeStore for SqlStore {
                 )
                 .touching("delegations", tenant, id),
             ],
-        )
-        .await?;
+        );
         notify(&mut tx, Uuid::nil()).await?;
         tx.commit().await?;
         Ok(true)

@@ -9,9 +9,7 @@ impl crate::DeploymentStore for SqlStore {
         now: Timestamp,
         atomic: bool,
     ) -> StoreResult<Vec<StoreResult<Created>>> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
 
         // What is already recorded that the batch could collide with.
         let keys: Vec<String> = batch
@@ -333,10 +331,9 @@ impl crate::DeploymentStore for SqlStore {
             for (t, s, e) in &running {
                 refresh_running(&mut tx, t, s, e).await?;
             }
-            append_audit(&mut tx, &head, now, pending).await?;
+            tx.audit(now, pending);
         }
         tx.commit().await?;
-        drop(_writer);
 
         let mut out = Vec::with_capacity(plans.len());
         for (i, plan) in plans.into_iter().enumerate() {
@@ -382,9 +379,7 @@ impl crate::DeploymentStore for SqlStore {
         now: Timestamp,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Appended> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let key = idempotency
             .as_ref()
             .map(|k| scoped_key(tenant, &k.key))
@@ -406,7 +401,6 @@ impl crate::DeploymentStore for SqlStore {
                 let hash: String = r.try_get("request_hash")?;
                 let result: String = r.try_get("result_id")?;
                 drop(tx);
-                drop(_writer);
                 if hash != request_hash {
                     return Err(StoreError::Conflict {
                         code: "idempotency_key_reused",
@@ -487,7 +481,6 @@ impl crate::DeploymentStore for SqlStore {
         })?;
         if !applied.append {
             drop(tx);
-            drop(_writer);
             let d = self
                 .get_deployment(tenant, deployment_id)
                 .await?
@@ -552,9 +545,8 @@ impl crate::DeploymentStore for SqlStore {
             &event,
             s.status,
         ));
-        append_audit(&mut tx, &head, now, vec![entry]).await?;
+        tx.audit(now, vec![entry]);
         tx.commit().await?;
-        drop(_writer);
         let d = self
             .get_deployment(tenant, deployment_id)
             .await?

@@ -4,14 +4,10 @@ use super::*;
 #[async_trait]
 impl crate::IdentityStore for SqlStore {
     async fn create_token(&self, token: &ApiToken, actor: &str) -> StoreResult<()> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         insert_token(&mut tx, token).await?;
         let payload = serde_json::json!({"id": token.id, "tenant": token.tenant, "subject": token.subject, "role": token.role, "root": token.root, "expires_at": token.expires_at, "env_tier": token.env_tier});
-        append_audit(
-            &mut tx,
-            &head,
+        tx.audit(
             token.created_at,
             vec![
                 PendingEntry::new(
@@ -23,8 +19,7 @@ impl crate::IdentityStore for SqlStore {
                 )
                 .touching("api_tokens", &token.tenant, token.id),
             ],
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(())
     }
@@ -55,9 +50,7 @@ impl crate::IdentityStore for SqlStore {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<Option<ApiToken>> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let Some(old) = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 AND tenant = $2 AND revoked_at IS NULL"))
             .bind(id.to_string())
             .bind(tenant)
@@ -91,7 +84,7 @@ impl crate::IdentityStore for SqlStore {
             )
             .touching("api_tokens", &new.tenant, new.id));
         }
-        append_audit(&mut tx, &head, now, entries).await?;
+        tx.audit(now, entries);
         tx.commit().await?;
         Ok(Some(old))
     }
@@ -103,9 +96,7 @@ impl crate::IdentityStore for SqlStore {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<Option<ApiToken>> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let n = sqlx::query("UPDATE api_tokens SET confirmed_by = $1 WHERE id = $2 AND tenant = $3 AND revoked_at IS NULL AND confirmed_by IS NULL")
             .bind(actor)
             .bind(id.to_string())
@@ -125,29 +116,24 @@ impl crate::IdentityStore for SqlStore {
             .fetch_one(&mut *tx)
             .await?,
         )?;
-        append_audit(
-            &mut tx,
-            &head,
-            now,
-            vec![PendingEntry::new(
+        tx.audit(now, vec![PendingEntry::new(
                 tenant,
                 actor,
                 "token.confirmed",
                 &id.to_string(),
                 &serde_json::json!({"id": id, "subject": t.subject, "role": t.role, "granted_by": t.created_by, "confirmed_by": actor}),
             )
-            .touching("api_tokens", tenant, id)],
-        )
-        .await?;
+            .touching("api_tokens", tenant, id)]);
         tx.commit().await?;
         Ok(Some(t))
     }
 
     async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()> {
+        let (_writer, db) = self.operational(Operational::TokenLastUsed).await;
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(to_micros(at))
             .bind(id.to_string())
-            .execute(&self.writer)
+            .execute(db)
             .await?;
         Ok(())
     }
@@ -158,9 +144,7 @@ impl crate::IdentityStore for SqlStore {
         review: &shipgate_domain::access::AccessReview,
     ) -> StoreResult<Vec<ApiToken>> {
         use shipgate_domain::access::ReviewDecision;
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let mut revoked = Vec::new();
         let mut entries = Vec::new();
         for item in review
@@ -208,7 +192,7 @@ impl crate::IdentityStore for SqlStore {
             )
             .touching("access_reviews", tenant, review.id),
         );
-        append_audit(&mut tx, &head, review.completed_at, entries).await?;
+        tx.audit(review.completed_at, entries);
         tx.commit().await?;
         Ok(revoked)
     }

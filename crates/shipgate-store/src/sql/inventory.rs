@@ -12,9 +12,7 @@ impl crate::InventoryStore for SqlStore {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<Service> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         sqlx::query(
             "INSERT INTO services (tenant, name, team, declared, created_at, paths) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (tenant, name) DO UPDATE SET team = excluded.team, declared = excluded.declared, paths = excluded.paths",
@@ -29,9 +27,7 @@ impl crate::InventoryStore for SqlStore {
         .await?;
         let payload =
             serde_json::json!({"tenant": tenant, "name": name, "team": team, "paths": paths});
-        append_audit(
-            &mut tx,
-            &head,
+        tx.audit(
             now,
             vec![PendingEntry::new(
                 tenant,
@@ -40,8 +36,7 @@ impl crate::InventoryStore for SqlStore {
                 name,
                 &payload,
             )],
-        )
-        .await?;
+        );
         let r = sqlx::query(
             "SELECT name, team, declared, created_at, paths FROM services WHERE tenant = $1 AND name = $2",
         )
@@ -67,9 +62,7 @@ impl crate::InventoryStore for SqlStore {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<Environment> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         sqlx::query(
             "INSERT INTO environments (tenant, name, tier, region, declared, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (tenant, name) DO UPDATE SET tier = excluded.tier, region = excluded.region, declared = excluded.declared",
@@ -83,9 +76,7 @@ impl crate::InventoryStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         let payload = serde_json::json!({"tenant": tenant, "name": env.name, "tier": env.tier, "region": env.region, "raw": env.raw});
-        append_audit(
-            &mut tx,
-            &head,
+        tx.audit(
             now,
             vec![PendingEntry::new(
                 tenant,
@@ -94,8 +85,7 @@ impl crate::InventoryStore for SqlStore {
                 &env.name,
                 &payload,
             )],
-        )
-        .await?;
+        );
         let r = sqlx::query("SELECT name, tier, region, declared, created_at FROM environments WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(&env.name)

@@ -333,6 +333,132 @@ async fn insert_events(conn: &mut Conn, events: &[StatusEvent]) -> StoreResult<(
     Ok(())
 }
 
+/// The one audited write. `SqlStore::begin_audited` takes the in-process writer lock, opens
+/// the transaction and locks the chain head before anything else is read or written; the
+/// writes run on it (it derefs to the connection); `audit` stages the entries that describe
+/// them; `commit` seals the staged entries onto the chain (with their row fingerprints and
+/// outbox rows), moves the head and commits, all in the one transaction. A transaction that
+/// staged no entry is rolled back, so no write commits without its audit entry. Dropping it
+/// rolls back too.
+pub(super) struct AuditedTx<'s> {
+    _writer: tokio::sync::MutexGuard<'s, ()>,
+    tx: sqlx::Transaction<'static, Db>,
+    head: ChainHead,
+    staged: Vec<(Timestamp, Vec<PendingEntry>)>,
+    /// Operational rows written in the same transaction (see [`Operational`]).
+    operational: Option<Operational>,
+}
+
+impl SqlStore {
+    pub(super) async fn begin_audited(&self) -> StoreResult<AuditedTx<'_>> {
+        let writer = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        Ok(AuditedTx {
+            _writer: writer,
+            tx,
+            head,
+            staged: Vec::new(),
+            operational: None,
+        })
+    }
+
+    /// For reads that must see this process's last commit (SQLite: the writer connection).
+    pub(super) fn own_writes(&self) -> &Pool<Db> {
+        &self.writer
+    }
+
+    /// A write to operational state (see [`Operational`]): serialised with the audited
+    /// writes, and never on the chain.
+    pub(super) async fn operational(
+        &self,
+        _why: Operational,
+    ) -> (tokio::sync::MutexGuard<'_, ()>, &Pool<Db>) {
+        (self.write_lock.lock().await, &self.writer)
+    }
+}
+
+impl AuditedTx<'_> {
+    /// The chain head as it stood when the transaction began (locked until commit).
+    pub(super) fn head(&self) -> &ChainHead {
+        &self.head
+    }
+
+    /// Stages audit entries for the writes of this transaction, sealed at `now` on commit.
+    pub(super) fn audit(&mut self, now: Timestamp, entries: Vec<PendingEntry>) {
+        if !entries.is_empty() {
+            self.staged.push((now, entries));
+        }
+    }
+
+    /// Declares that this transaction also writes operational state, which commits even
+    /// when no entry is staged.
+    pub(super) fn operational(&mut self, why: Operational) {
+        self.operational = Some(why);
+    }
+
+    /// Seals the staged entries, moves the head and commits; returns the new head. Nothing
+    /// staged and nothing operational declared: rolls back (nothing unaudited is committed).
+    pub(super) async fn commit(mut self) -> StoreResult<ChainHead> {
+        if self.staged.is_empty() && self.operational.is_none() {
+            self.tx.rollback().await?;
+            return Ok(self.head);
+        }
+        let mut head = self.head.clone();
+        for (now, entries) in std::mem::take(&mut self.staged) {
+            head = append_audit(&mut self.tx, &head, now, entries).await?;
+        }
+        self.tx.commit().await?;
+        Ok(head)
+    }
+
+    pub(super) async fn rollback(self) -> StoreResult<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for AuditedTx<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for AuditedTx<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.tx
+    }
+}
+
+/// Tables written without an audit entry, each for its reason (ARCHITECTURE.md lists the
+/// same; a test holds the two lists equal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Operational {
+    /// `api_tokens.last_used_at`: an observation of use, not a change of privilege.
+    TokenLastUsed,
+    /// `outbox_cursors` and pruning `outbox`: delivery progress of each sink; the events
+    /// themselves were written with their audit entries.
+    OutboxProgress,
+    /// `commits`: a cache of the repository's history, immutable by SHA and reproducible from
+    /// the repository.
+    CommitHistory,
+    /// `webhook_deliveries` of deliveries that changed nothing (ignored, refused, duplicate):
+    /// a log of what arrived. A delivery that changed something is recorded in the
+    /// transaction of its change, with its audit entry.
+    DeliveryLog,
+    /// `protection_requests`: pending questions from GitHub, kept until answered; the
+    /// answer is a gate call, whose final answer is audited.
+    ProtectionRequests,
+    /// `gate_calls`: the log of questions asked of the gate; each final answer is audited as
+    /// `gate.decided` in the same transaction.
+    GateCallLog,
+    /// `deployments` and `running` in bulk: the benchmark baseline and bulk loading
+    /// (raw_insert_deployments, rebuild_running), outside the port; the verifier reports
+    /// such rows as unaudited.
+    BulkLoad,
+}
+
 pub(super) async fn lock_head(conn: &mut Conn) -> StoreResult<ChainHead> {
     let r = sqlx::query(LOCK_HEAD).fetch_one(&mut *conn).await?;
     Ok(ChainHead {
@@ -567,8 +693,9 @@ impl SqlStore {
         rows: &[(NewDeployment, DeploymentStatus, Option<Timestamp>)],
         per_tx: usize,
     ) -> StoreResult<()> {
+        let (_writer, db) = self.operational(Operational::BulkLoad).await;
         for tx_rows in rows.chunks(per_tx.max(1)) {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = db.begin().await?;
             let dr: Vec<DeploymentRow<'_>> = tx_rows
                 .iter()
                 .map(|(d, status, fin)| DeploymentRow {
@@ -587,7 +714,8 @@ impl SqlStore {
 
     /// Recomputes the `running` projection from scratch (after a bulk load).
     pub async fn rebuild_running(&self) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        let (_writer, db) = self.operational(Operational::BulkLoad).await;
+        let mut tx = db.begin().await?;
         sqlx::query("DELETE FROM running").execute(&mut *tx).await?;
         sqlx::query(&format!(
             "INSERT INTO running (tenant, service, environment, deployment_id, deployed_at) \

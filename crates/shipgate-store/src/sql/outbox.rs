@@ -37,7 +37,7 @@ impl crate::OutboxStore for SqlStore {
     }
 
     async fn outbox_ack(&self, sink: &str, seq: i64, now: Timestamp) -> StoreResult<()> {
-        let _writer = self.write_lock.lock().await;
+        let (_writer, db) = self.operational(Operational::OutboxProgress).await;
         sqlx::query(
             "INSERT INTO outbox_cursors (sink, seq, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at \
@@ -46,7 +46,7 @@ impl crate::OutboxStore for SqlStore {
         .bind(sink)
         .bind(seq)
         .bind(to_micros(now))
-        .execute(&self.writer)
+        .execute(db)
         .await?;
         Ok(())
     }
@@ -59,15 +59,15 @@ impl crate::OutboxStore for SqlStore {
     }
 
     async fn outbox_prune(&self, sinks: &[&str], before: Timestamp) -> StoreResult<u64> {
-        let _writer = self.write_lock.lock().await;
+        let (_writer, db) = self.operational(Operational::OutboxProgress).await;
         let mut delivered = i64::MAX;
         for sink in sinks {
-            delivered = delivered.min(outbox_cursor(&self.writer, sink).await?);
+            delivered = delivered.min(outbox_cursor(db, sink).await?);
         }
         let r = sqlx::query("DELETE FROM outbox WHERE seq <= $1 AND at < $2")
             .bind(delivered)
             .bind(to_micros(before))
-            .execute(&self.writer)
+            .execute(db)
             .await?;
         Ok(r.rows_affected())
     }

@@ -11,9 +11,7 @@ impl crate::SourceStore for SqlStore {
         actor: &str,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        let head = lock_head(&mut tx).await?;
+        let mut tx = self.begin_audited().await?;
         let prev: Option<String> = sqlx::query(
             "SELECT status FROM incidents WHERE tenant = $1 AND source = $2 AND external_id = $3",
         )
@@ -42,9 +40,7 @@ impl crate::SourceStore for SqlStore {
         .bind(json_text(i))
         .execute(&mut *tx)
         .await?;
-        append_audit(
-            &mut tx,
-            &head,
+        tx.audit(
             now,
             vec![
                 PendingEntry::new(
@@ -58,8 +54,7 @@ impl crate::SourceStore for SqlStore {
                     tenant, i, env_tier, now,
                 )),
             ],
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(true)
     }
@@ -86,7 +81,7 @@ impl crate::SourceStore for SqlStore {
         body: &serde_json::Value,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let _writer = self.write_lock.lock().await;
+        let (_writer, db) = self.operational(Operational::ProtectionRequests).await;
         let r = sqlx::query(
             "INSERT INTO protection_requests (id, tenant, body, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO NOTHING",
@@ -95,7 +90,7 @@ impl crate::SourceStore for SqlStore {
         .bind(tenant)
         .bind(body.to_string())
         .bind(to_micros(now))
-        .execute(&self.writer)
+        .execute(db)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -121,11 +116,11 @@ impl crate::SourceStore for SqlStore {
     }
 
     async fn answer_protection_request(&self, id: &str, now: Timestamp) -> StoreResult<()> {
-        let _writer = self.write_lock.lock().await;
+        let (_writer, db) = self.operational(Operational::ProtectionRequests).await;
         sqlx::query("UPDATE protection_requests SET answered_at = $1 WHERE id = $2")
             .bind(to_micros(now))
             .bind(id)
-            .execute(&self.writer)
+            .execute(db)
             .await?;
         Ok(())
     }
@@ -138,8 +133,8 @@ impl crate::SourceStore for SqlStore {
         if commits.is_empty() {
             return Ok(());
         }
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
+        let (_writer, db) = self.operational(Operational::CommitHistory).await;
+        let mut tx = db.begin().await?;
         for chunk in commits.chunks(CHUNK) {
             let mut qb: QueryBuilder<Db> =
                 QueryBuilder::new("INSERT INTO commits (tenant, repository, sha, body) ");
@@ -160,8 +155,10 @@ impl crate::SourceStore for SqlStore {
         &self,
         tenant: &str,
         pr: &shipgate_domain::vcs::PullRequestRecord,
+        actor: &str,
+        now: Timestamp,
     ) -> StoreResult<()> {
-        let _writer = self.write_lock.lock().await;
+        let mut tx = self.begin_audited().await?;
         sqlx::query(
             "INSERT INTO pull_requests (tenant, repository, number, head_sha, merge_commit_sha, body) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, repository, number) DO UPDATE SET \
@@ -173,8 +170,19 @@ impl crate::SourceStore for SqlStore {
         .bind(&pr.head_sha)
         .bind(&pr.merge_commit_sha)
         .bind(json_text(pr))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.audit(
+            now,
+            vec![PendingEntry::new(
+                tenant,
+                actor,
+                "pull_request.recorded",
+                &format!("pr:{}#{}", pr.repository, pr.number),
+                &serde_json::json!(pr),
+            )],
+        );
+        tx.commit().await?;
         Ok(())
     }
 
@@ -214,8 +222,10 @@ impl crate::SourceStore for SqlStore {
         &self,
         tenant: &str,
         t: &shipgate_domain::vcs::TagRecord,
+        actor: &str,
+        now: Timestamp,
     ) -> StoreResult<()> {
-        let _writer = self.write_lock.lock().await;
+        let mut tx = self.begin_audited().await?;
         sqlx::query(
             "INSERT INTO tags (tenant, repository, name, sha, release_url) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant, repository, name) DO UPDATE SET \
@@ -226,19 +236,61 @@ impl crate::SourceStore for SqlStore {
         .bind(&t.name)
         .bind(&t.sha)
         .bind(&t.release_url)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        let stored = sqlx::query(
+            "SELECT sha, release_url FROM tags WHERE tenant = $1 AND repository = $2 AND name = $3",
+        )
+        .bind(tenant)
+        .bind(&t.repository)
+        .bind(&t.name)
+        .fetch_one(&mut *tx)
+        .await?;
+        let sha: Option<String> = stored.try_get("sha")?;
+        let release_url: Option<String> = stored.try_get("release_url")?;
+        tx.audit(
+            now,
+            vec![PendingEntry::new(
+                tenant,
+                actor,
+                "tag.recorded",
+                &format!("tag:{}:{}", t.repository, t.name),
+                &serde_json::json!({"repository": t.repository, "name": t.name, "sha": sha, "release_url": release_url}),
+            )],
+        );
+        tx.commit().await?;
         Ok(())
     }
 
-    async fn delete_tag(&self, tenant: &str, repository: &str, name: &str) -> StoreResult<()> {
-        let _writer = self.write_lock.lock().await;
-        sqlx::query("DELETE FROM tags WHERE tenant = $1 AND repository = $2 AND name = $3")
+    async fn delete_tag(
+        &self,
+        tenant: &str,
+        repository: &str,
+        name: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_audited().await?;
+        let n = sqlx::query("DELETE FROM tags WHERE tenant = $1 AND repository = $2 AND name = $3")
             .bind(tenant)
             .bind(repository)
             .bind(name)
-            .execute(&self.writer)
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            tx.audit(
+                now,
+                vec![PendingEntry::new(
+                    tenant,
+                    actor,
+                    "tag.deleted",
+                    &format!("tag:{repository}:{name}"),
+                    &serde_json::json!({"repository": repository, "name": name}),
+                )],
+            );
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -310,8 +362,7 @@ impl crate::SourceStore for SqlStore {
         a: &shipgate_domain::provenance::PublishedArtifact,
         actor: &str,
     ) -> StoreResult<bool> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_audited().await?;
         let r = sqlx::query(
             "INSERT INTO artifacts (tenant, digest, name, version, source, published_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (tenant, digest, name) DO NOTHING",
@@ -326,10 +377,7 @@ impl crate::SourceStore for SqlStore {
         .await?;
         let created = r.rows_affected() == 1;
         if created {
-            let head = lock_head(&mut tx).await?;
-            append_audit(
-                &mut tx,
-                &head,
+            tx.audit(
                 a.published_at,
                 vec![PendingEntry::new(
                     tenant,
@@ -338,8 +386,7 @@ impl crate::SourceStore for SqlStore {
                     &a.digest,
                     &serde_json::json!(a),
                 )],
-            )
-            .await?;
+            );
         }
         tx.commit().await?;
         Ok(created)
@@ -379,7 +426,7 @@ impl crate::SourceStore for SqlStore {
         &self,
         d: &shipgate_domain::integrations::Delivery,
     ) -> StoreResult<bool> {
-        let _writer = self.write_lock.lock().await;
+        let (_writer, db) = self.operational(Operational::DeliveryLog).await;
         let r = sqlx::query(
             "INSERT INTO webhook_deliveries (source, delivery_id, tenant, event, result, reason, records, received_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, delivery_id) DO UPDATE SET \
@@ -395,7 +442,7 @@ impl crate::SourceStore for SqlStore {
         .bind(&d.reason)
         .bind(json_text(&d.records))
         .bind(to_micros(d.received_at))
-        .execute(&self.writer)
+        .execute(db)
         .await?;
         Ok(r.rows_affected() == 1)
     }
