@@ -27,6 +27,30 @@ impl Clock for FixedClock {
     }
 }
 
+/// A clock for tests: the system's time plus an offset that only grows. Time passes as usual,
+/// and a test moves past an expiry or a cache's TTL with `advance` instead of sleeping.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    offset_us: std::sync::atomic::AtomicI64,
+}
+
+impl ShiftedClock {
+    pub fn advance(&self, by: std::time::Duration) {
+        let us = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.offset_us
+            .fetch_add(us, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> Timestamp {
+        let off = self.offset_us.load(std::sync::atomic::Ordering::SeqCst);
+        let now = truncate(Utc::now());
+        now.checked_add_signed(chrono::TimeDelta::microseconds(off))
+            .unwrap_or(now)
+    }
+}
+
 pub fn truncate(t: Timestamp) -> Timestamp {
     from_micros(t.timestamp_micros())
 }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use shipgate_domain::time::{Clock, SystemClock};
+use shipgate_domain::time::Clock;
 use shipgate_domain::{ApiToken, Role};
 use shipgate_store::Store;
 use tokio::net::TcpListener;
@@ -98,6 +98,7 @@ impl Application {
     pub async fn build(
         settings: Settings,
         store: Option<Arc<dyn Store>>,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<(Application, Bootstrap)> {
         if settings.production && settings.oidc.issuer.is_none() {
             anyhow::bail!(
@@ -108,7 +109,6 @@ impl Application {
             Some(s) => s,
             None => shipgate_store::open(&settings.database_url).await?,
         };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let boot = bootstrap(store.as_ref(), &settings, clock.as_ref()).await?;
         let baselined = store.baseline_audit(clock.now()).await?;
         if baselined > 0 {
@@ -139,20 +139,26 @@ impl Application {
             shutdown.clone(),
         );
         let auth_throttle = crate::refusals::AuthThrottle::new(&settings.auth);
+        let caches = (
+            TokenCache::new(clock.clone(), settings.cache.tokens_secs),
+            crate::auth::GrantCache::new(clock.clone(), settings.cache.grants_secs),
+            crate::state::DeclaredEnvCache::new(clock.clone(), settings.cache.environments_secs),
+            crate::gate::GovernanceCache::new(clock.clone(), settings.cache.governance_secs),
+        );
         let state = AppState::new(Inner {
             store: store.clone(),
             settings,
             clock,
             ingest,
-            tokens: TokenCache::default(),
-            grants: Default::default(),
+            tokens: caches.0,
+            grants: caches.1,
             metrics: crate::telemetry::metrics_handle(),
-            declared_envs: Default::default(),
+            declared_envs: caches.2,
             hub,
             oidc,
             directory: directory.clone(),
             gate_log,
-            governance: Default::default(),
+            governance: caches.3,
             refusals,
             auth_throttle,
             shutdown: shutdown.clone(),

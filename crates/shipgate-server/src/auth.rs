@@ -1,8 +1,5 @@
 //! API tokens: `sg_` + 256 random bits, stored as SHA-256 hashes. Each carries a tenant, a
 //! subject (the identity it acts as) and a role.
-use std::collections::HashMap;
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -17,7 +14,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const TENANT_HEADER: &str = "x-shipgate-tenant";
-const CACHE_TTL: Duration = Duration::from_secs(30);
 
 pub fn generate_token() -> String {
     let mut bytes = [0u8; 32];
@@ -33,33 +29,9 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// Recently seen tokens, so that authentication costs no store round trip on the hot path.
-#[derive(Default)]
-pub struct TokenCache {
-    entries: RwLock<HashMap<String, (ApiToken, Instant)>>,
-}
-
-impl TokenCache {
-    fn get(&self, hash: &str) -> Option<ApiToken> {
-        let map = self.entries.read().ok()?;
-        let (t, at) = map.get(hash)?;
-        (at.elapsed() < CACHE_TTL).then(|| t.clone())
-    }
-    /// Forgets a token at once (revocation, rotation) in this instance; other instances forget
-    /// it within the cache TTL.
-    pub fn remove(&self, hash: &str) {
-        if let Ok(mut map) = self.entries.write() {
-            map.remove(hash);
-        }
-    }
-    fn put(&self, hash: String, t: ApiToken) {
-        if let Ok(mut map) = self.entries.write() {
-            if map.len() > 10_000 {
-                map.clear();
-            }
-            map.insert(hash, (t, Instant::now()));
-        }
-    }
-}
+/// Revocation and rotation forget a token at once in this instance; other instances forget it
+/// within the TTL.
+pub type TokenCache = crate::cache::TtlMap<ApiToken>;
 
 /// The authenticated caller of a request, with the tenant every query is scoped to.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -173,7 +145,7 @@ impl FromRequestParts<AppState> for Caller {
                     state.store.find_token(&hash).await?.ok_or_else(|| {
                         ApiError::Unauthenticated("invalid or revoked token".into())
                     })?;
-                state.tokens.put(hash.clone(), t.clone());
+                state.tokens.put(&hash, t.clone());
                 t
             }
         };
@@ -198,7 +170,7 @@ impl FromRequestParts<AppState> for Caller {
         {
             let mut touched = t.clone();
             touched.last_used_at = Some(now);
-            state.tokens.put(hash.clone(), touched);
+            state.tokens.put(&hash, touched);
             let (store, id) = (state.store.clone(), t.id);
             tokio::spawn(async move {
                 if let Err(e) = store.touch_token(id, now).await {
@@ -297,19 +269,22 @@ type Grants = std::sync::Arc<Vec<ApiToken>>;
 
 /// Each tenant's role grants, kept for a few seconds (granting or revoking here forgets them at
 /// once; other instances see it within the TTL).
-#[derive(Default)]
 pub struct GrantCache {
-    entries: RwLock<HashMap<String, (Instant, Grants)>>,
-    touched: RwLock<HashMap<uuid::Uuid, Instant>>,
+    entries: crate::cache::TtlMap<Grants>,
+    touched: crate::cache::TtlMap<()>,
 }
 
 impl GrantCache {
-    const TTL: Duration = Duration::from_secs(5);
+    pub fn new(clock: std::sync::Arc<dyn shipgate_domain::time::Clock>, ttl_secs: u64) -> Self {
+        GrantCache {
+            entries: crate::cache::TtlMap::new(clock.clone(), ttl_secs),
+            // A grant's last use is recorded at most every five minutes.
+            touched: crate::cache::TtlMap::new(clock, 300),
+        }
+    }
 
     pub fn forget(&self, tenant: &str) {
-        if let Ok(mut m) = self.entries.write() {
-            m.remove(tenant);
-        }
+        self.entries.forget(tenant);
     }
 
     async fn get(
@@ -317,40 +292,24 @@ impl GrantCache {
         state: &AppState,
         tenant: &str,
     ) -> Result<std::sync::Arc<Vec<ApiToken>>, ApiError> {
-        if let Ok(m) = self.entries.read()
-            && let Some((at, g)) = m.get(tenant)
-            && at.elapsed() < Self::TTL
-        {
-            return Ok(g.clone());
+        if let Some(g) = self.entries.get(tenant) {
+            return Ok(g);
         }
         // Fail closed: a store error is an error, never a pass.
         let mut all = state.store.list_tokens(tenant).await?;
         all.retain(ApiToken::is_role_grant);
         let g = std::sync::Arc::new(all);
-        if let Ok(mut m) = self.entries.write() {
-            // Bounded: tenant names come from a request header.
-            if m.len() > 10_000 {
-                m.clear();
-            }
-            m.insert(tenant.to_owned(), (Instant::now(), g.clone()));
-        }
+        self.entries.put(tenant, g.clone());
         Ok(g)
     }
 
     /// Records a grant's last use for access reviews, at most every five minutes.
     fn touch(&self, state: &AppState, g: &ApiToken, now: shipgate_domain::time::Timestamp) {
-        const EVERY: Duration = Duration::from_secs(300);
-        if let Ok(m) = self.touched.read()
-            && m.get(&g.id).is_some_and(|t| t.elapsed() < EVERY)
-        {
+        let key = g.id.to_string();
+        if self.touched.get(&key).is_some() {
             return;
         }
-        if let Ok(mut m) = self.touched.write() {
-            if m.len() > 10_000 {
-                m.clear();
-            }
-            m.insert(g.id, Instant::now());
-        }
+        self.touched.put(&key, ());
         let (store, id) = (state.store.clone(), g.id);
         tokio::spawn(async move {
             if let Err(e) = store.touch_token(id, now).await {

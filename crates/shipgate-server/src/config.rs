@@ -52,6 +52,8 @@ pub struct Settings {
     pub auth: crate::refusals::AuthSettings,
     /// The audit chain's published head.
     pub audit: AuditSettings,
+    /// How long read caches keep what they read.
+    pub cache: crate::cache::CacheSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +123,7 @@ impl Default for Settings {
             provenance: Default::default(),
             auth: Default::default(),
             audit: Default::default(),
+            cache: Default::default(),
         }
     }
 }

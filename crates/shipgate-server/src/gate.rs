@@ -1,9 +1,11 @@
 //! The gate service: loads what a decision needs (change, policy, groups), asks the domain,
 //! logs every gate call, and wakes waiting gates the moment a change moves, in this process
 //! (a broadcast) and across processes (PostgreSQL LISTEN/NOTIFY).
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::cache::TtlMap;
 
 use shipgate_domain::approval::{
     GateCall, GateDecision, GateState, Group, PolicyVersion, RootCauseReview, decide,
@@ -127,39 +129,34 @@ impl GateLog {
     }
 }
 
-type Cached<T> = (Instant, T);
 type GroupMap = BTreeMap<String, Group>;
 
 /// Parsed policies and groups per tenant, for a couple of seconds; writes here forget them.
-#[derive(Default)]
 pub struct GovernanceCache {
-    policies: RwLock<HashMap<String, Cached<Option<Arc<PolicyVersion>>>>>,
-    groups: RwLock<HashMap<String, Cached<Arc<GroupMap>>>>,
-    identities: RwLock<HashMap<String, Cached<Arc<Identities>>>>,
+    policies: TtlMap<Option<Arc<PolicyVersion>>>,
+    groups: TtlMap<Arc<GroupMap>>,
+    identities: TtlMap<Arc<Identities>>,
 }
 
-const CACHE_TTL: Duration = Duration::from_secs(2);
-
 impl GovernanceCache {
+    pub fn new(clock: Arc<dyn shipgate_domain::time::Clock>, ttl_secs: u64) -> Self {
+        GovernanceCache {
+            policies: TtlMap::new(clock.clone(), ttl_secs),
+            groups: TtlMap::new(clock.clone(), ttl_secs),
+            identities: TtlMap::new(clock, ttl_secs),
+        }
+    }
+
     pub fn forget(&self, tenant: &str) {
-        if let Ok(mut m) = self.policies.write() {
-            m.remove(tenant);
-        }
-        if let Ok(mut m) = self.groups.write() {
-            m.remove(tenant);
-        }
-        if let Ok(mut m) = self.identities.write() {
-            m.remove(tenant);
-        }
+        self.policies.forget(tenant);
+        self.groups.forget(tenant);
+        self.identities.forget(tenant);
     }
 }
 
 pub async fn policy(state: &AppState, tenant: &str) -> ApiResult<Option<Arc<PolicyVersion>>> {
-    if let Ok(m) = state.governance.policies.read()
-        && let Some((at, p)) = m.get(tenant)
-        && at.elapsed() < CACHE_TTL
-    {
-        return Ok(p.clone());
+    if let Some(cached) = state.governance.policies.get(tenant) {
+        return Ok(cached);
     }
     let rec = state.store.current_policy(tenant).await?;
     let pv = match rec {
@@ -178,18 +175,13 @@ pub async fn policy(state: &AppState, tenant: &str) -> ApiResult<Option<Arc<Poli
             }))
         }
     };
-    if let Ok(mut m) = state.governance.policies.write() {
-        m.insert(tenant.to_owned(), (Instant::now(), pv.clone()));
-    }
+    state.governance.policies.put(tenant, pv.clone());
     Ok(pv)
 }
 
 pub async fn groups(state: &AppState, tenant: &str) -> ApiResult<Arc<BTreeMap<String, Group>>> {
-    if let Ok(m) = state.governance.groups.read()
-        && let Some((at, g)) = m.get(tenant)
-        && at.elapsed() < CACHE_TTL
-    {
-        return Ok(g.clone());
+    if let Some(cached) = state.governance.groups.get(tenant) {
+        return Ok(cached);
     }
     let g: BTreeMap<String, Group> = state
         .store
@@ -199,26 +191,19 @@ pub async fn groups(state: &AppState, tenant: &str) -> ApiResult<Arc<BTreeMap<St
         .map(|g| (g.name.clone(), g))
         .collect();
     let g = Arc::new(g);
-    if let Ok(mut m) = state.governance.groups.write() {
-        m.insert(tenant.to_owned(), (Instant::now(), g.clone()));
-    }
+    state.governance.groups.put(tenant, g.clone());
     Ok(g)
 }
 
 /// Who is who in a tenant (subjects and emails of its people), for separation of duties.
 pub async fn identities(state: &AppState, tenant: &str) -> ApiResult<Arc<Identities>> {
-    if let Ok(m) = state.governance.identities.read()
-        && let Some((at, g)) = m.get(tenant)
-        && at.elapsed() < CACHE_TTL
-    {
-        return Ok(g.clone());
+    if let Some(cached) = state.governance.identities.get(tenant) {
+        return Ok(cached);
     }
     let ids = Arc::new(Identities::from_people(
         &state.store.list_people(tenant).await?,
     ));
-    if let Ok(mut m) = state.governance.identities.write() {
-        m.insert(tenant.to_owned(), (Instant::now(), ids.clone()));
-    }
+    state.governance.identities.put(tenant, ids.clone());
     Ok(ids)
 }
 

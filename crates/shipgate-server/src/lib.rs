@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod authz;
+pub mod cache;
 pub mod cdevents_schema;
 pub mod config;
 pub mod error;

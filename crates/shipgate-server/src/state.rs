@@ -1,7 +1,6 @@
 use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use shipgate_domain::environment::EnvironmentAlias;
 
@@ -47,32 +46,7 @@ type EnvMap = Arc<HashMap<String, EnvironmentAlias>>;
 
 /// Each tenant's declared environments, kept for a few seconds so that ingest does not read
 /// them on every request. Declaring an environment forgets the tenant's entry.
-#[derive(Default)]
-pub struct DeclaredEnvCache {
-    entries: RwLock<HashMap<String, (Instant, EnvMap)>>,
-}
-
-impl DeclaredEnvCache {
-    const TTL: Duration = Duration::from_secs(5);
-
-    pub fn get(&self, tenant: &str) -> Option<EnvMap> {
-        let map = self.entries.read().ok()?;
-        let (at, m) = map.get(tenant)?;
-        (at.elapsed() < Self::TTL).then(|| m.clone())
-    }
-
-    pub fn put(&self, tenant: &str, m: EnvMap) {
-        if let Ok(mut map) = self.entries.write() {
-            map.insert(tenant.to_owned(), (Instant::now(), m));
-        }
-    }
-
-    pub fn forget(&self, tenant: &str) {
-        if let Ok(mut map) = self.entries.write() {
-            map.remove(tenant);
-        }
-    }
-}
+pub type DeclaredEnvCache = crate::cache::TtlMap<EnvMap>;
 
 impl AppState {
     pub fn new(inner: Inner) -> Self {

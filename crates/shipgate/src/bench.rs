@@ -123,7 +123,13 @@ async fn ingest(backend: &str, a: &Args) {
         admin_token: Some(TOKEN.to_owned().into()),
         ..Settings::default()
     };
-    let (app, _) = Application::build(settings, None).await.unwrap();
+    let (app, _) = Application::build(
+        settings,
+        None,
+        std::sync::Arc::new(shipgate_domain::time::SystemClock),
+    )
+    .await
+    .unwrap();
     let base = format!("http://127.0.0.1:{}/api/v1/deployments", app.port());
     let stop = app.shutdown_token();
     let server = tokio::spawn(app.run());

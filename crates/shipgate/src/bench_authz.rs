@@ -196,7 +196,13 @@ pub async fn run() {
             .role_map
             .insert("shipgate-deployers".into(), Role::Deployer);
     }
-    let (app, _) = Application::build(settings, None).await.unwrap();
+    let (app, _) = Application::build(
+        settings,
+        None,
+        std::sync::Arc::new(shipgate_domain::time::SystemClock),
+    )
+    .await
+    .unwrap();
     let (router, state) = (app.router(), app.state());
 
     // A standard change (auto-approved) to read the gate of, and a deployer token.

@@ -43,7 +43,13 @@ async fn start(url: &str) -> Server {
         admin_token: Some(TOKEN.to_owned().into()),
         ..Settings::default()
     };
-    let (app, _) = Application::build(settings, None).await.unwrap();
+    let (app, _) = Application::build(
+        settings,
+        None,
+        std::sync::Arc::new(shipgate_domain::time::SystemClock),
+    )
+    .await
+    .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let stop = app.shutdown_token();
     let handle = tokio::spawn(app.run());

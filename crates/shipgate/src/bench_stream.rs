@@ -33,7 +33,13 @@ pub async fn run() {
     settings.nats.url = Some(url.clone());
     settings.nats.stream = format!("SGBENCH_{tag}");
     settings.nats.subject_prefix = prefix.clone();
-    let (app, _) = Application::build(settings, None).await.unwrap();
+    let (app, _) = Application::build(
+        settings,
+        None,
+        std::sync::Arc::new(shipgate_domain::time::SystemClock),
+    )
+    .await
+    .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let stop = app.shutdown_token();
     let server = tokio::spawn(app.run());

@@ -1259,7 +1259,12 @@ async fn serve(args: &ServeArgs) -> CliResult<()> {
     if args.demo && std::env::var("SHIPGATE_DATABASE_URL").is_err() && args.config.is_none() {
         settings.database_url = "sqlite://shipgate-demo.db".into();
     }
-    let (app, boot) = Application::build(settings.clone(), None).await?;
+    let (app, boot) = Application::build(
+        settings.clone(),
+        None,
+        std::sync::Arc::new(shipgate_domain::time::SystemClock),
+    )
+    .await?;
     let url = format!(
         "http://{}:{}",
         settings

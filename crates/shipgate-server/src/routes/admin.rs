@@ -444,7 +444,7 @@ async fn revoke_token(
         .revoke_token(&caller.tenant, id, None, &caller.subject, state.clock.now())
         .await?
         .ok_or(ApiError::NotFound)?;
-    state.tokens.remove(&old.token_hash);
+    state.tokens.forget(&old.token_hash);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -483,7 +483,7 @@ async fn rotate_token(
         .revoke_token(&caller.tenant, id, Some(&new), &caller.subject, now)
         .await?
         .ok_or(ApiError::NotFound)?;
-    state.tokens.remove(&old.token_hash);
+    state.tokens.forget(&old.token_hash);
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -629,7 +629,7 @@ async fn complete_review(
         .record_access_review(&caller.tenant, &review)
         .await?
     {
-        state.tokens.remove(&t.token_hash);
+        state.tokens.forget(&t.token_hash);
     }
     state.grants.forget(&caller.tenant);
     Ok((StatusCode::CREATED, Json(review)))
@@ -721,7 +721,7 @@ async fn confirm_token(
         .confirm_token(&caller.tenant, id, &caller.subject, state.clock.now())
         .await?
         .ok_or(ApiError::NotFound)?;
-    state.tokens.remove(&t.token_hash);
+    state.tokens.forget(&t.token_hash);
     state.grants.forget(&caller.tenant);
     Ok(Json(t))
 }

@@ -371,8 +371,8 @@ async fn normal_change_scenario(app: TestApp) {
     assert_eq!(dep.status, 201, "{}", dep.body);
     assert_eq!(dep.body["approval"]["flagged"], false, "{}", dep.body);
 
-    // The approval expires (validity 4s) and the gate closes.
-    tokio::time::sleep(Duration::from_millis(4200).saturating_sub(approved_at.elapsed())).await;
+    // The approval expires (validity 4s) and the gate closes: the server's clock moves on.
+    app.clock.advance(Duration::from_secs(5));
     let d = gate(&app, &p.alice, &cr, "prod-eu-west-1", "").await;
     assert_eq!(d["state"], "expired", "{d}");
     assert_eq!(codes(&d)[0], "approval_expired");
@@ -791,7 +791,7 @@ async fn gate_fails_closed_when_the_store_is_unreachable() {
         .execute(&admin)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await; // past the policy cache
+    app.clock.advance(Duration::from_secs(3)); // past the policy cache
     let d = gate(&app, &p.alice, &cr, "staging", "").await;
     assert_eq!(d["state"], "error", "{d}");
     let out = app
@@ -892,7 +892,7 @@ async fn gate_answers_on_time_when_the_store_stops_answering() {
         "allowed"
     );
     hole.go_dark();
-    tokio::time::sleep(Duration::from_millis(2100)).await; // past the policy cache
+    app.clock.advance(Duration::from_secs(3)); // past the policy cache
     for (wait, extra) in [(0u64, String::new()), (2, "&wait=2s".to_owned())] {
         let t = Instant::now();
         let r = app

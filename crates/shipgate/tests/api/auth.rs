@@ -221,10 +221,14 @@ async fn production_mode_refuses_a_new_store_without_authentication() {
         production: true,
         ..Default::default()
     };
-    let err = shipgate_server::Application::build(s, None)
-        .await
-        .err()
-        .expect("refused");
+    let err = shipgate_server::Application::build(
+        s,
+        None,
+        std::sync::Arc::new(shipgate_domain::time::SystemClock),
+    )
+    .await
+    .err()
+    .expect("refused");
     assert!(err.to_string().contains("production mode"), "{err}");
     // An admin token alone is not enough: people must sign in through SSO.
     let s = shipgate_server::Settings {
@@ -234,10 +238,14 @@ async fn production_mode_refuses_a_new_store_without_authentication() {
         production: true,
         ..Default::default()
     };
-    let err = shipgate_server::Application::build(s.clone(), None)
-        .await
-        .err()
-        .expect("refused");
+    let err = shipgate_server::Application::build(
+        s.clone(),
+        None,
+        std::sync::Arc::new(shipgate_domain::time::SystemClock),
+    )
+    .await
+    .err()
+    .expect("refused");
     assert!(err.to_string().contains("single sign-on"), "{err}");
     assert!(
         !dir.path().join("p.db").exists(),
@@ -250,9 +258,13 @@ async fn production_mode_refuses_a_new_store_without_authentication() {
     s.oidc
         .role_map
         .insert("deployers".into(), shipgate_domain::Role::Deployer);
-    let (app, _) = shipgate_server::Application::build(s, None)
-        .await
-        .expect("starts with SSO configured");
+    let (app, _) = shipgate_server::Application::build(
+        s,
+        None,
+        std::sync::Arc::new(shipgate_domain::time::SystemClock),
+    )
+    .await
+    .expect("starts with SSO configured");
     drop(app);
 }
 
@@ -397,7 +409,7 @@ async fn token_lifecycle_and_scope() {
         }
     };
     assert_eq!(who(short.clone()).await, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.clock.advance(std::time::Duration::from_secs(2));
     assert_eq!(who(short).await, 401);
     let r = app
         .post(

@@ -14,14 +14,12 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub db_url: String,
-    stop: tokio_util_cancel::Token,
+    /// The server's clock: tests move time forward with `clock.advance(..)` instead of
+    /// sleeping past an expiry or a cache's TTL.
+    pub clock: Arc<shipgate_domain::time::ShiftedClock>,
+    stop: tokio_util::sync::CancellationToken,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
-}
-
-/// A tiny shim so the tests do not depend on tokio-util directly.
-pub mod tokio_util_cancel {
-    pub type Token = Box<dyn Fn() + Send + Sync>;
 }
 
 pub struct Resp {
@@ -82,7 +80,10 @@ impl TestApp {
             ..Settings::default()
         };
         f(&mut s);
-        let (app, _boot) = Application::build(s, None).await.expect("server builds");
+        let clock = Arc::new(shipgate_domain::time::ShiftedClock::default());
+        let (app, _boot) = Application::build(s, None, clock.clone())
+            .await
+            .expect("server builds");
         let url = format!("http://127.0.0.1:{}", app.port());
         let store = app.store();
         let token = app.shutdown_token();
@@ -93,7 +94,8 @@ impl TestApp {
             http: reqwest::Client::new(),
             store,
             db_url,
-            stop: Box::new(move || token.cancel()),
+            clock,
+            stop: token,
             handle: Some(handle),
             _dir: dir,
         }
@@ -102,7 +104,7 @@ impl TestApp {
     /// Stops the server gracefully and waits for it; the store's directory lives on in the
     /// returned handle.
     pub async fn stop(mut self) -> tempfile::TempDir {
-        (self.stop)();
+        self.stop.cancel();
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
@@ -346,7 +348,10 @@ impl TestApp {
             http: reqwest::Client::new(),
             store: shipgate_store::open(db_url).await.unwrap(),
             db_url: db_url.to_owned(),
-            stop: Box::new(|| {}),
+            // A server in another process keeps its own clock: advancing this one moves
+            // nothing there.
+            clock: Arc::default(),
+            stop: tokio_util::sync::CancellationToken::new(),
             handle: None,
             _dir: tempfile::tempdir().unwrap(),
         }
