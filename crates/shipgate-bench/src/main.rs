@@ -1,8 +1,12 @@
 //! `shipgate-bench`: throughput and latency figures, each beside a baseline measured in the
 //! same run on the same machine. Not a test: it prints figures for the issue notes.
 //!
-//!   shipgate-bench [--suite all|ingest|queries|gate|authz|stream|webhooks] [--backend sqlite|postgres|both]
-//!                  [--requests N] [--concurrency C] [--rows N]
+//!   cargo build --release -p shipgate -p shipgate-bench
+//!   target/release/shipgate-bench [--suite all|ingest|queries|gate|authz|stream|webhooks]
+//!                  [--backend sqlite|postgres|both] [--requests N] [--concurrency C] [--rows N]
+//!
+//! The gate suite runs `shipgate gate wait` from the `shipgate` binary beside this one, so
+//! build both.
 //!
 //! 1. Durable ingest over HTTP on loopback: concurrent clients create deployments, each
 //!    answered only after its group-commit transaction committed. Ceiling: raw multi-row
@@ -38,10 +42,18 @@ type FilterCase<'a> = (&'static str, Box<dyn Fn(usize) -> DeploymentFilter + 'a>
 
 pub(crate) const TOKEN: &str = "sg_bench_token_0123456789abcdef";
 
-mod bench_authz;
-mod bench_gate;
-mod bench_stream;
-mod bench_webhooks;
+mod authz;
+mod gate;
+mod stream;
+mod webhooks;
+
+const USAGE: &str = "\
+usage: shipgate-bench [--suite all|ingest|queries|gate|authz|stream|webhooks]
+                      [--backend sqlite|postgres|both] [--requests N] [--concurrency C] [--rows N]
+
+Build both binaries first: the gate suite runs the `shipgate` binary beside this one.
+  cargo build --release -p shipgate -p shipgate-bench
+  target/release/shipgate-bench --suite gate";
 
 struct Args {
     suite: String,
@@ -69,7 +81,14 @@ fn args() -> Args {
             "--requests" => a.requests = val.parse().expect("--requests N"),
             "--concurrency" => a.concurrency = val.parse().expect("--concurrency N"),
             "--rows" => a.rows = val.parse().expect("--rows N"),
-            other => panic!("unknown argument {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
         i += 2;
     }
@@ -488,17 +507,17 @@ async fn main() {
     };
     let all = a.suite == "all";
     if all || a.suite == "authz" {
-        bench_authz::run().await;
+        authz::run().await;
     }
     if all || a.suite == "stream" {
-        bench_stream::run().await;
+        stream::run().await;
     }
     if all || a.suite == "webhooks" {
-        bench_webhooks::run().await;
+        webhooks::run().await;
     }
     if all || a.suite == "gate" {
         for b in &backends {
-            bench_gate::run(b, 100, 16).await;
+            gate::run(b, 100, 16).await;
         }
     }
     if all || a.suite == "ingest" {
