@@ -31,6 +31,13 @@ impl CliError {
     }
 }
 
+impl CliError {
+    /// Input the CLI refuses before asking the server.
+    pub fn validation(message: impl Into<String>) -> Self {
+        CliError::new(exit::VALIDATION, message)
+    }
+}
+
 impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> Self {
         CliError::new(exit::FAILURE, format!("{e:#}"))
@@ -136,6 +143,10 @@ impl Client {
         Ok(self.send(Method::GET, path, None, None).await?.1)
     }
 
+    pub async fn delete(&self, path: &str) -> CliResult<Value> {
+        Ok(self.send(Method::DELETE, path, None, None).await?.1)
+    }
+
     pub async fn post(
         &self,
         path: &str,
@@ -175,6 +186,21 @@ pub fn describe(v: &Value, status: StatusCode) -> String {
         s.push_str(&format!("\n  request id: {id}"));
     }
     s
+}
+
+/// A change key, group name or id as one path segment: only ASCII letters, digits and `-`.
+pub fn path_segment(key: &str) -> String {
+    key.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
+
+/// A request body without its null fields (flags not given).
+pub fn without_nulls(mut body: Value) -> Value {
+    if let Value::Object(m) = &mut body {
+        m.retain(|_, v| !v.is_null());
+    }
+    body
 }
 
 /// Percent-encodes query parameters.
