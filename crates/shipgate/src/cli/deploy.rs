@@ -1,4 +1,5 @@
-//! `shipgate deploy …` (record and query deployments) and the deployments feed.
+//! `shipgate deploy …` (record and query deployments) and `shipgate feed`, the deployments
+//! feed.
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -409,6 +410,6 @@ pub async fn feed(
             field_text(&d, "change_ref"),
         ]);
     }
-    println!("changes since {}\n{t}", field_text(&r, "since"));
+    println!("deployments since {}\n{t}", field_text(&r, "since"));
     Ok(())
 }

@@ -56,8 +56,10 @@ enum Command {
         #[arg(long = "env")]
         environment: Option<String>,
     },
-    /// What changed in the last N hours.
-    Changes {
+    /// The deployments feed: what was deployed in the last N hours, and the version each replaced.
+    // `changes`, the old name, stays as a hidden alias for scripts; `change` is change requests.
+    #[command(alias = "changes")]
+    Feed {
         #[arg(long, default_value_t = 24)]
         hours: u32,
         #[arg(long)]
@@ -135,7 +137,7 @@ async fn client_command(command: Command, c: &Client, out: Output) -> CliResult<
             service,
             environment,
         } => inventory::running(c, out, service, environment).await,
-        Command::Changes {
+        Command::Feed {
             hours,
             service,
             environment,

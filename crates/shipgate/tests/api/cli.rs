@@ -112,8 +112,23 @@ async fn pipeline_records_a_deployment_across_stages() {
         .cli(&["deploy", "list", "--service", "checkout"], &[])
         .await;
     assert!(stdout(&out).contains("1.4.2"));
-    let out = app.cli(&["changes", "--hours", "1"], &[]).await;
+    let out = app.cli(&["feed", "--hours", "1"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("checkout"));
+    assert!(stdout(&out).starts_with("deployments since "));
+    // The old name still works for scripts, hidden from the help.
+    let old = app.cli(&["changes", "--hours", "1"], &[]).await;
+    assert_eq!(old.status.code(), Some(0), "{}", stderr(&old));
+    assert!(stdout(&old).contains("checkout"));
+    let help = app.cli(&["--help"], &[]).await;
+    assert!(stdout(&help).contains("deployments feed"));
+    assert!(
+        !stdout(&help)
+            .lines()
+            .any(|l| l.trim_start().starts_with("changes")),
+        "{}",
+        stdout(&help)
+    );
 
     // Exit codes by error class.
     let out = app
