@@ -4,15 +4,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-/// Exit statuses: a contract for scripts.
-pub mod exit {
-    pub const FAILURE: i32 = 1;
-    pub const VALIDATION: i32 = 3;
-    pub const AUTH: i32 = 4;
-    pub const NOT_FOUND: i32 = 5;
-    pub const CONFLICT: i32 = 6;
-    pub const UNAVAILABLE: i32 = 7;
-}
+use crate::exit;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -45,17 +37,6 @@ impl From<anyhow::Error> for CliError {
 }
 
 pub type CliResult<T> = Result<T, CliError>;
-
-fn exit_for(status: StatusCode, code: &str) -> i32 {
-    match (status.as_u16(), code) {
-        (401 | 403, _) => exit::AUTH,
-        (404, _) => exit::NOT_FOUND,
-        (409, _) => exit::CONFLICT,
-        (502..=504, _) => exit::UNAVAILABLE,
-        (400 | 413 | 415 | 422, _) => exit::VALIDATION,
-        _ => exit::FAILURE,
-    }
-}
 
 pub struct Client {
     http: reqwest::Client,
@@ -129,7 +110,7 @@ impl Client {
                     }
                     let code = value.get("code").and_then(Value::as_str).unwrap_or("");
                     return Err(CliError {
-                        code: exit_for(status, code),
+                        code: exit::for_problem(status.as_u16(), code),
                         message: describe(&value, status),
                         problem: Some(value),
                     });

@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cli;
 mod client;
 mod demo;
+mod exit;
 mod output;
 
 fn main() {

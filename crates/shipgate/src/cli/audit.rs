@@ -4,7 +4,8 @@ use clap::Subcommand;
 use serde_json::Value;
 use shipgate_domain::audit::ChainHead;
 
-use crate::client::{CliError, CliResult, Client, exit};
+use crate::client::{CliError, CliResult, Client};
+use crate::exit;
 use crate::output::{Output, field_text, print_json, short, table};
 
 #[derive(Subcommand)]

@@ -7,7 +7,8 @@ use comfy_table::Table;
 use serde_json::{Value, json};
 
 use super::import::{ImportArgs, import};
-use crate::client::{CliError, CliResult, Client, exit, query, without_nulls};
+use crate::client::{CliError, CliResult, Client, query, without_nulls};
+use crate::exit;
 use crate::output::{Output, field_text, print_json, print_json_or_field, short, table};
 
 #[derive(Subcommand)]

@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::client::{Body, CliError, CliResult, Client, describe, exit};
+use crate::client::{Body, CliError, CliResult, Client, describe};
+use crate::exit;
 use crate::output::{Output, field_text, print_json};
 
 #[derive(Args)]

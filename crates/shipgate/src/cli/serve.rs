@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use shipgate_server::{Application, Settings};
 
-use crate::client::{CliError, CliResult, exit};
+use crate::client::{CliError, CliResult};
+use crate::exit;
 
 #[derive(Args)]
 pub struct ServeArgs {

@@ -6,7 +6,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::client::{CliError, CliResult, Client, exit, path_segment, query};
+use crate::client::{CliError, CliResult, Client, path_segment, query};
+use crate::exit;
 use crate::output::{Output, field_text, print_json, table};
 
 #[derive(Args, Clone)]

@@ -5,14 +5,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::client::{CliError, CliResult, Client, exit, path_segment, query};
+use crate::client::{CliError, CliResult, Client, path_segment, query};
+use crate::exit;
 use crate::output::{Output, field_text, print_json};
-
-/// Exit statuses of `gate wait` / `gate check`.
-pub mod gate_exit {
-    pub const PENDING: i32 = 8;
-    pub const DENIED: i32 = 9;
-}
 
 #[derive(Args)]
 pub struct GateArgs {
@@ -98,8 +93,8 @@ fn gate_result(d: &Value, out: Output) -> CliResult<()> {
     print_decision(d);
     let code = match d["state"].as_str() {
         Some("allowed") => return Ok(()),
-        Some("pending") => gate_exit::PENDING,
-        Some("denied") | Some("expired") => gate_exit::DENIED,
+        Some("pending") => exit::GATE_PENDING,
+        Some("denied") | Some("expired") => exit::GATE_DENIED,
         _ => exit::UNAVAILABLE,
     };
     let reasons: Vec<String> = d["reasons"]

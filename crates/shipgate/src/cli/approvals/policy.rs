@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::client::{Body, CliError, CliResult, Client, exit};
+use crate::client::{Body, CliError, CliResult, Client};
+use crate::exit;
 use crate::output::{Output, field_text, print_json, short, table};
 
 #[derive(Subcommand)]
