@@ -60,21 +60,26 @@ impl Client {
     }
 
     /// Sends a request; retries transport failures and 503s (a write carries an idempotency
-    /// key, so a retry cannot duplicate it).
+    /// key, so a retry cannot duplicate it). reqwest encodes the query parameters.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
+        params: &Params<'_>,
         body: Option<Body>,
         idempotency_key: Option<&str>,
     ) -> CliResult<(StatusCode, Value)> {
         let url = format!("{}{}", self.base, path);
+        let query: Vec<(&str, &str)> = params
+            .iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+            .collect();
         let mut last_err = String::new();
         for attempt in 0..4u32 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
             }
-            let mut req = self.http.request(method.clone(), &url);
+            let mut req = self.http.request(method.clone(), &url).query(&query);
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
             }
@@ -121,11 +126,15 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> CliResult<Value> {
-        Ok(self.send(Method::GET, path, None, None).await?.1)
+        self.get_query(path, &[]).await
+    }
+
+    pub async fn get_query(&self, path: &str, params: &Params<'_>) -> CliResult<Value> {
+        Ok(self.send(Method::GET, path, params, None, None).await?.1)
     }
 
     pub async fn delete(&self, path: &str) -> CliResult<Value> {
-        Ok(self.send(Method::DELETE, path, None, None).await?.1)
+        Ok(self.send(Method::DELETE, path, &[], None, None).await?.1)
     }
 
     pub async fn post(
@@ -134,10 +143,13 @@ impl Client {
         body: Value,
         key: Option<&str>,
     ) -> CliResult<(StatusCode, Value)> {
-        self.send(Method::POST, path, Some(Body::Json(body)), key)
+        self.send(Method::POST, path, &[], Some(Body::Json(body)), key)
             .await
     }
 }
+
+/// Query parameters; one whose value is `None` (a flag not given) is left out.
+pub type Params<'a> = [(&'a str, Option<String>)];
 
 pub enum Body {
     Json(Value),
@@ -182,29 +194,4 @@ pub fn without_nulls(mut body: Value) -> Value {
         m.retain(|_, v| !v.is_null());
     }
     body
-}
-
-/// Percent-encodes query parameters.
-pub fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
-    }
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

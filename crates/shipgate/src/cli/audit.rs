@@ -63,11 +63,11 @@ pub async fn verify_offline(
 }
 
 async fn verify(c: &Client, out: Output, expect_head: Option<ChainHead>) -> CliResult<()> {
-    let path = match expect_head {
-        Some(h) => format!("/api/v1/audit/verify?expect_head={}:{}", h.seq, h.hash),
-        None => "/api/v1/audit/verify".to_owned(),
-    };
-    let r = c.get(&path).await?;
+    let params = [(
+        "expect_head",
+        expect_head.map(|h| format!("{}:{}", h.seq, h.hash)),
+    )];
+    let r = c.get_query("/api/v1/audit/verify", &params).await?;
     report_verify(&r, out)
 }
 
@@ -121,9 +121,11 @@ async fn head(c: &Client, out: Output) -> CliResult<()> {
 }
 
 async fn log(c: &Client, out: Output, after: i64, limit: u32) -> CliResult<()> {
-    let v = c
-        .get(&format!("/api/v1/audit?after={after}&limit={limit}"))
-        .await?;
+    let params = [
+        ("after", Some(after.to_string())),
+        ("limit", Some(limit.to_string())),
+    ];
+    let v = c.get_query("/api/v1/audit", &params).await?;
     if out.is_json() {
         print_json(&v);
         return Ok(());

@@ -7,7 +7,7 @@ use comfy_table::Table;
 use serde_json::{Value, json};
 
 use super::import::{ImportArgs, import};
-use crate::client::{CliError, CliResult, Client, query, without_nulls};
+use crate::client::{CliError, CliResult, Client, without_nulls};
 use crate::exit;
 use crate::output::{Output, field_text, print_json, print_json_or_field, short, table};
 
@@ -329,7 +329,7 @@ async fn get(c: &Client, out: Output, id: &str) -> CliResult<()> {
 }
 
 async fn list(c: &Client, out: Output, a: &ListArgs) -> CliResult<()> {
-    let q = query(&[
+    let params = [
         ("service", a.service.clone()),
         ("environment", a.environment.clone()),
         ("tier", a.tier.clone()),
@@ -344,8 +344,8 @@ async fn list(c: &Client, out: Output, a: &ListArgs) -> CliResult<()> {
         ("tenant", a.tenant.clone()),
         ("cursor", a.cursor.clone()),
         ("limit", Some(a.limit.to_string())),
-    ]);
-    let page = c.get(&format!("/api/v1/deployments{q}")).await?;
+    ];
+    let page = c.get_query("/api/v1/deployments", &params).await?;
     if out.is_json() {
         print_json(&page);
         return Ok(());
@@ -373,16 +373,12 @@ pub async fn feed(
     service: Option<String>,
     environment: Option<String>,
 ) -> CliResult<()> {
-    let r = c
-        .get(&format!(
-            "/api/v1/deployments/feed{}",
-            query(&[
-                ("hours", Some(hours.to_string())),
-                ("service", service),
-                ("environment", environment)
-            ])
-        ))
-        .await?;
+    let params = [
+        ("hours", Some(hours.to_string())),
+        ("service", service),
+        ("environment", environment),
+    ];
+    let r = c.get_query("/api/v1/deployments/feed", &params).await?;
     if out.is_json() {
         print_json(&r);
         return Ok(());

@@ -46,11 +46,16 @@ impl Import<'_> {
             ("jsonl", "application/x-ndjson")
         };
         let mode = if self.partial { "partial" } else { "atomic" };
-        let path = format!("/api/v1/deployments/import?format={format}&mode={mode}&dry_run={dry}");
+        let params = [
+            ("format", Some(format.to_owned())),
+            ("mode", Some(mode.to_owned())),
+            ("dry_run", Some(dry.to_string())),
+        ];
         self.c
             .send(
                 reqwest::Method::POST,
-                &path,
+                "/api/v1/deployments/import",
+                &params,
                 Some(Body::Raw(ctype.into(), chunk.into_bytes())),
                 Some("import"),
             )

@@ -2,7 +2,7 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::client::{CliResult, Client, query, without_nulls};
+use crate::client::{CliResult, Client, without_nulls};
 use crate::output::{Output, field_text, print_json, print_rows, short, table};
 
 #[derive(Subcommand)]
@@ -54,12 +54,8 @@ pub async fn running(
     service: Option<String>,
     environment: Option<String>,
 ) -> CliResult<()> {
-    let r = c
-        .get(&format!(
-            "/api/v1/running{}",
-            query(&[("service", service), ("environment", environment)])
-        ))
-        .await?;
+    let params = [("service", service), ("environment", environment)];
+    let r = c.get_query("/api/v1/running", &params).await?;
     if out.is_json() {
         print_json(&r);
         return Ok(());
@@ -160,12 +156,8 @@ async fn declare_environment(
 
 /// `env resolve`: how the server normalises a label.
 async fn resolve_environment(c: &Client, out: Output, label: String) -> CliResult<()> {
-    let v = c
-        .get(&format!(
-            "/api/v1/environments/resolve{}",
-            query(&[("label", Some(label))])
-        ))
-        .await?;
+    let params = [("label", Some(label))];
+    let v = c.get_query("/api/v1/environments/resolve", &params).await?;
     print_rows(&v, out, ENVIRONMENT_COLUMNS);
     Ok(())
 }

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::client::{CliError, CliResult, Client, path_segment, query};
+use crate::client::{CliError, CliResult, Client, path_segment};
 use crate::exit;
 use crate::output::{Output, field_text, print_json, table};
 
@@ -327,7 +327,7 @@ async fn get(c: &Client, out: Output, key: &str) -> CliResult<()> {
 
 async fn list(c: &Client, out: Output, status: Option<String>) -> CliResult<()> {
     let v = c
-        .get(&format!("/api/v1/changes{}", query(&[("status", status)])))
+        .get_query("/api/v1/changes", &[("status", status)])
         .await?;
     if out.is_json() {
         print_json(&v);

@@ -100,6 +100,7 @@ async fn put_group(c: &Client, out: Output, name: &str, body: serde_json::Value)
         .send(
             reqwest::Method::PUT,
             &format!("/api/v1/groups/{}", path_segment(name)),
+            &[],
             Some(Body::Json(body)),
             None,
         )

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::client::{CliError, CliResult, Client, path_segment, query};
+use crate::client::{CliError, CliResult, Client, path_segment};
 use crate::exit;
 use crate::output::{Output, field_text, print_json};
 
@@ -111,20 +111,19 @@ fn gate_result(d: &Value, out: Output) -> CliResult<()> {
     ))
 }
 
-fn gate_path(a: &GateArgs, wait: Option<Duration>) -> String {
-    format!(
-        "/api/v1/gate{}",
-        query(&[
-            ("change", Some(a.change.clone())),
-            ("environment", Some(a.environment.clone())),
-            ("digest", a.digest.clone()),
-            ("wait", wait.map(|w| format!("{}s", w.as_secs().max(1)))),
-        ])
-    )
+/// Asks the gate once; with `wait`, the server holds the request up to that long for a decision.
+async fn ask_gate(c: &Client, a: &GateArgs, wait: Option<Duration>) -> CliResult<Value> {
+    let params = [
+        ("change", Some(a.change.clone())),
+        ("environment", Some(a.environment.clone())),
+        ("digest", a.digest.clone()),
+        ("wait", wait.map(|w| format!("{}s", w.as_secs().max(1)))),
+    ];
+    c.get_query("/api/v1/gate", &params).await
 }
 
 async fn check(c: &Client, out: Output, args: &GateArgs) -> CliResult<()> {
-    let d = c.get(&gate_path(args, None)).await?;
+    let d = ask_gate(c, args, None).await?;
     gate_result(&d, out)
 }
 
@@ -141,7 +140,7 @@ async fn wait(c: &Client, out: Output, args: &GateArgs, timeout: &str) -> CliRes
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let wait = left.min(Duration::from_secs(60));
-        let d = c.get(&gate_path(args, Some(wait))).await?;
+        let d = ask_gate(c, args, Some(wait)).await?;
         if d["state"] != "pending" || Instant::now() >= deadline {
             return gate_result(&d, out);
         }

@@ -42,6 +42,7 @@ async fn push(c: &Client, out: Output, file: &Path) -> CliResult<()> {
         .send(
             reqwest::Method::PUT,
             "/api/v1/policy",
+            &[],
             Some(Body::Raw("application/toml".into(), text)),
             None,
         )

@@ -1,17 +1,13 @@
 //! What waits on people: the approval queue, and the reviews due.
 use serde_json::Value;
 
-use crate::client::{CliResult, Client, query};
+use crate::client::{CliResult, Client};
 use crate::output::{Output, field_text, print_json, table};
 
 /// `shipgate approvals`: your queue, or (`--all`) every pending change and who is blocking it.
 pub async fn approvals(c: &Client, out: Output, all: bool) -> CliResult<()> {
-    let v = c
-        .get(&format!(
-            "/api/v1/approvals{}",
-            query(&[("all", all.then(|| "true".to_owned()))])
-        ))
-        .await?;
+    let params = [("all", all.then(|| "true".to_owned()))];
+    let v = c.get_query("/api/v1/approvals", &params).await?;
     if out.is_json() {
         print_json(&v);
         return Ok(());
