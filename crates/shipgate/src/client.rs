@@ -4,15 +4,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-/// Exit statuses: a contract for scripts.
-pub mod exit {
-    pub const FAILURE: i32 = 1;
-    pub const VALIDATION: i32 = 3;
-    pub const AUTH: i32 = 4;
-    pub const NOT_FOUND: i32 = 5;
-    pub const CONFLICT: i32 = 6;
-    pub const UNAVAILABLE: i32 = 7;
-}
+use crate::exit;
 
 #[derive(Debug)]
 pub struct CliError {
@@ -31,6 +23,13 @@ impl CliError {
     }
 }
 
+impl CliError {
+    /// Input the CLI refuses before asking the server.
+    pub fn validation(message: impl Into<String>) -> Self {
+        CliError::new(exit::VALIDATION, message)
+    }
+}
+
 impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> Self {
         CliError::new(exit::FAILURE, format!("{e:#}"))
@@ -38,17 +37,6 @@ impl From<anyhow::Error> for CliError {
 }
 
 pub type CliResult<T> = Result<T, CliError>;
-
-fn exit_for(status: StatusCode, code: &str) -> i32 {
-    match (status.as_u16(), code) {
-        (401 | 403, _) => exit::AUTH,
-        (404, _) => exit::NOT_FOUND,
-        (409, _) => exit::CONFLICT,
-        (502..=504, _) => exit::UNAVAILABLE,
-        (400 | 413 | 415 | 422, _) => exit::VALIDATION,
-        _ => exit::FAILURE,
-    }
-}
 
 pub struct Client {
     http: reqwest::Client,
@@ -72,21 +60,26 @@ impl Client {
     }
 
     /// Sends a request; retries transport failures and 503s (a write carries an idempotency
-    /// key, so a retry cannot duplicate it).
+    /// key, so a retry cannot duplicate it). reqwest encodes the query parameters.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
+        params: &Params<'_>,
         body: Option<Body>,
         idempotency_key: Option<&str>,
     ) -> CliResult<(StatusCode, Value)> {
         let url = format!("{}{}", self.base, path);
+        let query: Vec<(&str, &str)> = params
+            .iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+            .collect();
         let mut last_err = String::new();
         for attempt in 0..4u32 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
             }
-            let mut req = self.http.request(method.clone(), &url);
+            let mut req = self.http.request(method.clone(), &url).query(&query);
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
             }
@@ -122,7 +115,7 @@ impl Client {
                     }
                     let code = value.get("code").and_then(Value::as_str).unwrap_or("");
                     return Err(CliError {
-                        code: exit_for(status, code),
+                        code: exit::for_problem(status.as_u16(), code),
                         message: describe(&value, status),
                         problem: Some(value),
                     });
@@ -133,7 +126,15 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> CliResult<Value> {
-        Ok(self.send(Method::GET, path, None, None).await?.1)
+        self.get_query(path, &[]).await
+    }
+
+    pub async fn get_query(&self, path: &str, params: &Params<'_>) -> CliResult<Value> {
+        Ok(self.send(Method::GET, path, params, None, None).await?.1)
+    }
+
+    pub async fn delete(&self, path: &str) -> CliResult<Value> {
+        Ok(self.send(Method::DELETE, path, &[], None, None).await?.1)
     }
 
     pub async fn post(
@@ -142,10 +143,13 @@ impl Client {
         body: Value,
         key: Option<&str>,
     ) -> CliResult<(StatusCode, Value)> {
-        self.send(Method::POST, path, Some(Body::Json(body)), key)
+        self.send(Method::POST, path, &[], Some(Body::Json(body)), key)
             .await
     }
 }
+
+/// Query parameters; one whose value is `None` (a flag not given) is left out.
+pub type Params<'a> = [(&'a str, Option<String>)];
 
 pub enum Body {
     Json(Value),
@@ -177,27 +181,17 @@ pub fn describe(v: &Value, status: StatusCode) -> String {
     s
 }
 
-/// Percent-encodes query parameters.
-pub fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
-    }
+/// A change key, group name or id as one path segment: only ASCII letters, digits and `-`.
+pub fn path_segment(key: &str) -> String {
+    key.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
 }
 
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// A request body without its null fields (flags not given).
+pub fn without_nulls(mut body: Value) -> Value {
+    if let Value::Object(m) = &mut body {
+        m.retain(|_, v| !v.is_null());
     }
-    out
+    body
 }

@@ -5,10 +5,11 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod approvals_cli;
 mod cli;
 mod client;
 mod demo;
+mod exit;
+mod output;
 
 fn main() {
     let code = match tokio::runtime::Builder::new_multi_thread()

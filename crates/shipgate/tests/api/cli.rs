@@ -112,8 +112,23 @@ async fn pipeline_records_a_deployment_across_stages() {
         .cli(&["deploy", "list", "--service", "checkout"], &[])
         .await;
     assert!(stdout(&out).contains("1.4.2"));
-    let out = app.cli(&["changes", "--hours", "1"], &[]).await;
+    let out = app.cli(&["feed", "--hours", "1"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("checkout"));
+    assert!(stdout(&out).starts_with("deployments since "));
+    // The old name still works for scripts, hidden from the help.
+    let old = app.cli(&["changes", "--hours", "1"], &[]).await;
+    assert_eq!(old.status.code(), Some(0), "{}", stderr(&old));
+    assert!(stdout(&old).contains("checkout"));
+    let help = app.cli(&["--help"], &[]).await;
+    assert!(stdout(&help).contains("deployments feed"));
+    assert!(
+        !stdout(&help)
+            .lines()
+            .any(|l| l.trim_start().starts_with("changes")),
+        "{}",
+        stdout(&help)
+    );
 
     // Exit codes by error class.
     let out = app
@@ -161,6 +176,90 @@ async fn pipeline_records_a_deployment_across_stages() {
         .await;
     assert!(stdout(&out).starts_with("sg_"));
     app.stop().await;
+}
+
+/// Refusals scripts must tell apart have exit statuses of their own: separation of duties and
+/// the approval rules (10), and rate limiting (12).
+#[tokio::test]
+async fn governance_refusals_have_their_own_exit_statuses() {
+    let app = TestApp::spawn().await;
+    let p = crate::approvals::setup(&app).await;
+    let digest = digest(42);
+    let out = app
+        .cli(
+            &[
+                "change",
+                "create",
+                "--type",
+                "normal",
+                "--title",
+                "checkout 1.4.2",
+                "--service",
+                "checkout",
+                "--env",
+                "prod-eu-west-1",
+                "--digest",
+                &digest,
+                "--justification",
+                "new payment flow",
+                "--impact",
+                "checkout only",
+                "--rollback-plan",
+                "redeploy 1.4.1",
+                "--ticket",
+                "JIRA-7",
+                "--risk",
+                "high",
+                "--compliance",
+                "pci",
+                "--team",
+                "payments",
+            ],
+            &[("SHIPGATE_TOKEN", &p.alice)],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cr = stdout(&out);
+    let approve = |token: &str| approve_as(&app, &cr, token.to_owned());
+    // The requester, even holding an approver token.
+    let out = approve(&p.alice_approver).await;
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    let problem: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(problem["code"], "self_approval");
+    // Not an approver of this change.
+    let out = approve(&p.ivan).await;
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    // A person counts once.
+    let out = approve(&p.carol).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = approve(&p.carol).await;
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    let problem: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(problem["code"], "already_decided");
+    // Past its failed-authentication budget, an address is told to slow down.
+    for i in 0..80 {
+        let r = app
+            .req(
+                reqwest::Method::GET,
+                "/api/v1/whoami",
+                Some(&format!("sg_bogus{i}")),
+                None,
+                &[],
+            )
+            .await;
+        assert!(r.status == 401 || r.status == 429, "{}", r.status);
+    }
+    let out = app.cli(&["whoami"], &[]).await;
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    app.stop().await;
+}
+
+async fn approve_as(app: &TestApp, cr: &str, token: String) -> std::process::Output {
+    app.cli(
+        &["approve", cr, "--output", "json"],
+        &[("SHIPGATE_TOKEN", &token)],
+    )
+    .await
 }
 
 /// `shipgate audit verify` finds direct edits to the database, online and offline.

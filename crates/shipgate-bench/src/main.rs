@@ -1,8 +1,12 @@
 //! `shipgate-bench`: throughput and latency figures, each beside a baseline measured in the
 //! same run on the same machine. Not a test: it prints figures for the issue notes.
 //!
-//!   shipgate-bench [--suite all|ingest|queries|gate|authz|stream|webhooks] [--backend sqlite|postgres|both]
-//!                  [--requests N] [--concurrency C] [--rows N]
+//!   cargo build --release -p shipgate -p shipgate-bench
+//!   target/release/shipgate-bench [--suite all|ingest|queries|gate|authz|stream|webhooks]
+//!                  [--backend sqlite|postgres|both] [--requests N] [--concurrency C] [--rows N]
+//!
+//! The gate suite runs `shipgate gate wait` from the `shipgate` binary beside this one, so
+//! build both.
 //!
 //! 1. Durable ingest over HTTP on loopback: concurrent clients create deployments, each
 //!    answered only after its group-commit transaction committed. Ceiling: raw multi-row
@@ -38,10 +42,18 @@ type FilterCase<'a> = (&'static str, Box<dyn Fn(usize) -> DeploymentFilter + 'a>
 
 pub(crate) const TOKEN: &str = "sg_bench_token_0123456789abcdef";
 
-mod bench_authz;
-mod bench_gate;
-mod bench_stream;
-mod bench_webhooks;
+mod authz;
+mod gate;
+mod stream;
+mod webhooks;
+
+const USAGE: &str = "\
+usage: shipgate-bench [--suite all|ingest|queries|gate|authz|stream|webhooks]
+                      [--backend sqlite|postgres|both] [--requests N] [--concurrency C] [--rows N]
+
+Build both binaries first: the gate suite runs the `shipgate` binary beside this one.
+  cargo build --release -p shipgate -p shipgate-bench
+  target/release/shipgate-bench --suite gate";
 
 struct Args {
     suite: String,
@@ -69,7 +81,14 @@ fn args() -> Args {
             "--requests" => a.requests = val.parse().expect("--requests N"),
             "--concurrency" => a.concurrency = val.parse().expect("--concurrency N"),
             "--rows" => a.rows = val.parse().expect("--rows N"),
-            other => panic!("unknown argument {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
         i += 2;
     }
@@ -283,6 +302,25 @@ async fn raw_insert(
 async fn queries(backend: &str, a: &Args) {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_url(backend, &dir, "history").await;
+    let t = Instant::now();
+    load_history(&url, a.rows).await;
+    let store = open_analyzed(&url).await;
+    println!(
+        "history[{backend}] loaded {} deployments in {:.1}s",
+        a.rows,
+        t.elapsed().as_secs_f64()
+    );
+    let iterations = 300;
+    let mut results = history_latencies(store.as_ref(), iterations).await;
+    results.extend(running_latencies(store.as_ref(), iterations).await);
+    report_latencies(backend, results);
+}
+
+/// Latencies of one kind of query, by name.
+type Latencies = Vec<(&'static str, Vec<Duration>)>;
+
+/// `total` deployments over 50 services and 8 environments, two years back, inserted raw.
+async fn load_history(url: &str, total: usize) {
     let services = 50usize;
     let envs = [
         "dev",
@@ -298,15 +336,14 @@ async fn queries(backend: &str, a: &Args) {
     let req = Requirements::default();
     let now = SystemClock.now();
     let mut rng = StdRng::seed_from_u64(7);
-    let t = Instant::now();
     let chunk = 100_000;
     let mut loaded = 0;
-    while loaded < a.rows {
-        let n = chunk.min(a.rows - loaded);
+    while loaded < total {
+        let n = chunk.min(total - loaded);
         let rows: Vec<_> = (loaded..loaded + n)
             .map(|i| {
                 let started = now
-                    - Span::minutes(((a.rows - i) as i64) % (2 * 365 * 24 * 60))
+                    - Span::minutes(((total - i) as i64) % (2 * 365 * 24 * 60))
                     - Span::minutes(10);
                 let mut b = body(i);
                 b["service"] = json!(format!("svc-{}", i % services));
@@ -332,27 +369,30 @@ async fn queries(backend: &str, a: &Args) {
                 (d, status, Some(fin))
             })
             .collect();
-        raw_insert(&url, &rows, 10_000).await;
+        raw_insert(url, &rows, 10_000).await;
         loaded += n;
     }
-    let store: Arc<dyn Store> = shipgate_store::open(&url).await.unwrap();
+}
+
+/// Opens the store with its "running" table rebuilt and its statistics fresh.
+async fn open_analyzed(url: &str) -> Arc<dyn Store> {
+    let store: Arc<dyn Store> = shipgate_store::open(url).await.unwrap();
     if url.starts_with("sqlite:") {
-        let s = shipgate_store::sqlite::SqliteStore::open(&url)
+        let s = shipgate_store::sqlite::SqliteStore::open(url)
             .await
             .unwrap();
         s.rebuild_running().await.unwrap();
         sqlx::query("ANALYZE").execute(s.pool()).await.unwrap();
     } else {
-        let s = shipgate_store::postgres::PgStore::open(&url).await.unwrap();
+        let s = shipgate_store::postgres::PgStore::open(url).await.unwrap();
         s.rebuild_running().await.unwrap();
         sqlx::query("ANALYZE").execute(s.pool()).await.unwrap();
     }
-    println!(
-        "history[{backend}] loaded {} deployments in {:.1}s",
-        a.rows,
-        t.elapsed().as_secs_f64()
-    );
+    store
+}
 
+/// The primary-key baseline (first), then history queries.
+async fn history_latencies(store: &dyn Store, iterations: usize) -> Latencies {
     let ids: Vec<uuid::Uuid> = store
         .list_deployments(
             &DeploymentFilter {
@@ -368,7 +408,6 @@ async fn queries(backend: &str, a: &Args) {
         .iter()
         .map(|d| d.record.id)
         .collect();
-    let iterations = 300;
     let measure = |name: &'static str| (name, Vec::<Duration>::with_capacity(iterations));
     let mut results = Vec::new();
 
@@ -436,8 +475,18 @@ async fn queries(backend: &str, a: &Args) {
             store.list_deployments(&filter, None, 50).await.unwrap();
             lat.push(t.elapsed());
         }
-        results.push((name, lat));
+        results.push((*name, lat));
     }
+    results
+}
+
+/// "What is running where", and the deployments feed.
+async fn running_latencies(store: &dyn Store, iterations: usize) -> Latencies {
+    let mut results: Latencies = Vec::new();
+    let base = DeploymentFilter {
+        tenant: "default".into(),
+        ..Default::default()
+    };
     let mut lat = Vec::new();
     for _ in 0..iterations {
         let t = Instant::now();
@@ -467,8 +516,13 @@ async fn queries(backend: &str, a: &Args) {
         store.feed(&f, 200).await.unwrap();
         lat.push(t.elapsed());
     }
-    results.push(("changes: one service, last 24h, with previous version", lat));
+    results.push(("feed: one service, last 24h, with previous version", lat));
 
+    results
+}
+
+/// p50 and p99 of each query, beside the baseline's p99 (the first entry).
+fn report_latencies(backend: &str, results: Latencies) {
     let mut baseline_p99 = Duration::ZERO;
     for (i, (name, mut lat)) in results.into_iter().enumerate() {
         lat.sort();
@@ -494,17 +548,17 @@ async fn main() {
     };
     let all = a.suite == "all";
     if all || a.suite == "authz" {
-        bench_authz::run().await;
+        authz::run().await;
     }
     if all || a.suite == "stream" {
-        bench_stream::run().await;
+        stream::run().await;
     }
     if all || a.suite == "webhooks" {
-        bench_webhooks::run().await;
+        webhooks::run().await;
     }
     if all || a.suite == "gate" {
         for b in &backends {
-            bench_gate::run(b, 100, 16).await;
+            gate::run(b, 100, 16).await;
         }
     }
     if all || a.suite == "ingest" {

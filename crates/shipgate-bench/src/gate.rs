@@ -144,7 +144,7 @@ async fn unblock(
     let exe = shipgate_exe();
     assert!(
         exe.exists(),
-        "build the shipgate binary first: {}",
+        "{} is missing: build both binaries first: cargo build --release -p shipgate -p shipgate-bench",
         exe.display()
     );
     let mut lat = Vec::new();
