@@ -27,5 +27,5 @@ pub mod requirements;
 pub mod time;
 pub mod vcs;
 
-pub use error::{FieldError, FieldErrors};
+pub use error::{ErrorCode, FieldError, FieldErrors};
 pub use model::*;

@@ -11,131 +11,57 @@ tokio::task_local! {
     pub static REQUEST_ID: String;
 }
 
-/// Stable error codes: a public contract. The CLI maps them to exit statuses.
-pub const CODES: &[(&str, u16, &str)] = &[
-    (
-        "validation_failed",
-        422,
-        "The request has invalid or missing fields",
-    ),
-    ("malformed_json", 400, "The body is not valid JSON"),
-    ("bad_request", 400, "The request is malformed"),
-    ("unauthenticated", 401, "A valid API token is required"),
-    ("forbidden", 403, "The token's role does not allow this"),
-    ("not_found", 404, "No such resource"),
-    (
-        "conflict",
-        409,
-        "The request conflicts with what is recorded",
-    ),
-    (
-        "deployment_exists",
-        409,
-        "A deployment with this id is already recorded",
-    ),
-    (
-        "idempotency_key_reused",
-        409,
-        "The idempotency key was used for a different request",
-    ),
-    (
-        "not_written",
-        409,
-        "Not written: another record of the same atomic batch was refused",
-    ),
-    (
-        "invalid_transition",
-        409,
-        "The status change is not allowed from the current status",
-    ),
-    (
-        "self_approval",
-        403,
-        "Separation of duties: the requester cannot approve their own change",
-    ),
-    (
-        "author_approval",
-        403,
-        "Separation of duties: commit authors cannot approve this change",
-    ),
-    (
-        "record_author",
-        403,
-        "Separation of duties: whoever authored the originating record cannot approve this change",
-    ),
-    (
-        "delegation_scope",
-        403,
-        "The delegation does not cover this approver group",
-    ),
-    (
-        "no_delegation",
-        403,
-        "No active delegation from that person covers this change",
-    ),
-    (
-        "stale_revision",
-        409,
-        "The change was resubmitted after you read it; review the current revision",
-    ),
-    ("id_in_use", 409, "This id already names another record"),
-    (
-        "not_an_approver",
-        403,
-        "The caller is not in an approver group this change needs",
-    ),
-    (
-        "dual_acknowledgement",
-        403,
-        "The emergency bypass needs two different people",
-    ),
-    ("already_decided", 409, "This decision is already recorded"),
-    ("two_person_rule", 403, "A second person must do this"),
-    ("already_approved", 409, "The change is already approved"),
-    (
-        "approval_expired",
-        409,
-        "The approval has expired; resubmit the change to revalidate it",
-    ),
-    ("already_recorded", 409, "This is already recorded"),
-    (
-        "change_closed",
-        409,
-        "The change is closed until resubmitted",
-    ),
-    (
-        "wrong_path",
-        409,
-        "This decision does not apply to this type of change",
-    ),
-    ("no_review_due", 409, "No post-deployment review is due"),
-    ("comment_required", 422, "A comment is required"),
-    ("no_policy", 409, "No approval policy has been pushed"),
-    (
-        "no_emergency_policy",
-        409,
-        "The policy has no emergency section",
-    ),
-    ("payload_too_large", 413, "The body is larger than allowed"),
-    (
-        "unsupported_media_type",
-        415,
-        "The content type is not supported here",
-    ),
-    (
-        "too_many_requests",
-        429,
-        "Too many failed authentications from this address",
-    ),
-    (
-        "method_not_allowed",
-        405,
-        "The method is not allowed on this resource",
-    ),
-    ("overloaded", 503, "The server is busy; retry with backoff"),
-    ("store_unavailable", 503, "The store cannot be reached"),
-    ("internal", 500, "An unexpected error; it was logged"),
-];
+pub use shipgate_domain::ErrorCode;
+
+/// The HTTP status of every error code: one exhaustive match, so a new code cannot ship
+/// without its status.
+pub fn status_of(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::MalformedJson | ErrorCode::BadRequest => 400,
+        ErrorCode::Unauthenticated => 401,
+        ErrorCode::Forbidden
+        | ErrorCode::SelfApproval
+        | ErrorCode::AuthorApproval
+        | ErrorCode::RecordAuthor
+        | ErrorCode::DelegationScope
+        | ErrorCode::NoDelegation
+        | ErrorCode::NotAnApprover
+        | ErrorCode::DualAcknowledgement
+        | ErrorCode::TwoPersonRule => 403,
+        ErrorCode::NotFound => 404,
+        ErrorCode::MethodNotAllowed => 405,
+        ErrorCode::Conflict
+        | ErrorCode::DeploymentExists
+        | ErrorCode::IdempotencyKeyReused
+        | ErrorCode::NotWritten
+        | ErrorCode::InvalidTransition
+        | ErrorCode::StaleRevision
+        | ErrorCode::IdInUse
+        | ErrorCode::AlreadyDecided
+        | ErrorCode::AlreadyApproved
+        | ErrorCode::ApprovalExpired
+        | ErrorCode::AlreadyRecorded
+        | ErrorCode::ChangeClosed
+        | ErrorCode::WrongPath
+        | ErrorCode::NoReviewDue
+        | ErrorCode::NoPolicy
+        | ErrorCode::NoEmergencyPolicy => 409,
+        ErrorCode::PayloadTooLarge => 413,
+        ErrorCode::UnsupportedMediaType => 415,
+        ErrorCode::ValidationFailed | ErrorCode::CommentRequired => 422,
+        ErrorCode::TooManyRequests => 429,
+        ErrorCode::Internal => 500,
+        ErrorCode::Overloaded | ErrorCode::StoreUnavailable => 503,
+    }
+}
+
+/// Every code with its status and title, for documentation and the CLI's exit table.
+pub fn codes() -> Vec<(&'static str, u16, &'static str)> {
+    ErrorCode::ALL
+        .iter()
+        .map(|c| (c.as_str(), status_of(*c), c.title()))
+        .collect()
+}
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -146,7 +72,7 @@ pub enum ApiError {
     Forbidden(String),
     NotFound,
     Conflict {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
     },
     PayloadTooLarge(String),
@@ -178,7 +104,7 @@ pub struct Problem {
 }
 
 impl ApiError {
-    fn parts(&self) -> (&'static str, String, Vec<FieldError>) {
+    fn parts(&self) -> (ErrorCode, String, Vec<FieldError>) {
         match self {
             ApiError::Validation(e) => {
                 let errors = named(e);
@@ -187,32 +113,38 @@ impl ApiError {
                 } else {
                     format!("{} field(s) are invalid: {e}", e.0.len())
                 };
-                ("validation_failed", detail, errors)
+                (ErrorCode::ValidationFailed, detail, errors)
             }
-            ApiError::MalformedJson(m) => ("malformed_json", m.clone(), Vec::new()),
-            ApiError::BadRequest(m) => ("bad_request", m.clone(), Vec::new()),
-            ApiError::Unauthenticated(m) => ("unauthenticated", m.clone(), Vec::new()),
-            ApiError::Forbidden(m) => ("forbidden", m.clone(), Vec::new()),
-            ApiError::NotFound => ("not_found", "no such resource".into(), Vec::new()),
-            ApiError::Conflict { code, message } => (code, message.clone(), Vec::new()),
-            ApiError::PayloadTooLarge(m) => ("payload_too_large", m.clone(), Vec::new()),
-            ApiError::UnsupportedMediaType(m) => ("unsupported_media_type", m.clone(), Vec::new()),
-            ApiError::Overloaded => ("overloaded", "the ingest queue is full".into(), Vec::new()),
+            ApiError::MalformedJson(m) => (ErrorCode::MalformedJson, m.clone(), Vec::new()),
+            ApiError::BadRequest(m) => (ErrorCode::BadRequest, m.clone(), Vec::new()),
+            ApiError::Unauthenticated(m) => (ErrorCode::Unauthenticated, m.clone(), Vec::new()),
+            ApiError::Forbidden(m) => (ErrorCode::Forbidden, m.clone(), Vec::new()),
+            ApiError::NotFound => (ErrorCode::NotFound, "no such resource".into(), Vec::new()),
+            ApiError::Conflict { code, message } => (*code, message.clone(), Vec::new()),
+            ApiError::PayloadTooLarge(m) => (ErrorCode::PayloadTooLarge, m.clone(), Vec::new()),
+            ApiError::UnsupportedMediaType(m) => {
+                (ErrorCode::UnsupportedMediaType, m.clone(), Vec::new())
+            }
+            ApiError::Overloaded => (
+                ErrorCode::Overloaded,
+                "the ingest queue is full".into(),
+                Vec::new(),
+            ),
             ApiError::TooManyRequests { message, .. } => {
-                ("too_many_requests", message.clone(), Vec::new())
+                (ErrorCode::TooManyRequests, message.clone(), Vec::new())
             }
             ApiError::MethodNotAllowed(m) => (
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 format!("this resource answers {}", m.join(", ")),
                 Vec::new(),
             ),
             ApiError::Unavailable(_) => (
-                "store_unavailable",
+                ErrorCode::StoreUnavailable,
                 "the store cannot be reached".into(),
                 Vec::new(),
             ),
             ApiError::Internal(_) => (
-                "internal",
+                ErrorCode::Internal,
                 "an unexpected error occurred; it was logged".into(),
                 Vec::new(),
             ),
@@ -286,18 +218,13 @@ fn named(e: &FieldErrors) -> Vec<FieldError> {
     }
 }
 
-pub fn problem(code: &str, detail: String, errors: Vec<FieldError>) -> Problem {
-    let (status, title) = CODES
-        .iter()
-        .find(|(c, _, _)| *c == code)
-        .map(|(_, s, t)| (*s, *t))
-        .unwrap_or((409, "Conflict"));
+pub fn problem(code: ErrorCode, detail: String, errors: Vec<FieldError>) -> Problem {
     Problem {
         kind: format!("urn:shipgate:problem:{code}"),
-        title: title.to_owned(),
-        status,
+        title: code.title().to_owned(),
+        status: status_of(code),
         detail,
-        code: code.to_owned(),
+        code: code.as_str().to_owned(),
         errors,
         request_id: REQUEST_ID.try_with(Clone::clone).ok(),
     }

@@ -496,14 +496,24 @@ pub fn decision_mutation(
                 "change.decision_refused".into(),
                 serde_json::json!({"key": c.key, "revision": c.revision, "actor": actor, "decision": kind, "code": r.code, "reason": r.message}),
             )],
-            refused: Some((r.code, r.message)),
+            refused: Some((refusal_code(r.code), r.message)),
             ..Default::default()
         }),
         Err(r) => Err(shipgate_store::StoreError::Conflict {
-            code: r.code,
+            code: refusal_code(r.code),
             message: r.message,
         }),
     }
+}
+
+/// A domain refusal's code as an error code. Every code the domain refuses with is one
+/// (`every_domain_refusal_code_is_an_error_code` holds the domain's source to it); should one
+/// slip through, it is logged and answered as an internal error, never guessed.
+fn refusal_code(code: &str) -> shipgate_domain::ErrorCode {
+    shipgate_domain::ErrorCode::parse(code).unwrap_or_else(|| {
+        tracing::error!(code, "a domain refusal code with no error code");
+        shipgate_domain::ErrorCode::Internal
+    })
 }
 
 /// Applies a write to a change and wakes the gates waiting on it.

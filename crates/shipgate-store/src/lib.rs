@@ -29,7 +29,7 @@ pub enum StoreError {
     NotFound,
     /// A write that contradicts what is already recorded. `code` is a stable error code.
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     /// The request refers to something that is not there or not valid in the stored state.
     #[error("{0}")]
     Invalid(FieldErrors),
@@ -69,7 +69,7 @@ pub struct ChangeMutation {
     /// Audit entries: (action, payload).
     pub audit: Vec<(String, serde_json::Value)>,
     /// Commit the audit entries, then answer with this error (audited refusals).
-    pub refused: Option<(&'static str, String)>,
+    pub refused: Option<(ErrorCode, String)>,
 }
 
 pub type ChangeUpdate =

@@ -251,7 +251,7 @@ async fn lifecycle_and_running(db: &TestDb) {
         matches!(
             err,
             StoreError::Conflict {
-                code: "invalid_transition",
+                code: shipgate_domain::ErrorCode::InvalidTransition,
                 ..
             }
         ),
@@ -360,7 +360,7 @@ async fn idempotent_ingestion(db: &TestDb) {
     assert!(matches!(
         err,
         StoreError::Conflict {
-            code: "idempotency_key_reused",
+            code: shipgate_domain::ErrorCode::IdempotencyKeyReused,
             ..
         }
     ));
@@ -439,7 +439,7 @@ async fn batch_items_fail_alone(db: &TestDb) {
     assert!(matches!(
         &r[2],
         Err(StoreError::Conflict {
-            code: "deployment_exists",
+            code: shipgate_domain::ErrorCode::DeploymentExists,
             ..
         })
     ));
@@ -472,7 +472,7 @@ async fn batch_items_fail_alone(db: &TestDb) {
     assert!(matches!(
         &r[0],
         Err(StoreError::Conflict {
-            code: "not_written",
+            code: shipgate_domain::ErrorCode::NotWritten,
             ..
         })
     ));
@@ -1164,7 +1164,10 @@ async fn change_requests(db: &TestDb) {
                             "change.decision_refused".into(),
                             json!({"by": who, "code": r.code}),
                         )],
-                        refused: Some((r.code, r.message)),
+                        refused: Some((
+                            shipgate_domain::ErrorCode::parse(r.code).unwrap(),
+                            r.message,
+                        )),
                         ..Default::default()
                     },
                 },
@@ -1180,7 +1183,7 @@ async fn change_requests(db: &TestDb) {
         matches!(
             e,
             StoreError::Conflict {
-                code: "self_approval",
+                code: shipgate_domain::ErrorCode::SelfApproval,
                 ..
             }
         ),
@@ -2158,7 +2161,7 @@ async fn ids_are_scoped_to_tenant_and_kind(db: &TestDb) {
         matches!(
             r,
             Err(StoreError::Conflict {
-                code: "id_in_use",
+                code: shipgate_domain::ErrorCode::IdInUse,
                 ..
             })
         ),
@@ -2173,7 +2176,7 @@ async fn ids_are_scoped_to_tenant_and_kind(db: &TestDb) {
             matches!(
                 r,
                 Err(StoreError::Conflict {
-                    code: "id_in_use",
+                    code: shipgate_domain::ErrorCode::IdInUse,
                     ..
                 })
             ),
@@ -2201,7 +2204,7 @@ async fn ids_are_scoped_to_tenant_and_kind(db: &TestDb) {
         matches!(
             o2,
             Err(StoreError::Conflict {
-                code: "id_in_use",
+                code: shipgate_domain::ErrorCode::IdInUse,
                 ..
             })
         ),

@@ -712,7 +712,7 @@ async fn confirm_token(
         });
     if same(&grantor, &caller.subject) || same(&t.subject, &caller.subject) || created_by_grantor {
         return Err(ApiError::Conflict {
-            code: "two_person_rule",
+            code: shipgate_domain::ErrorCode::TwoPersonRule,
             message: "a second admin must confirm: not the grantor, not the holder, and not an identity the grantor created".into(),
         });
     }

@@ -428,7 +428,7 @@ async fn require_policy(
     governance::policy(state, tenant)
         .await?
         .ok_or_else(|| ApiError::Conflict {
-            code: "no_policy",
+            code: shipgate_domain::ErrorCode::NoPolicy,
             message:
                 "no approval policy has been pushed for this tenant (`shipgate policy push FILE`)"
                     .into(),
@@ -634,7 +634,7 @@ async fn add_evidence(
             .any(|x| x.kind == e.kind && x.digest == e.digest)
         {
             return Err(StoreError::Conflict {
-                code: "already_recorded",
+                code: shipgate_domain::ErrorCode::AlreadyRecorded,
                 message: format!("{} evidence {} is already attached", e.kind, e.digest),
             });
         }

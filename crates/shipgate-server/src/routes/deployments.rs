@@ -661,13 +661,13 @@ async fn import_deployments(
                     line.errors = e.0;
                 }
                 Err(StoreError::Conflict { code, message }) => {
-                    line.result = if code == "not_written" {
+                    line.result = if code == shipgate_domain::ErrorCode::NotWritten {
                         "not_written"
                     } else {
                         "failed"
                     }
                     .into();
-                    line.errors = vec![FieldError::new("", code, message)];
+                    line.errors = vec![FieldError::new("", code.as_str(), message)];
                 }
                 Err(other) => return Err(other.into()),
             }

@@ -86,7 +86,7 @@ impl crate::DeploymentStore for SqlStore {
                             .unwrap_or_else(|e| Plan::Fail(internal(e)))
                     } else {
                         Plan::Fail(StoreError::Conflict {
-                            code: "idempotency_key_reused",
+                            code: ErrorCode::IdempotencyKeyReused,
                             message: format!(
                                 "idempotency key '{}' was used for a different request",
                                 k.key
@@ -100,7 +100,7 @@ impl crate::DeploymentStore for SqlStore {
                         Plan::SameAs(*j)
                     } else {
                         Plan::Fail(StoreError::Conflict {
-                            code: "idempotency_key_reused",
+                            code: ErrorCode::IdempotencyKeyReused,
                             message: format!(
                                 "idempotency key '{}' was used for a different request",
                                 k.key
@@ -113,7 +113,7 @@ impl crate::DeploymentStore for SqlStore {
             let mine = (d.tenant.clone(), d.id);
             if known_ids.contains(&mine) || batch_ids.contains(&mine) {
                 plans.push(Plan::Fail(StoreError::Conflict {
-                    code: "deployment_exists",
+                    code: ErrorCode::DeploymentExists,
                     message: format!(
                         "a deployment with id {} is already recorded with different content",
                         d.id
@@ -123,7 +123,7 @@ impl crate::DeploymentStore for SqlStore {
             }
             if known_event_ids.contains(&mine) {
                 plans.push(Plan::Fail(StoreError::Conflict {
-                    code: "id_in_use",
+                    code: ErrorCode::IdInUse,
                     message: format!("{} is the id of a status event; choose another id", d.id),
                 }));
                 continue;
@@ -155,7 +155,7 @@ impl crate::DeploymentStore for SqlStore {
                 .map(|p| match p {
                     Plan::Fail(e) => Err(e),
                     _ => Err(StoreError::Conflict {
-                        code: "not_written",
+                        code: ErrorCode::NotWritten,
                         message: "not written: another record of this batch was refused".into(),
                     }),
                 })
@@ -403,7 +403,7 @@ impl crate::DeploymentStore for SqlStore {
                 drop(tx);
                 if hash != request_hash {
                     return Err(StoreError::Conflict {
-                        code: "idempotency_key_reused",
+                        code: ErrorCode::IdempotencyKeyReused,
                         message:
                             "this idempotency key or event id was used for a different request"
                                 .into(),
@@ -450,7 +450,7 @@ impl crate::DeploymentStore for SqlStore {
             .await?;
             if taken.is_some() {
                 return Err(StoreError::Conflict {
-                    code: "id_in_use",
+                    code: ErrorCode::IdInUse,
                     message: format!("{id} already names a record; choose another id"),
                 });
             }
@@ -475,7 +475,7 @@ impl crate::DeploymentStore for SqlStore {
                 StoreError::Invalid(fe)
             }
             EventError::Transition(t) => StoreError::Conflict {
-                code: "invalid_transition",
+                code: ErrorCode::InvalidTransition,
                 message: format!("deployment is '{}': {t}", current.status),
             },
         })?;
