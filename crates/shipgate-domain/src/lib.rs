@@ -10,6 +10,7 @@ pub mod model;
 pub mod access;
 pub mod approval;
 pub mod audit;
+pub mod canonical;
 pub mod change;
 pub mod directory;
 pub mod environment;
