@@ -4,7 +4,9 @@
 //! payload_hash, prev_hash}`; its `hash` is the SHA-256 of that object's canonical JSON, and
 //! `prev_hash` is the previous entry's hash (64 zeros for the first). The payload is the
 //! canonical JSON of the facts written, so a verifier can recompute it from the stored records
-//! and detect edits, deletions and insertions made behind shipgate's back.
+//! and detect edits, deletions and insertions made behind shipgate's back. Canonical JSON is
+//! the exact format [`canonical_json`] documents (keys sorted by their UTF-8 bytes, `serde_json`
+//! rendering, no whitespace): close to RFC 8785 but not it.
 //!
 //! Deployments and status events are themselves immutable records, so their entries do not
 //! copy them: the payload lists each record's fingerprint (the SHA-256 of the record's

@@ -11,8 +11,24 @@ use utoipa::ToSchema;
 /// The `prev_hash` of the first entry of a chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Canonical JSON: object keys sorted, no insignificant whitespace (RFC 8785 style; our
-/// payloads hold no floats).
+/// Canonical JSON: the exact text every fingerprint and chain hash is taken over. An offline
+/// verifier must reproduce it byte for byte:
+///
+/// - object members are sorted by key, comparing the keys' UTF-8 bytes (byte-wise, at every
+///   depth). This is *not* RFC 8785 (JCS), which compares UTF-16 code units: the two orders
+///   differ for keys holding a character from U+E000 to U+FFFF where another key, at the same
+///   position, holds one above U+FFFF;
+/// - array elements keep their order;
+/// - no whitespace between tokens;
+/// - strings are written as UTF-8, escaping only `"` as `\"`, `\` as `\\`, and the control
+///   characters U+0000 to U+001F: `\b`, `\t`, `\n`, `\f`, `\r`, otherwise `\u00xx` (lower-case
+///   hex); `/`, U+007F and every non-ASCII character are written as they are;
+/// - numbers are written as `serde_json` writes them: integers (`i64`/`u64`) in plain decimal
+///   whatever their size, floats in `serde_json`'s shortest round-trip form (no payload holds
+///   a float);
+/// - `true`, `false`, `null` as such.
+///
+/// The format is fixed: stored chains depend on it.
 pub fn canonical_json(v: &Value) -> String {
     fn sorted(v: &Value) -> Value {
         match v {
@@ -32,6 +48,7 @@ pub fn canonical_json(v: &Value) -> String {
     sorted(v).to_string()
 }
 
+/// SHA-256 of `data`, as 64 lower-case hex digits.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -62,6 +79,31 @@ mod tests {
         assert_eq!(
             canonical_json(&json!({"b":1,"a":{"d":2,"c":3}})),
             r#"{"a":{"c":3,"d":2},"b":1}"#
+        );
+    }
+
+    /// The format as documented, pinned: byte-wise key order (U+10000 after U+FFFD, where
+    /// RFC 8785 puts it before), the escapes, integers beyond 2^53 in full.
+    #[test]
+    fn canonical_json_is_the_documented_format() {
+        let v = json!({
+            "\u{fffd}": 1,
+            "\u{10000}": 2,
+            "B": [3, 1],
+            "a": "q\"b\\s/\u{1}\u{7f}\n\té",
+            "big": 18_446_744_073_709_551_615u64,
+            "neg": -9_007_199_254_740_993i64,
+            "t": true,
+            "n": null,
+        });
+        assert_eq!(
+            canonical_json(&v),
+            "{\"B\":[3,1],\"a\":\"q\\\"b\\\\s/\\u0001\u{7f}\\n\\té\",\"big\":18446744073709551615,\
+             \"n\":null,\"neg\":-9007199254740993,\"t\":true,\"\u{fffd}\":1,\"\u{10000}\":2}"
+        );
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
 }
