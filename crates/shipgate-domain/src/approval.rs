@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::change::{
     ChangeRequest, ChangeSpec, ChangeStatus, ChangeType, Decision, DecisionKind, spec_field_present,
 };
+pub use crate::identity::Person;
 use crate::identity::Identities;
 use crate::policy::{Policy, Requirements};
 use crate::time::Timestamp;
@@ -2387,16 +2388,6 @@ pub fn check_delegation(
         );
     }
     e.into_result(())
-}
-
-/// A person who can be an approver: the subject of their tokens (and, later, their SSO id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Person {
-    pub subject: String,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
 }
 
 /// A pushed policy version.
