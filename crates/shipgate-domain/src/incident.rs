@@ -77,10 +77,7 @@ pub fn alertmanager(p: &Value, now: Timestamp) -> Result<Vec<Incident>, FieldErr
             .get("fingerprint")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .unwrap_or_else(|| {
-                sha256_hex(canonical_json(&labels).as_bytes())[..16]
-                    .to_owned()
-            });
+            .unwrap_or_else(|| sha256_hex(canonical_json(&labels).as_bytes())[..16].to_owned());
         let status = a
             .get("status")
             .and_then(Value::as_str)
