@@ -211,3 +211,10 @@ pub(super) fn count(
         .collect();
     (progress, actors)
 }
+
+/// Whether every group has its quorum.
+pub(super) fn quorums_met(progress: &[GroupProgress]) -> bool {
+    progress
+        .iter()
+        .all(|g| g.approved_by.len() as u64 >= u64::from(g.quorum))
+}
