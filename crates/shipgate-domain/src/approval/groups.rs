@@ -66,54 +66,7 @@ pub(super) fn count(
     ids: &Identities,
     approvals: &[&Decision],
 ) -> (Vec<GroupProgress>, BTreeSet<String>) {
-    let region = change
-        .covers_environment(&req.environment)
-        .and_then(|e| e.region.clone());
-    // Eligible people per group (canonical names).
-    let mut eligible: Vec<(BTreeSet<String>, bool)> = Vec::new();
-    for g in &req.approvals {
-        let Some(group) = groups.get(&g.group) else {
-            eligible.push((BTreeSet::new(), false));
-            continue;
-        };
-        if !group.in_scope(&change.spec, region.as_deref()) {
-            eligible.push((BTreeSet::new(), false));
-            continue;
-        }
-        // Under small-team mode the requester's own approval counts (after cooling off).
-        let ok = |p: &String| {
-            exclusion(change, policy, ids, p)
-                .is_none_or(|why| why == "self_approval" && req.small_team.is_some())
-        };
-        let mut set: BTreeSet<String> = group
-            .members
-            .iter()
-            .filter(|p| ok(p))
-            .map(|p| ids.canonical(p))
-            .collect();
-        let using_backups = (set.len() as u64) < u64::from(g.quorum);
-        if using_backups {
-            set.extend(
-                group
-                    .backups
-                    .iter()
-                    .filter(|p| ok(p))
-                    .map(|p| ids.canonical(p)),
-            );
-        }
-        // Escalated: the resolution authority may approve for the group.
-        if change.escalated_at.is_some()
-            && let Some(esc) = req.escalate_to.as_ref().and_then(|e| groups.get(e))
-        {
-            set.extend(
-                esc.members
-                    .iter()
-                    .filter(|p| ok(p))
-                    .map(|p| ids.canonical(p)),
-            );
-        }
-        eligible.push((set, using_backups));
-    }
+    let eligible = eligible(change, req, groups, policy, ids);
     // Slots: one per unit of quorum (bounded by the policy's validation; never more slots
     // than there are approvals to fill them).
     let slots: Vec<usize> = req
@@ -122,59 +75,14 @@ pub(super) fn count(
         .enumerate()
         .flat_map(|(i, g)| std::iter::repeat_n(i, (g.quorum as usize).min(approvals.len() + 1)))
         .collect();
-    // A natural person counts once per change: a decision whose actor or principal already
-    // appears in an earlier decision (as actor or principal) does not count. A delegate is
-    // bound by separation of duties too.
-    let approvers: Vec<&Decision> = {
-        let mut seen = BTreeSet::new();
-        approvals
-            .iter()
-            .copied()
-            .filter(|d| {
-                let actor = ids.canonical(&d.actor);
-                let person = ids.canonical(d.person());
-                if actor.is_empty() || seen.contains(&actor) || seen.contains(&person) {
-                    return false;
-                }
-                if actor != person && exclusion(change, policy, ids, &d.actor).is_some() {
-                    return false;
-                }
-                seen.insert(actor);
-                seen.insert(person);
-                true
-            })
-            .collect()
-    };
+    let approvers = distinct_approvers(change, policy, ids, approvals);
     let can = |a: &Decision, slot: usize| -> bool {
         let gi = slots[slot];
         let gname = &req.approvals[gi].group;
         eligible[gi].0.contains(&ids.canonical(a.person()))
             && a.group.as_ref().is_none_or(|g| g == gname)
     };
-    let mut slot_owner: Vec<Option<usize>> = vec![None; slots.len()];
-    fn augment(
-        a: usize,
-        seen: &mut [bool],
-        slot_owner: &mut [Option<usize>],
-        can: &dyn Fn(usize, usize) -> bool,
-    ) -> bool {
-        for s in 0..slot_owner.len() {
-            if seen[s] || !can(a, s) {
-                continue;
-            }
-            seen[s] = true;
-            if slot_owner[s].is_none_or(|o| augment(o, seen, slot_owner, can)) {
-                slot_owner[s] = Some(a);
-                return true;
-            }
-        }
-        false
-    }
-    let can_idx = |a: usize, s: usize| can(approvers[a], s);
-    for a in 0..approvers.len() {
-        let mut seen = vec![false; slots.len()];
-        augment(a, &mut seen, &mut slot_owner, &can_idx);
-    }
+    let slot_owner = match_slots(slots.len(), approvers.len(), &|a, s| can(approvers[a], s));
     let actors: BTreeSet<String> = slot_owner
         .iter()
         .flatten()
@@ -210,6 +118,118 @@ pub(super) fn count(
         })
         .collect();
     (progress, actors)
+}
+
+/// Who may approve for each required group (canonical names), and whether its backups are
+/// in because too few members can approve.
+fn eligible(
+    change: &ChangeRequest,
+    req: &Requirements,
+    groups: &BTreeMap<String, Group>,
+    policy: &Policy,
+    ids: &Identities,
+) -> Vec<(BTreeSet<String>, bool)> {
+    let region = change
+        .covers_environment(&req.environment)
+        .and_then(|e| e.region.clone());
+    // Under small-team mode the requester's own approval counts (after cooling off).
+    let ok = |p: &String| {
+        exclusion(change, policy, ids, p)
+            .is_none_or(|why| why == "self_approval" && req.small_team.is_some())
+    };
+    let people = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .filter(|p| ok(p))
+            .map(|p| ids.canonical(p))
+            .collect()
+    };
+    let mut eligible: Vec<(BTreeSet<String>, bool)> = Vec::new();
+    for g in &req.approvals {
+        let Some(group) = groups.get(&g.group) else {
+            eligible.push((BTreeSet::new(), false));
+            continue;
+        };
+        if !group.in_scope(&change.spec, region.as_deref()) {
+            eligible.push((BTreeSet::new(), false));
+            continue;
+        }
+        let mut set: BTreeSet<String> = people(&group.members).into_iter().collect();
+        let using_backups = (set.len() as u64) < u64::from(g.quorum);
+        if using_backups {
+            set.extend(people(&group.backups));
+        }
+        // Escalated: the resolution authority may approve for the group.
+        if change.escalated_at.is_some()
+            && let Some(esc) = req.escalate_to.as_ref().and_then(|e| groups.get(e))
+        {
+            set.extend(people(&esc.members));
+        }
+        eligible.push((set, using_backups));
+    }
+    eligible
+}
+
+/// The approvals in which a natural person appears first: a decision whose actor or
+/// principal already appears in an earlier decision (as actor or principal) does not count.
+/// A delegate is bound by separation of duties too.
+fn distinct_approvers<'d>(
+    change: &ChangeRequest,
+    policy: &Policy,
+    ids: &Identities,
+    approvals: &[&'d Decision],
+) -> Vec<&'d Decision> {
+    let mut seen = BTreeSet::new();
+    approvals
+        .iter()
+        .copied()
+        .filter(|d| {
+            let actor = ids.canonical(&d.actor);
+            let person = ids.canonical(d.person());
+            if actor.is_empty() || seen.contains(&actor) || seen.contains(&person) {
+                return false;
+            }
+            if actor != person && exclusion(change, policy, ids, &d.actor).is_some() {
+                return false;
+            }
+            seen.insert(actor);
+            seen.insert(person);
+            true
+        })
+        .collect()
+}
+
+/// A maximum bipartite matching of approvers to slots (augmenting paths, in approval order):
+/// the owner of each slot, if any. `can(a, s)`: approver `a` may fill slot `s`.
+fn match_slots(
+    slots: usize,
+    approvers: usize,
+    can: &dyn Fn(usize, usize) -> bool,
+) -> Vec<Option<usize>> {
+    let mut slot_owner: Vec<Option<usize>> = vec![None; slots];
+    for a in 0..approvers {
+        let mut seen = vec![false; slots];
+        augment(a, &mut seen, &mut slot_owner, can);
+    }
+    slot_owner
+}
+
+fn augment(
+    a: usize,
+    seen: &mut [bool],
+    slot_owner: &mut [Option<usize>],
+    can: &dyn Fn(usize, usize) -> bool,
+) -> bool {
+    for s in 0..slot_owner.len() {
+        if seen[s] || !can(a, s) {
+            continue;
+        }
+        seen[s] = true;
+        if slot_owner[s].is_none_or(|o| augment(o, seen, slot_owner, can)) {
+            slot_owner[s] = Some(a);
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether every group has its quorum.
