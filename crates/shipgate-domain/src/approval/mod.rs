@@ -10,12 +10,14 @@
 //! - `verdict`: the gate's answer, and the policy version it is given under;
 //! - `records`: stored records (pushed policies, gate calls, root-cause reviews);
 //! - `request`: a decision as requested, its outcome and its refusal;
+//! - `authority`: whose authority a decision carries (the actor's own or a delegator's);
 //! - `emergency`: the emergency path (the gate's answer, the two acknowledgements);
 //! - `gate`: the gate decision (`decide`, `standing`);
 //! - `decision`: what a decision does to a change (`apply_decision`);
 //! - `submission`: opening and resubmitting a change;
 //! - `escalation`, `explain`: an overdue change's escalation; requirements and standing per
 //!   environment.
+mod authority;
 mod decision;
 mod delegation;
 mod emergency;

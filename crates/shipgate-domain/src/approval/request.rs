@@ -1,6 +1,6 @@
 //! A decision on a change as requested, and its two answers: an outcome or a refusal.
 use super::delegation::Delegation;
-use crate::change::{ChangeRequest, Decision, DecisionKind};
+use crate::change::{ChangeRequest, ChangeStatus, Decision, DecisionKind};
 
 /// Why a decision was refused. `code` is stable; refusals are themselves audited.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,23 @@ pub(super) fn refuse(code: &'static str, message: impl Into<String>) -> Refusal 
         message: message.into(),
         audited: false,
     }
+}
+
+/// A refusal a reviewer should see in the audit.
+pub(super) fn refuse_audited(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+        audited: true,
+    }
+}
+
+/// A rejected, sent-back or withdrawn change takes no decision until it is resubmitted.
+pub(super) fn is_closed(status: ChangeStatus) -> bool {
+    matches!(
+        status,
+        ChangeStatus::Rejected | ChangeStatus::ChangesRequested | ChangeStatus::Withdrawn
+    )
 }
 
 /// A request to decide on a change.
