@@ -4,55 +4,31 @@
 //! payload_hash, prev_hash}`; its `hash` is the SHA-256 of that object's canonical JSON, and
 //! `prev_hash` is the previous entry's hash (64 zeros for the first). The payload is the
 //! canonical JSON of the facts written, so a verifier can recompute it from the stored records
-//! and detect edits, deletions and insertions made behind shipgate's back.
+//! and detect edits, deletions and insertions made behind shipgate's back. Canonical JSON is
+//! the exact format [`canonical_json`] documents (keys sorted by their UTF-8 bytes, `serde_json`
+//! rendering, no whitespace): close to RFC 8785 but not it.
 //!
 //! Deployments and status events are themselves immutable records, so their entries do not
 //! copy them: the payload lists each record's fingerprint (the SHA-256 of the record's
 //! canonical JSON), `{"deployment": H, "events": [[event id, H], ...]}`, in the order the
 //! events were applied. The subject is the deployment id, so one deployment's entries are
 //! found together.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use crate::canonical::{ChainHead, GENESIS_HASH, canonical_json, sha256_hex};
 use crate::model::{NewDeployment, StatusEvent};
 use crate::time::{Timestamp, format, to_micros};
 
 /// Version of the entry format; hashed into every entry.
 pub const AUDIT_FORMAT: i32 = 1;
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 pub const ACTION_DEPLOYMENT_CREATED: &str = "deployment.created";
 pub const ACTION_DEPLOYMENT_EVENT: &str = "deployment.status_changed";
-
-/// Canonical JSON: object keys sorted, no insignificant whitespace (RFC 8785 style; our
-/// payloads hold no floats).
-pub fn canonical_json(v: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let sorted_map: BTreeMap<&String, Value> =
-                    m.iter().map(|(k, v)| (k, sorted(v))).collect();
-                let mut out = Map::new();
-                for (k, v) in sorted_map {
-                    out.insert(k.clone(), v);
-                }
-                Value::Object(out)
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    sorted(v).to_string()
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
 
 /// An entry before it is chained.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,22 +128,6 @@ pub struct AuditEntry {
     pub prev_hash: String,
     pub hash: String,
     pub payload: String,
-}
-
-/// The head of the chain: the last entry's sequence number and hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ChainHead {
-    pub seq: i64,
-    pub hash: String,
-}
-
-impl ChainHead {
-    pub fn genesis() -> Self {
-        ChainHead {
-            seq: 0,
-            hash: GENESIS_HASH.to_owned(),
-        }
-    }
 }
 
 pub fn entry_hash(e: &AuditEntry) -> String {
@@ -670,14 +630,6 @@ mod tests {
             v.entry(e);
         }
         v.finish(None)
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys() {
-        assert_eq!(
-            canonical_json(&json!({"b":1,"a":{"d":2,"c":3}})),
-            r#"{"a":{"c":3,"d":2},"b":1}"#
-        );
     }
 
     #[test]

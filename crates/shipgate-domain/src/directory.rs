@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::approval::{Group, Person};
+use crate::approval::Group;
+use crate::identity::Person;
 use crate::time::Timestamp;
 
 /// A person's entry in the directory.

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::canonical::{ChainHead, canonical_json};
 use crate::change::ChangeRequest;
 use crate::model::{DeploymentStatus, EnvTier, NewDeployment, StatusEvent};
 use crate::time::Timestamp;
@@ -86,7 +87,7 @@ fn envelope(
     subject: Value,
     custom: Value,
 ) -> String {
-    crate::audit::canonical_json(&json!({
+    canonical_json(&json!({
         "context": {
             "specversion": CDEVENTS_SPEC,
             "id": Uuid::now_v7().to_string(),
@@ -247,7 +248,7 @@ pub fn change_event(
 
 /// The head of the audit chain, published at an interval: an auditor who keeps these can
 /// later prove that the chain was not recomputed or cut (`audit verify --expect-head`).
-pub fn audit_checkpoint_event(head: &crate::audit::ChainHead, at: Timestamp) -> OutboxEvent {
+pub fn audit_checkpoint_event(head: &ChainHead, at: Timestamp) -> OutboxEvent {
     let t = "dev.cdeventsx.shipgate-audit.checkpointed.0.1.0".to_owned();
     OutboxEvent {
         kind: EventKind::Audit,

@@ -1,9 +1,23 @@
 //! Who a name refers to. Separation of duties compares people, not strings: `" Dev-A "`,
 //! `dev-a` and `dev-a@acme.com` (when that is dev-a's email) are one person. Every rule that
-//! asks "is this the same person?" goes through [`Identities`].
+//! asks "is this the same person?" goes through [`Identities`], built from the tenant's
+//! [`Person`] directory.
 use std::collections::BTreeMap;
 
-use crate::approval::Person;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::time::Timestamp;
+
+/// A person who can be an approver: the subject of their tokens (and, later, their SSO id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Person {
+    pub subject: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
 
 /// The normal form of an identity string: trimmed and case-folded. A `mailto:` prefix is
 /// dropped. Empty after normalisation means "nobody".

@@ -6,6 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::FieldErrors;
+use crate::canonical::{canonical_json, sha256_hex};
 use crate::time::Timestamp;
 
 str_enum!(
@@ -76,10 +77,7 @@ pub fn alertmanager(p: &Value, now: Timestamp) -> Result<Vec<Incident>, FieldErr
             .get("fingerprint")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .unwrap_or_else(|| {
-                crate::audit::sha256_hex(crate::audit::canonical_json(&labels).as_bytes())[..16]
-                    .to_owned()
-            });
+            .unwrap_or_else(|| sha256_hex(canonical_json(&labels).as_bytes())[..16].to_owned());
         let status = a
             .get("status")
             .and_then(Value::as_str)

@@ -452,6 +452,72 @@ pub fn parse_artifact_ref(s: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), parse_digest(digest)?))
 }
 
+/// A deployment creation request's fields as read, before they are checked together.
+struct CreateFields {
+    id: Option<Uuid>,
+    correlation_id: Option<String>,
+    service: Option<String>,
+    team: Option<String>,
+    env_raw: Option<String>,
+    version: Option<String>,
+    commit_sha: Option<String>,
+    git_ref: Option<String>,
+    repository: Option<String>,
+    artifact: Option<String>,
+    artifact_name: Option<String>,
+    artifact_digest: Option<String>,
+    deployer: Option<String>,
+    deployer_type: Option<DeployerType>,
+    kind: Option<DeploymentKind>,
+    trigger: Option<Trigger>,
+    change_ref: Option<String>,
+    region: Option<String>,
+    labels: BTreeMap<String, String>,
+    targets: Vec<String>,
+    corrects: Option<Uuid>,
+    status: Option<DeploymentStatus>,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    backfilled: Option<bool>,
+}
+
+/// Reads every field of a creation request (each one's own errors, and unknown fields).
+fn read_create(map: &Map<String, Value>, ctx: &Context<'_>) -> (CreateFields, FieldErrors) {
+    let mut f = Fields::new(map, "");
+    let fields = CreateFields {
+        id: f.uuid("id"),
+        correlation_id: f.opt_str("correlation_id", 256),
+        service: f.name("service", true),
+        team: f.name("team", false),
+        env_raw: f.req_str("environment", 128),
+        version: f.req_str("version", 128),
+        commit_sha: f.opt_str("commit_sha", 64),
+        git_ref: f.opt_str("git_ref", 256),
+        repository: f.opt_str("repository", 512),
+        artifact: f.opt_str("artifact", 1024),
+        artifact_name: f.opt_str("artifact_name", 512),
+        artifact_digest: f.opt_str("artifact_digest", 80),
+        deployer: f.opt_str("deployer", 256),
+        deployer_type: f.enumeration("deployer_type", DeployerType::parse, DeployerType::expected),
+        kind: f.enumeration("kind", DeploymentKind::parse, DeploymentKind::expected),
+        trigger: f.enumeration("trigger", Trigger::parse, Trigger::expected),
+        change_ref: f.opt_str("change_ref", 128),
+        region: f.opt_str("region", 64),
+        labels: f.string_map("labels"),
+        targets: f.string_list("targets"),
+        corrects: f.uuid("corrects"),
+        status: f.enumeration_nonempty(
+            "status",
+            DeploymentStatus::parse,
+            DeploymentStatus::expected,
+        ),
+        started_at: f.timestamp("started_at", ctx.now),
+        finished_at: f.timestamp("finished_at", ctx.now),
+        backfilled: f.bool("backfilled"),
+    };
+    (fields, f.finish())
+}
+
 /// Validates a deployment creation request (API body, import line).
 pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment, FieldErrors> {
     let Value::Object(map) = value else {
@@ -463,43 +529,87 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
         );
         return Err(e);
     };
-    let mut f = Fields::new(map, "");
-    let id = f.uuid("id");
-    let correlation_id = f.opt_str("correlation_id", 256);
-    let service = f.name("service", true);
-    let team = f.name("team", false);
-    let env_raw = f.req_str("environment", 128);
-    let version = f.req_str("version", 128);
-    let commit_sha = f.opt_str("commit_sha", 64);
-    let git_ref = f.opt_str("git_ref", 256);
-    let repository = f.opt_str("repository", 512);
-    let artifact = f.opt_str("artifact", 1024);
-    let mut artifact_name = f.opt_str("artifact_name", 512);
-    let artifact_digest = f.opt_str("artifact_digest", 80);
-    let deployer = f.opt_str("deployer", 256);
-    let deployer_type = f.enumeration("deployer_type", DeployerType::parse, DeployerType::expected);
-    let kind = f.enumeration("kind", DeploymentKind::parse, DeploymentKind::expected);
-    let trigger = f.enumeration("trigger", Trigger::parse, Trigger::expected);
-    let change_ref = f.opt_str("change_ref", 128);
-    let region = f.opt_str("region", 64);
-    let labels = f.string_map("labels");
-    let targets = f.string_list("targets");
-    let corrects = f.uuid("corrects");
-    let status = f.enumeration_nonempty(
-        "status",
-        DeploymentStatus::parse,
-        DeploymentStatus::expected,
-    );
-    let started_at = f.timestamp("started_at", ctx.now);
-    let finished_at = f.timestamp("finished_at", ctx.now);
-    let backfilled = f.bool("backfilled");
-    let mut errors = f.finish();
-
-    let commit_sha = commit_sha.and_then(|c| {
+    let (f, mut errors) = read_create(map, ctx);
+    let commit_sha = f.commit_sha.and_then(|c| {
         parse_commit(&c)
             .map_err(|m| errors.add("commit_sha", "invalid_format", m))
             .ok()
     });
+    let mut artifact_name = f.artifact_name;
+    let digest = check_artifact(
+        &mut errors,
+        f.artifact,
+        &mut artifact_name,
+        f.artifact_digest,
+    );
+    let environment = f
+        .env_raw
+        .and_then(|raw| resolve_environment(ctx, &raw, f.region, &mut errors));
+    let started = f.started_at.unwrap_or(ctx.now);
+    let status = initial_status(&mut errors, f.status, started, f.finished_at);
+    if f.corrects.is_some() && f.corrects == f.id {
+        errors.add(
+            "corrects",
+            "invalid_value",
+            "a record cannot correct itself",
+        );
+    }
+
+    let (Some(service), Some(environment), Some(version)) = (f.service, environment, f.version)
+    else {
+        return Err(errors);
+    };
+    let late = ctx.now.signed_duration_since(started).num_seconds() > LATE_AFTER_SECS;
+    let deployment = NewDeployment {
+        id: f.id.unwrap_or_else(Uuid::now_v7),
+        tenant: ctx.tenant.to_owned(),
+        correlation_id: f.correlation_id,
+        service,
+        team: f.team,
+        environment,
+        version,
+        commit_sha,
+        git_ref: f.git_ref,
+        repository: f.repository,
+        artifact_name,
+        artifact_digest: digest,
+        deployer: f.deployer,
+        deployer_type: f.deployer_type.unwrap_or(DeployerType::Pipeline),
+        kind: f.kind.unwrap_or(DeploymentKind::Release),
+        trigger: f.trigger.unwrap_or(Trigger::Pipeline),
+        change_ref: f.change_ref,
+        labels: f.labels,
+        targets: f.targets,
+        corrects: f.corrects,
+        schema_version: DEPLOYMENT_SCHEMA_VERSION,
+        started_at: started,
+        ingested_at: ctx.now,
+        backfilled: ctx.backfill || f.backfilled.unwrap_or(false) || (late && status.is_terminal()),
+        initial_status: status,
+        initial_finished_at: if status.is_terminal() {
+            Some(f.finished_at.unwrap_or(started))
+        } else {
+            None
+        },
+        recorded_by: ctx.recorded_by.to_owned(),
+        approval: None,
+        provenance: None,
+    };
+    ctx.requirements.check(&deployment, &mut errors);
+    errors.into_result(CreateDeployment {
+        deployment,
+        idempotency: None,
+    })
+}
+
+/// The artifact digest, from `artifact_digest` or an `artifact` reference (which also names
+/// the artifact when `artifact_name` does not); the two must agree.
+fn check_artifact(
+    errors: &mut FieldErrors,
+    artifact: Option<String>,
+    artifact_name: &mut Option<String>,
+    artifact_digest: Option<String>,
+) -> Option<String> {
     let mut digest = artifact_digest.and_then(|d| {
         parse_digest(&d)
             .map_err(|m| errors.add("artifact_digest", "invalid_format", m))
@@ -521,26 +631,42 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
             Err(m) => errors.add("artifact", "invalid_format", m),
         }
     }
-    let environment =
-        env_raw.and_then(
-            |raw| match ctx.taxonomy.resolve(&raw, ctx.declared_environment) {
-                Ok(mut e) => {
-                    if region.is_some() {
-                        e.region = region.clone();
-                    }
-                    Some(e)
-                }
-                Err(EnvError::Invalid(m)) => {
-                    errors.add("environment", "invalid_format", m);
-                    None
-                }
-                Err(EnvError::Unknown(m)) => {
-                    errors.add("environment", "unknown_environment", m);
-                    None
-                }
-            },
-        );
-    let started = started_at.unwrap_or(ctx.now);
+    digest
+}
+
+/// The environment, resolved by the tenant's taxonomy; an explicit `region` wins.
+fn resolve_environment(
+    ctx: &Context<'_>,
+    raw: &str,
+    region: Option<String>,
+    errors: &mut FieldErrors,
+) -> Option<ResolvedEnvironment> {
+    match ctx.taxonomy.resolve(raw, ctx.declared_environment) {
+        Ok(mut e) => {
+            if region.is_some() {
+                e.region = region;
+            }
+            Some(e)
+        }
+        Err(EnvError::Invalid(m)) => {
+            errors.add("environment", "invalid_format", m);
+            None
+        }
+        Err(EnvError::Unknown(m)) => {
+            errors.add("environment", "unknown_environment", m);
+            None
+        }
+    }
+}
+
+/// The status the deployment is recorded with (`succeeded` when only `finished_at` says it
+/// ended, else `started`), consistent with `finished_at`.
+fn initial_status(
+    errors: &mut FieldErrors,
+    status: Option<DeploymentStatus>,
+    started: Timestamp,
+    finished_at: Option<Timestamp>,
+) -> DeploymentStatus {
     let status = status.unwrap_or(if finished_at.is_some() {
         DeploymentStatus::Succeeded
     } else {
@@ -558,58 +684,7 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
             errors.add("finished_at", "invalid_value", "is before started_at");
         }
     }
-    if corrects.is_some() && corrects == id {
-        errors.add(
-            "corrects",
-            "invalid_value",
-            "a record cannot correct itself",
-        );
-    }
-
-    let (Some(service), Some(environment), Some(version)) = (service, environment, version) else {
-        return Err(errors);
-    };
-    let late = ctx.now.signed_duration_since(started).num_seconds() > LATE_AFTER_SECS;
-    let deployment = NewDeployment {
-        id: id.unwrap_or_else(Uuid::now_v7),
-        tenant: ctx.tenant.to_owned(),
-        correlation_id,
-        service,
-        team,
-        environment,
-        version,
-        commit_sha,
-        git_ref,
-        repository,
-        artifact_name,
-        artifact_digest: digest,
-        deployer,
-        deployer_type: deployer_type.unwrap_or(DeployerType::Pipeline),
-        kind: kind.unwrap_or(DeploymentKind::Release),
-        trigger: trigger.unwrap_or(Trigger::Pipeline),
-        change_ref,
-        labels,
-        targets,
-        corrects,
-        schema_version: DEPLOYMENT_SCHEMA_VERSION,
-        started_at: started,
-        ingested_at: ctx.now,
-        backfilled: ctx.backfill || backfilled.unwrap_or(false) || (late && status.is_terminal()),
-        initial_status: status,
-        initial_finished_at: if status.is_terminal() {
-            Some(finished_at.unwrap_or(started))
-        } else {
-            None
-        },
-        recorded_by: ctx.recorded_by.to_owned(),
-        approval: None,
-        provenance: None,
-    };
-    ctx.requirements.check(&deployment, &mut errors);
-    errors.into_result(CreateDeployment {
-        deployment,
-        idempotency: None,
-    })
+    status
 }
 
 /// A status change as submitted, before it is checked against the deployment's state.

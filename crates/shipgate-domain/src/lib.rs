@@ -1,5 +1,6 @@
-//! shipgate's domain: the deployment model, its validation rules, the environment taxonomy,
-//! the status lifecycle and the audit hash chain.
+//! shipgate's domain, in two halves:
+//! - tracking: deployments, their validation and status lifecycle, environments, the audit chain;
+//! - governance: change requests, the approval policy, approver groups, the gate's decision.
 //!
 //! Invariant: nothing in this crate performs IO. Time, configuration and the previous chain
 //! head are passed in by the caller.
@@ -10,6 +11,7 @@ pub mod model;
 pub mod access;
 pub mod approval;
 pub mod audit;
+pub mod canonical;
 pub mod change;
 pub mod directory;
 pub mod environment;

@@ -197,8 +197,9 @@ pub struct ApprovalCheck {
     pub reasons: Vec<String>,
 }
 
-/// The initial events that come with a new deployment (the first status, and for a backfilled
-/// completed deployment, its outcome).
+/// A validated request to record a deployment: the deployment itself (its first status is
+/// `initial_status`, with `initial_finished_at` for one recorded with an outcome) and the
+/// idempotency key that guards the request, if the caller sent one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateDeployment {
     pub deployment: NewDeployment,

@@ -373,21 +373,192 @@ fn err(path: String, message: String) -> PolicyError {
     }
 }
 
+/// A TOML syntax error, with its line and column.
+fn syntax_error(text: &str, e: &toml::de::Error) -> PolicyError {
+    let (line, column) = e
+        .span()
+        .map(|s| line_col(text, s.start))
+        .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+    PolicyError {
+        message: e.message().to_owned(),
+        line,
+        column,
+        path: None,
+    }
+}
+
+/// Checks and converts `rule[i]`; `rule_names` collects the names seen so far (each names
+/// one rule).
+fn parse_rule(
+    text: &str,
+    i: usize,
+    r: RuleFile,
+    rule_names: &mut BTreeSet<String>,
+) -> Result<Rule, PolicyError> {
+    let p = format!("rule[{i}]");
+    if r.name.trim().is_empty() {
+        return Err(err(format!("{p}.name"), "must not be empty".into()));
+    }
+    name_len(format!("{p}.name"), &r.name)?;
+    if !rule_names.insert(r.name.clone()) {
+        return Err(err(
+            format!("{p}.name"),
+            format!("'{}' names two rules", r.name),
+        ));
+    }
+    if let Some(d) = &r.description
+        && d.chars().count() > MAX_DESCRIPTION_CHARS
+    {
+        return Err(err(
+            format!("{p}.description"),
+            format!("at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    list_len(
+        format!("{p}.approvals"),
+        &r.approvals,
+        MAX_APPROVALS_PER_RULE,
+    )?;
+    names(&format!("{p}.evidence"), &r.evidence)?;
+    names(&format!("{p}.required_fields"), &r.required_fields)?;
+    match_lists(&format!("{p}.match"), &r.when)?;
+    if let Some(e) = &r.escalate_to {
+        name_len(format!("{p}.escalate_to"), e)?;
+    }
+    let approvals = parse_approvals(&p, r.approvals)?;
+    if r.auto_approve && !approvals.is_empty() {
+        return Err(err(
+            format!("{p}.auto_approve"),
+            "a pre-approved rule cannot also require approvals".into(),
+        ));
+    }
+    for (j, f) in r.required_fields.iter().enumerate() {
+        if !SPEC_FIELDS.contains(&f.as_str()) {
+            return Err(err(
+                format!("{p}.required_fields[{j}]"),
+                format!("'{f}' is not a change field ({})", SPEC_FIELDS.join(", ")),
+            ));
+        }
+    }
+    Ok(Rule {
+        name: r.name,
+        description: r.description,
+        when: Match {
+            compliance: r
+                .when
+                .compliance
+                .iter()
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
+            ..r.when
+        },
+        approvals,
+        evidence: r.evidence,
+        required_fields: r.required_fields,
+        validity: r
+            .validity
+            .as_deref()
+            .map(|v| duration(text, &format!("{p}.validity"), v))
+            .transpose()?,
+        sla: r
+            .sla
+            .as_deref()
+            .map(|v| duration(text, &format!("{p}.sla"), v))
+            .transpose()?,
+        auto_approve: r.auto_approve,
+        escalate_to: r.escalate_to,
+    })
+}
+
+/// A rule's approver groups (`p` is the rule's path): each named once, each quorum in range.
+fn parse_approvals(p: &str, list: Vec<GroupQuorumFile>) -> Result<Vec<GroupQuorum>, PolicyError> {
+    let mut groups = BTreeSet::new();
+    let mut approvals = Vec::with_capacity(list.len());
+    for (j, g) in list.into_iter().enumerate() {
+        name_len(format!("{p}.approvals[{j}].group"), &g.group)?;
+        let quorum = match g.quorum {
+            None => one(),
+            Some(q) => match u32::try_from(q) {
+                Ok(q) if (1..=MAX_QUORUM).contains(&q) => q,
+                _ => {
+                    return Err(err(
+                        format!("{p}.approvals[{j}].quorum"),
+                        format!("{q} is out of range: must be at least 1 and at most {MAX_QUORUM}"),
+                    ));
+                }
+            },
+        };
+        if !groups.insert(g.group.clone()) {
+            return Err(err(
+                format!("{p}.approvals[{j}].group"),
+                format!("group '{}' is listed twice", g.group),
+            ));
+        }
+        approvals.push(GroupQuorum {
+            group: g.group,
+            quorum,
+        });
+    }
+    Ok(approvals)
+}
+
+fn parse_emergency(text: &str, e: EmergencyFile) -> Result<EmergencyPolicy, PolicyError> {
+    name_len("emergency.group".into(), &e.group)?;
+    name_len(
+        "emergency.incident_commanders".into(),
+        &e.incident_commanders,
+    )?;
+    name_len("emergency.system_owners".into(), &e.system_owners)?;
+    let monthly_threshold = match e.monthly_threshold {
+        None => 5,
+        Some(n) => match u32::try_from(n) {
+            Ok(n) if n <= MAX_MONTHLY_THRESHOLD => n,
+            _ => {
+                return Err(err(
+                    "emergency.monthly_threshold".into(),
+                    format!("{n} is out of range: from 0 to {MAX_MONTHLY_THRESHOLD}"),
+                ));
+            }
+        },
+    };
+    Ok(EmergencyPolicy {
+        review_within: match &e.review_within {
+            Some(v) => duration(text, "emergency.review_within", v)?,
+            None => Duration::from_secs(24 * 3600),
+        },
+        validity: match &e.validity {
+            Some(v) => duration(text, "emergency.validity", v)?,
+            None => Duration::from_secs(4 * 3600),
+        },
+        monthly_threshold,
+        group: e.group,
+        incident_commanders: e.incident_commanders,
+        system_owners: e.system_owners,
+    })
+}
+
+fn parse_small_team(text: &str, i: usize, s: SmallTeamFile) -> Result<SmallTeam, PolicyError> {
+    list_len(format!("small_team[{i}].env_tier"), &s.env_tier, MAX_LIST)?;
+    names(&format!("small_team[{i}].environment"), &s.environment)?;
+    Ok(SmallTeam {
+        cooling_off: duration(
+            text,
+            &format!("small_team[{i}].cooling_off"),
+            &s.cooling_off,
+        )?,
+        review_within: match &s.review_within {
+            Some(v) => duration(text, &format!("small_team[{i}].review_within"), v)?,
+            None => Duration::from_secs(24 * 3600),
+        },
+        env_tier: s.env_tier,
+        environment: s.environment,
+    })
+}
+
 impl Policy {
     /// Parses a policy file. Syntax errors carry their line and column.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
-        let file: PolicyFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .map_or((None, None), |(l, c)| (Some(l), Some(c)));
-            PolicyError {
-                message: e.message().to_owned(),
-                line,
-                column,
-                path: None,
-            }
-        })?;
+        let file: PolicyFile = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         let default_validity = match &file.defaults.validity {
             Some(v) => duration(text, "defaults.validity", v)?,
             None => Duration::from_secs(24 * 3600),
@@ -401,162 +572,15 @@ impl Policy {
         let mut rule_names = BTreeSet::new();
         let mut rules = Vec::new();
         for (i, r) in file.rules.into_iter().enumerate() {
-            let p = format!("rule[{i}]");
-            if r.name.trim().is_empty() {
-                return Err(err(format!("{p}.name"), "must not be empty".into()));
-            }
-            name_len(format!("{p}.name"), &r.name)?;
-            if !rule_names.insert(r.name.clone()) {
-                return Err(err(
-                    format!("{p}.name"),
-                    format!("'{}' names two rules", r.name),
-                ));
-            }
-            if let Some(d) = &r.description
-                && d.chars().count() > MAX_DESCRIPTION_CHARS
-            {
-                return Err(err(
-                    format!("{p}.description"),
-                    format!("at most {MAX_DESCRIPTION_CHARS} characters"),
-                ));
-            }
-            list_len(
-                format!("{p}.approvals"),
-                &r.approvals,
-                MAX_APPROVALS_PER_RULE,
-            )?;
-            names(&format!("{p}.evidence"), &r.evidence)?;
-            names(&format!("{p}.required_fields"), &r.required_fields)?;
-            match_lists(&format!("{p}.match"), &r.when)?;
-            if let Some(e) = &r.escalate_to {
-                name_len(format!("{p}.escalate_to"), e)?;
-            }
-            let mut groups = BTreeSet::new();
-            let mut approvals = Vec::with_capacity(r.approvals.len());
-            for (j, g) in r.approvals.into_iter().enumerate() {
-                name_len(format!("{p}.approvals[{j}].group"), &g.group)?;
-                let quorum = match g.quorum {
-                    None => one(),
-                    Some(q) => match u32::try_from(q) {
-                        Ok(q) if (1..=MAX_QUORUM).contains(&q) => q,
-                        _ => {
-                            return Err(err(
-                                format!("{p}.approvals[{j}].quorum"),
-                                format!(
-                                    "{q} is out of range: must be at least 1 and at most {MAX_QUORUM}"
-                                ),
-                            ));
-                        }
-                    },
-                };
-                if !groups.insert(g.group.clone()) {
-                    return Err(err(
-                        format!("{p}.approvals[{j}].group"),
-                        format!("group '{}' is listed twice", g.group),
-                    ));
-                }
-                approvals.push(GroupQuorum {
-                    group: g.group,
-                    quorum,
-                });
-            }
-            if r.auto_approve && !approvals.is_empty() {
-                return Err(err(
-                    format!("{p}.auto_approve"),
-                    "a pre-approved rule cannot also require approvals".into(),
-                ));
-            }
-            for (j, f) in r.required_fields.iter().enumerate() {
-                if !SPEC_FIELDS.contains(&f.as_str()) {
-                    return Err(err(
-                        format!("{p}.required_fields[{j}]"),
-                        format!("'{f}' is not a change field ({})", SPEC_FIELDS.join(", ")),
-                    ));
-                }
-            }
-            rules.push(Rule {
-                name: r.name,
-                description: r.description,
-                when: Match {
-                    compliance: r
-                        .when
-                        .compliance
-                        .iter()
-                        .map(|c| c.to_ascii_uppercase())
-                        .collect(),
-                    ..r.when
-                },
-                approvals,
-                evidence: r.evidence,
-                required_fields: r.required_fields,
-                validity: r
-                    .validity
-                    .as_deref()
-                    .map(|v| duration(text, &format!("{p}.validity"), v))
-                    .transpose()?,
-                sla: r
-                    .sla
-                    .as_deref()
-                    .map(|v| duration(text, &format!("{p}.sla"), v))
-                    .transpose()?,
-                auto_approve: r.auto_approve,
-                escalate_to: r.escalate_to,
-            });
+            rules.push(parse_rule(text, i, r, &mut rule_names)?);
         }
         let emergency = match file.emergency {
             None => None,
-            Some(e) => {
-                name_len("emergency.group".into(), &e.group)?;
-                name_len(
-                    "emergency.incident_commanders".into(),
-                    &e.incident_commanders,
-                )?;
-                name_len("emergency.system_owners".into(), &e.system_owners)?;
-                let monthly_threshold = match e.monthly_threshold {
-                    None => 5,
-                    Some(n) => match u32::try_from(n) {
-                        Ok(n) if n <= MAX_MONTHLY_THRESHOLD => n,
-                        _ => {
-                            return Err(err(
-                                "emergency.monthly_threshold".into(),
-                                format!("{n} is out of range: from 0 to {MAX_MONTHLY_THRESHOLD}"),
-                            ));
-                        }
-                    },
-                };
-                Some(EmergencyPolicy {
-                    review_within: match &e.review_within {
-                        Some(v) => duration(text, "emergency.review_within", v)?,
-                        None => Duration::from_secs(24 * 3600),
-                    },
-                    validity: match &e.validity {
-                        Some(v) => duration(text, "emergency.validity", v)?,
-                        None => Duration::from_secs(4 * 3600),
-                    },
-                    monthly_threshold,
-                    group: e.group,
-                    incident_commanders: e.incident_commanders,
-                    system_owners: e.system_owners,
-                })
-            }
+            Some(e) => Some(parse_emergency(text, e)?),
         };
         let mut small_team = Vec::new();
         for (i, s) in file.small_team.into_iter().enumerate() {
-            list_len(format!("small_team[{i}].env_tier"), &s.env_tier, MAX_LIST)?;
-            names(&format!("small_team[{i}].environment"), &s.environment)?;
-            small_team.push(SmallTeam {
-                cooling_off: duration(
-                    text,
-                    &format!("small_team[{i}].cooling_off"),
-                    &s.cooling_off,
-                )?,
-                review_within: match &s.review_within {
-                    Some(v) => duration(text, &format!("small_team[{i}].review_within"), v)?,
-                    None => Duration::from_secs(24 * 3600),
-                },
-                env_tier: s.env_tier,
-                environment: s.environment,
-            });
+            small_team.push(parse_small_team(text, i, s)?);
         }
         Ok(Policy {
             rules,

@@ -73,3 +73,11 @@ pub fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
 pub fn format(t: Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
+
+/// `at` plus `d`, saturating at the end of representable time (never panics).
+pub(crate) fn after(at: Timestamp, d: std::time::Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|s| at.checked_add_signed(s))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
