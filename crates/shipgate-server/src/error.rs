@@ -272,3 +272,100 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The string codes the domain refuses with (`refuse("code", ..)`, `code: "code"`) in its
+    /// approval rules, read from the source.
+    fn domain_refusal_codes() -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shipgate-domain/src/approval");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).expect("the domain's approval rules") {
+            let p = e.expect("entry").path();
+            let src = std::fs::read_to_string(&p).expect("read");
+            for marker in ["refuse(", "code: "] {
+                for (i, _) in src.match_indices(marker) {
+                    let rest = src[i + marker.len()..].trim_start();
+                    if let Some(lit) = rest.strip_prefix('"')
+                        && let Some(end) = lit.find('"')
+                    {
+                        out.push(lit[..end].to_owned());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_domain_refusal_code_is_an_error_code() {
+        let codes = domain_refusal_codes();
+        assert!(codes.len() >= 15, "the scan found too little: {codes:?}");
+        for c in &codes {
+            assert!(
+                ErrorCode::parse(c).is_some(),
+                "the domain refuses with '{c}', which is no ErrorCode: add it with its status"
+            );
+        }
+    }
+
+    #[test]
+    fn codes_round_trip_and_separation_of_duties_refusals_are_forbidden() {
+        for c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(*c));
+        }
+        for c in [
+            ErrorCode::SelfApproval,
+            ErrorCode::AuthorApproval,
+            ErrorCode::RecordAuthor,
+            ErrorCode::NoDelegation,
+            ErrorCode::DelegationScope,
+            ErrorCode::NotAnApprover,
+        ] {
+            assert_eq!(status_of(c), 403, "{c}");
+        }
+    }
+
+    /// The problem document's shape is a contract: these members, these types, nothing else.
+    #[test]
+    fn problem_document_shape() {
+        let mut e = FieldErrors::default();
+        e.add("service", "required", "service is required");
+        let (code, detail, errors) = ApiError::Validation(e).parts();
+        let v = serde_json::to_value(problem(code, detail, errors)).expect("json");
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "code",
+                "detail",
+                "errors",
+                "request_id",
+                "status",
+                "title",
+                "type"
+            ]
+        );
+        assert_eq!(v["type"], "urn:shipgate:problem:validation_failed");
+        assert_eq!(v["status"], 422);
+        assert_eq!(v["code"], "validation_failed");
+        assert_eq!(
+            v["errors"],
+            serde_json::json!([{"field": "service", "code": "required", "message": "service is required"}])
+        );
+        // A 5xx never carries its cause.
+        let (code, detail, _) = ApiError::Internal("secret table xyz is corrupt".into()).parts();
+        assert!(!detail.contains("xyz"));
+        assert_eq!(status_of(code), 500);
+        let (_, detail, _) = ApiError::Unavailable("pool timed out at 10.0.0.7".into()).parts();
+        assert!(!detail.contains("10.0.0.7"));
+    }
+}

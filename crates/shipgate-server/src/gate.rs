@@ -256,11 +256,16 @@ pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<
             (d, Some(c))
         }
         Err(e) => {
+            // The cause is logged; the answer says what happened, never the store's text.
+            tracing::error!(error = %e.summary(), change = %q.change, "the gate could not decide");
             let (code, msg) = match &e {
-                ApiError::Unavailable(m) => {
-                    ("unavailable", format!("the store cannot be reached: {m}"))
+                ApiError::Unavailable(_) => {
+                    ("unavailable", "the store cannot be reached".to_owned())
                 }
-                other => ("internal", format!("the gate could not decide: {other:?}")),
+                _ => (
+                    "internal",
+                    "the gate could not decide; the cause was logged".to_owned(),
+                ),
             };
             (
                 GateDecision::error(&q.change, &q.environment, code, msg),
@@ -343,7 +348,7 @@ pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecisio
             &q.change,
             &q.environment,
             "unavailable",
-            format!("the gate call could not be logged, so it is not answered: {e}"),
+            "the gate call could not be logged, so it is not answered".to_owned(),
         );
     }
     d
@@ -416,10 +421,11 @@ async fn require_provenance(state: &AppState, q: &GateQuery, d: &mut GateDecisio
             }
         }
         Err(e) => {
+            tracing::error!(error = %e, "provenance could not be checked");
             d.state = GateState::Error;
             d.reasons.push(reason(
                 "unavailable",
-                format!("provenance could not be checked: {e:?}"),
+                "provenance could not be checked; the cause was logged".to_owned(),
             ));
         }
     }

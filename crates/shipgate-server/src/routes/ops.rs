@@ -50,14 +50,18 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 error: None,
             }),
         ),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "unavailable".into(),
-                store: backend,
-                error: Some(e.to_string()),
-            }),
-        ),
+        Ok(Err(e)) => {
+            // The cause is logged, never sent: it can name hosts and files.
+            tracing::error!(error = %e, "readiness: the store cannot be reached");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health {
+                    status: "unavailable".into(),
+                    store: backend,
+                    error: Some("the store cannot be reached".into()),
+                }),
+            )
+        }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
