@@ -118,6 +118,7 @@ error_codes! {
     CommentRequired = "comment_required": "A comment is required",
     NoPolicy = "no_policy": "No approval policy has been pushed",
     NoEmergencyPolicy = "no_emergency_policy": "The policy has no emergency section",
+    PolicyInvalid = "policy_invalid": "The stored policy does not parse under this version's bounds; push a corrected one",
     PayloadTooLarge = "payload_too_large": "The body is larger than allowed",
     UnsupportedMediaType = "unsupported_media_type": "The content type is not supported here",
     TooManyRequests = "too_many_requests": "Too many failed authentications from this address",

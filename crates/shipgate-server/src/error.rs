@@ -45,7 +45,8 @@ pub fn status_of(code: ErrorCode) -> u16 {
         | ErrorCode::WrongPath
         | ErrorCode::NoReviewDue
         | ErrorCode::NoPolicy
-        | ErrorCode::NoEmergencyPolicy => 409,
+        | ErrorCode::NoEmergencyPolicy
+        | ErrorCode::PolicyInvalid => 409,
         ErrorCode::PayloadTooLarge => 413,
         ErrorCode::UnsupportedMediaType => 415,
         ErrorCode::ValidationFailed | ErrorCode::CommentRequired => 422,

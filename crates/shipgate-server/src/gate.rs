@@ -162,11 +162,9 @@ pub async fn policy(state: &AppState, tenant: &str) -> ApiResult<Option<Arc<Poli
     let pv = match rec {
         None => None,
         Some(r) => {
-            let policy = Policy::parse(&r.text).map_err(|e| {
-                ApiError::Internal(format!(
-                    "stored policy version {} does not parse: {e}",
-                    r.version
-                ))
+            let policy = Policy::parse(&r.text).map_err(|e| ApiError::Conflict {
+                code: shipgate_domain::ErrorCode::PolicyInvalid,
+                message: format!("stored policy version {} does not parse: {e}", r.version),
             })?;
             Some(Arc::new(PolicyVersion {
                 version: r.version,
@@ -262,6 +260,8 @@ pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<
                 ApiError::Unavailable(_) => {
                     ("unavailable", "the store cannot be reached".to_owned())
                 }
+                // Refusals are written for clients (a stored policy that no longer parses).
+                ApiError::Conflict { code, message } => (code.as_str(), message.clone()),
                 _ => (
                     "internal",
                     "the gate could not decide; the cause was logged".to_owned(),

@@ -421,7 +421,13 @@ async fn out_of_range_policies_are_refused_and_a_stored_one_fails_closed() {
             json!({"type": "normal", "title": "t", "services": ["checkout"], "environments": ["staging"]}),
         )
         .await;
-    assert!(r.status >= 500, "no change opens under it: {}", r.body);
+    assert_eq!(r.status, 409, "no change opens under it: {}", r.body);
+    assert_eq!(r.body["code"], "policy_invalid", "{}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("quorum"),
+        "{}",
+        r.body
+    );
     assert!(app.get("/api/v1/policy").await.body["parsed"].is_null());
     // A good policy can be pushed over it, and the gate decides again.
     let r = put_text(
