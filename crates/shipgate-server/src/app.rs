@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::{TokenCache, generate_token, hash_token};
 use crate::config::Settings;
-use crate::ingest::Ingest;
+use crate::service::ingest::Ingest;
 use crate::state::{AppState, Inner};
 
 /// What the first start of a store created.
@@ -128,8 +128,8 @@ impl Application {
         let shutdown = CancellationToken::new();
         let oidc = crate::oidc::Oidc::new(&settings.oidc)?.map(Arc::new);
         let directory = crate::ldap::Directory::new(&settings.ldap)?.map(Arc::new);
-        let hub = crate::gate::ChangeNotifier::default();
-        let (gate_log, gate_log_task) = crate::gate::GateLog::spawn(store.clone());
+        let hub = crate::service::gate::ChangeNotifier::default();
+        let (gate_log, gate_log_task) = crate::service::gate::GateLog::spawn(store.clone());
         let forwarder = hub.forward_store(store.clone(), shutdown.clone());
         let sweep = Duration::from_secs(settings.review_sweep_secs.max(1));
         let (refusals, refusal_task) = crate::refusals::RefusalLog::spawn(
@@ -139,31 +139,34 @@ impl Application {
             shutdown.clone(),
         );
         let auth_throttle = crate::refusals::AuthThrottle::new(&settings.auth);
-        let caches = (
-            TokenCache::new(clock.clone(), settings.cache.tokens_secs),
-            crate::auth::GrantCache::new(clock.clone(), settings.cache.grants_secs),
-            crate::state::DeclaredEnvCache::new(clock.clone(), settings.cache.environments_secs),
-            crate::gate::GovernanceCache::new(clock.clone(), settings.cache.governance_secs),
-        );
-        let state = AppState::new(Inner {
+        let app = Arc::new(crate::service::App {
             store: store.clone(),
-            settings,
-            clock,
+            clock: clock.clone(),
             ingest,
-            tokens: caches.0,
-            grants: caches.1,
+            declared_envs: crate::service::environments::DeclaredEnvCache::new(
+                clock.clone(),
+                settings.cache.environments_secs,
+            ),
+            notifier: hub,
+            gate_log,
+            governance: crate::service::gate::GovernanceCache::new(
+                clock.clone(),
+                settings.cache.governance_secs,
+            ),
+            shutdown: shutdown.clone(),
+            settings,
+        });
+        let state = AppState::new(Inner {
+            tokens: TokenCache::new(clock.clone(), app.settings.cache.tokens_secs),
+            grants: crate::auth::GrantCache::new(clock.clone(), app.settings.cache.grants_secs),
             metrics: crate::telemetry::metrics_handle(),
-            declared_envs: caches.2,
-            hub,
             oidc,
             directory: directory.clone(),
-            gate_log,
-            governance: caches.3,
             refusals,
             auth_throttle,
-            shutdown: shutdown.clone(),
+            app: app.clone(),
         });
-        let sweeper = crate::gate::spawn_review_sweeper(state.clone(), sweep);
+        let sweeper = crate::service::gate::spawn_review_sweeper(app.clone(), sweep);
         let mut background = vec![gate_log_task, forwarder, sweeper, refusal_task];
         if state.settings.audit.checkpoint_secs > 0 {
             background.push(spawn_checkpoints(

@@ -1,16 +1,12 @@
-use std::collections::HashMap;
+//! What a request handler may use: the use cases' dependencies ([`App`]) and what only the
+//! HTTP face needs (credential caches, SSO, metrics, the refusal log and throttle).
 use std::ops::Deref;
 use std::sync::Arc;
 
-use shipgate_domain::environment::EnvironmentAlias;
-
 use metrics_exporter_prometheus::PrometheusHandle;
-use shipgate_domain::time::Clock;
-use shipgate_store::Store;
 
 use crate::auth::TokenCache;
-use crate::config::Settings;
-use crate::ingest::Ingest;
+use crate::service::App;
 
 /// Everything a request handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -19,34 +15,20 @@ pub struct AppState {
 }
 
 pub struct Inner {
-    pub store: Arc<dyn Store>,
-    pub settings: Settings,
-    pub clock: Arc<dyn Clock>,
-    pub ingest: Ingest,
+    /// The use cases' dependencies; `state.store`, `state.clock`... read through to it.
+    pub app: Arc<App>,
     pub tokens: TokenCache,
     pub grants: crate::auth::GrantCache,
     pub metrics: PrometheusHandle,
-    pub declared_envs: DeclaredEnvCache,
-    pub hub: crate::gate::ChangeNotifier,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Group membership from LDAP, when configured.
     pub directory: Option<Arc<crate::ldap::Directory>>,
-    pub gate_log: crate::gate::GateLog,
-    pub governance: crate::gate::GovernanceCache,
     /// Refusals of known identities, aggregated onto the audit chain.
     pub refusals: crate::refusals::RefusalLog,
     /// Failed authentication per client address.
     pub auth_throttle: crate::refusals::AuthThrottle,
-    /// Cancelled when the server shuts down: long-polls return early.
-    pub shutdown: tokio_util::sync::CancellationToken,
 }
-
-type EnvMap = Arc<HashMap<String, EnvironmentAlias>>;
-
-/// Each tenant's declared environments, kept for a few seconds so that ingest does not read
-/// them on every request. Declaring an environment forgets the tenant's entry.
-pub type DeclaredEnvCache = crate::cache::TtlMap<EnvMap>;
 
 impl AppState {
     pub fn new(inner: Inner) -> Self {
@@ -60,5 +42,12 @@ impl Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.inner
+    }
+}
+
+impl Deref for Inner {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
     }
 }

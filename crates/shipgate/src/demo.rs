@@ -369,7 +369,7 @@ pub async fn seed_approvals(store: &dyn Store) -> anyhow::Result<String> {
                             comment: Some("demo".into()),
                             revision: Some(c.revision),
                         };
-                        shipgate_server::gate::decision_mutation(
+                        shipgate_server::service::gate::decision_mutation(
                             c,
                             &pvc,
                             &gm,

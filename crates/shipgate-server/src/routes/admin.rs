@@ -651,7 +651,7 @@ pub async fn check_emergency_holder(
     tenant: &str,
     subject: &str,
 ) -> ApiResult<()> {
-    let pv = crate::gate::policy(state, tenant).await?;
+    let pv = crate::service::gate::policy(state, tenant).await?;
     let group = pv
         .as_ref()
         .and_then(|p| p.policy.emergency.as_ref())
@@ -663,7 +663,7 @@ pub async fn check_emergency_holder(
             "the policy names no emergency group, so nobody may hold emergency privileges",
         ));
     };
-    let groups = crate::gate::groups(state, tenant).await?;
+    let groups = crate::service::gate::groups(state, tenant).await?;
     if !groups
         .get(&group)
         .is_some_and(|g| g.members.iter().any(|m| m == subject))

@@ -31,7 +31,7 @@ use uuid::Uuid;
 use super::{Params, QueryPairs, body_bytes, parse_json, resolve_environment};
 use crate::auth::{Caller, generate_token, hash_token};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::gate::{self as governance, GateQuery};
+use crate::service::gate::{self as governance, GateQuery};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -235,7 +235,7 @@ async fn put_group(
         .put_group(&caller.tenant, &g, &caller.subject, state.clock.now())
         .await?;
     state.governance.forget(&caller.tenant);
-    state.hub.notify(Uuid::nil());
+    state.notifier.notify(Uuid::nil());
     Ok(Json(g))
 }
 
@@ -333,7 +333,7 @@ async fn push_policy(
         )
         .await?;
     state.governance.forget(&caller.tenant);
-    state.hub.notify(Uuid::nil());
+    state.notifier.notify(Uuid::nil());
     let status = if changed {
         StatusCode::CREATED
     } else {
@@ -408,7 +408,7 @@ async fn parse_spec(
         for it in items {
             if let Some(s) = it.as_str() {
                 let s = s.trim().to_owned();
-                let r = resolve_environment(state, tenant, &s).await;
+                let r = resolve_environment(state, tenant, &s).await?;
                 resolved.insert(s, r);
             }
         }
@@ -485,7 +485,7 @@ pub(crate) async fn open(
             now,
         )
         .await?;
-    state.hub.notify(c.id);
+    state.notifier.notify(c.id);
     governance::check_emergency_threshold(&state, &c).await?;
     metrics::counter!("shipgate_changes_opened_total", "type" => c.spec.change_type.as_str())
         .increment(1);
@@ -963,10 +963,10 @@ async fn gate(
     let (change_key, env_label) = (change.clone(), label.clone());
     let d = match tokio::time::timeout(budget, async {
         // Accept any label the taxonomy knows (`prd` for `production`).
-        let environment = resolve_environment(&state, &caller.tenant, &label)
-            .await
-            .map(|e| e.name)
-            .unwrap_or(label);
+        let environment = match resolve_environment(&state, &caller.tenant, &label).await {
+            Ok(Ok(e)) => e.name,
+            _ => label,
+        };
         let q = GateQuery {
             tenant: caller.tenant.clone(),
             caller: caller.subject.clone(),
@@ -1233,7 +1233,7 @@ async fn create_delegation(
             }),
         )
         .await?;
-    state.hub.notify(Uuid::nil());
+    state.notifier.notify(Uuid::nil());
     Ok((StatusCode::CREATED, Json(d)))
 }
 
@@ -1275,7 +1275,7 @@ async fn revoke_delegation(
     {
         return Err(ApiError::NotFound);
     }
-    state.hub.notify(Uuid::nil());
+    state.notifier.notify(Uuid::nil());
     Ok(StatusCode::NO_CONTENT)
 }
 

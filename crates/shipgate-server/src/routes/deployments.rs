@@ -157,8 +157,8 @@ pub(crate) async fn record(
         cmd.deployment.environment.tier,
         &cmd.deployment.environment.name,
     )?;
-    cmd.deployment.approval = crate::gate::check_deployment(state, &cmd.deployment).await;
-    cmd.deployment.provenance = crate::gate::check_provenance(
+    cmd.deployment.approval = crate::service::gate::check_deployment(state, &cmd.deployment).await;
+    cmd.deployment.provenance = crate::service::gate::check_provenance(
         state,
         &caller.tenant,
         cmd.deployment.artifact_name.as_deref(),
@@ -288,7 +288,7 @@ pub async fn filter_from(
     };
     f.service = p.get("service");
     if let Some(label) = p.get("environment") {
-        match resolve_environment(state, &tenant, &label).await {
+        match resolve_environment(state, &tenant, &label).await? {
             Ok(e) => f.environment = Some(e.name),
             Err(m) => p.errors.add("environment", "invalid_value", m),
         }

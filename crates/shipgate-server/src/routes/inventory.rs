@@ -53,7 +53,7 @@ async fn running(
     let tenant = read_tenant(&caller, p.get("tenant"))?;
     let mut env = None;
     if let Some(label) = p.get("environment") {
-        match resolve_environment(&state, &tenant, &label).await {
+        match resolve_environment(&state, &tenant, &label).await? {
             Ok(e) => env = Some(e.name),
             Err(m) => p.errors.add("environment", "invalid_value", m),
         }
@@ -300,7 +300,7 @@ async fn resolve(
     p.finish()?;
     let label = label.ok_or_else(|| ApiError::field("label", "required", "is required"))?;
     resolve_environment(&state, &caller.tenant, &label)
-        .await
+        .await?
         .map(Json)
         .map_err(|m| ApiError::field("label", "unknown_environment", m))
 }

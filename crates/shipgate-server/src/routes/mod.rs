@@ -1,8 +1,7 @@
 //! The HTTP routes. Each module exposes `routes()`; this one merges them, adds the OpenAPI
 //! document (generated from the same registrations, so it matches the real routes) and the
 //! cross-cutting layers.
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
@@ -11,8 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde_json::Value;
 use shipgate_domain::audit::{canonical_json, sha256_hex};
-use shipgate_domain::environment::{EnvError, EnvironmentAlias};
-use shipgate_domain::{FieldErrors, IdempotencyKey, ResolvedEnvironment};
+use shipgate_domain::{FieldErrors, IdempotencyKey};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -725,53 +723,7 @@ impl Params {
     }
 }
 
-/// Resolves an environment label through the taxonomy and the tenant's declared environments.
-pub async fn resolve_environment(
-    state: &AppState,
-    tenant: &str,
-    label: &str,
-) -> Result<ResolvedEnvironment, String> {
-    let declared = declared_environments(state, tenant)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    state
-        .settings
-        .environments
-        .resolve(label, |n| declared.get(n).cloned())
-        .map_err(|e| match e {
-            EnvError::Invalid(m) | EnvError::Unknown(m) => m,
-        })
-}
-
-/// The environments declared ahead in a tenant, by name (cached for a few seconds).
-pub async fn declared_environments(
-    state: &AppState,
-    tenant: &str,
-) -> ApiResult<Arc<HashMap<String, EnvironmentAlias>>> {
-    if let Some(hit) = state.declared_envs.get(tenant) {
-        return Ok(hit);
-    }
-    let map: HashMap<String, EnvironmentAlias> = state
-        .store
-        .list_environments(tenant)
-        .await?
-        .into_iter()
-        .filter(|e| e.declared)
-        .map(|e| {
-            (
-                e.name.clone(),
-                EnvironmentAlias {
-                    name: e.name,
-                    tier: e.tier,
-                    region: e.region,
-                },
-            )
-        })
-        .collect();
-    let map = Arc::new(map);
-    state.declared_envs.put(tenant, map.clone());
-    Ok(map)
-}
+pub use crate::service::environments::{declared_environments, resolve_environment};
 
 /// The tenant a read is scoped to: the caller's, or for the root token the `tenant` parameter.
 pub fn read_tenant(caller: &Caller, asked: Option<String>) -> ApiResult<String> {

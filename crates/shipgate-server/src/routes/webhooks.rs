@@ -669,7 +669,7 @@ fn spawn_protection_answer(
                     .to_owned(),
             ),
             Some(change) => {
-                let q = crate::gate::GateQuery {
+                let q = crate::service::gate::GateQuery {
                     tenant: tenant.clone(),
                     caller: "github".into(),
                     change: change.clone(),
@@ -677,7 +677,7 @@ fn spawn_protection_answer(
                     digest: req.digest.clone(),
                     deployer: req.deployer.clone(),
                 };
-                let d = crate::gate::gate(&state, q, wait).await;
+                let d = crate::service::gate::gate(&state, q, wait).await;
                 let reasons: Vec<String> = d
                     .reasons
                     .iter()
@@ -780,7 +780,7 @@ async fn record_incident(
     i: &shipgate_domain::incident::Incident,
 ) -> ApiResult<(bool, Option<shipgate_domain::ResolvedEnvironment>)> {
     let env = match &i.environment {
-        Some(e) => super::resolve_environment(state, tenant, e).await.ok(),
+        Some(e) => super::resolve_environment(state, tenant, e).await?.ok(),
         None => None,
     };
     let changed = state

@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::App;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 /// Change notifications inside this process.
 #[derive(Clone)]
@@ -154,11 +154,11 @@ impl GovernanceCache {
     }
 }
 
-pub async fn policy(state: &AppState, tenant: &str) -> ApiResult<Option<Arc<PolicyVersion>>> {
-    if let Some(cached) = state.governance.policies.get(tenant) {
+pub async fn policy(app: &App, tenant: &str) -> ApiResult<Option<Arc<PolicyVersion>>> {
+    if let Some(cached) = app.governance.policies.get(tenant) {
         return Ok(cached);
     }
-    let rec = state.store.current_policy(tenant).await?;
+    let rec = app.store.current_policy(tenant).await?;
     let pv = match rec {
         None => None,
         Some(r) => {
@@ -173,15 +173,15 @@ pub async fn policy(state: &AppState, tenant: &str) -> ApiResult<Option<Arc<Poli
             }))
         }
     };
-    state.governance.policies.put(tenant, pv.clone());
+    app.governance.policies.put(tenant, pv.clone());
     Ok(pv)
 }
 
-pub async fn groups(state: &AppState, tenant: &str) -> ApiResult<Arc<BTreeMap<String, Group>>> {
-    if let Some(cached) = state.governance.groups.get(tenant) {
+pub async fn groups(app: &App, tenant: &str) -> ApiResult<Arc<BTreeMap<String, Group>>> {
+    if let Some(cached) = app.governance.groups.get(tenant) {
         return Ok(cached);
     }
-    let g: BTreeMap<String, Group> = state
+    let g: BTreeMap<String, Group> = app
         .store
         .list_groups(tenant)
         .await?
@@ -189,19 +189,19 @@ pub async fn groups(state: &AppState, tenant: &str) -> ApiResult<Arc<BTreeMap<St
         .map(|g| (g.name.clone(), g))
         .collect();
     let g = Arc::new(g);
-    state.governance.groups.put(tenant, g.clone());
+    app.governance.groups.put(tenant, g.clone());
     Ok(g)
 }
 
 /// Who is who in a tenant (subjects and emails of its people), for separation of duties.
-pub async fn identities(state: &AppState, tenant: &str) -> ApiResult<Arc<Identities>> {
-    if let Some(cached) = state.governance.identities.get(tenant) {
+pub async fn identities(app: &App, tenant: &str) -> ApiResult<Arc<Identities>> {
+    if let Some(cached) = app.governance.identities.get(tenant) {
         return Ok(cached);
     }
     let ids = Arc::new(Identities::from_people(
-        &state.store.list_people(tenant).await?,
+        &app.store.list_people(tenant).await?,
     ));
-    state.governance.identities.put(tenant, ids.clone());
+    app.governance.identities.put(tenant, ids.clone());
     Ok(ids)
 }
 
@@ -217,13 +217,13 @@ pub struct GateQuery {
 }
 
 /// Decides once. Never fails: what cannot be decided is an `error` decision (fail closed).
-pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<ChangeRequest>) {
-    let now = state.clock.now();
+pub async fn evaluate(app: &App, q: &GateQuery) -> (GateDecision, Option<ChangeRequest>) {
+    let now = app.clock.now();
     let loaded = async {
-        let change = state.store.get_change(&q.tenant, &q.change).await?;
-        let pv = policy(state, &q.tenant).await?;
-        let groups = groups(state, &q.tenant).await?;
-        let ids = identities(state, &q.tenant).await?;
+        let change = app.store.get_change(&q.tenant, &q.change).await?;
+        let pv = policy(app, &q.tenant).await?;
+        let groups = groups(app, &q.tenant).await?;
+        let ids = identities(app, &q.tenant).await?;
         Ok::<_, ApiError>((change, pv, groups, ids))
     }
     .await;
@@ -250,7 +250,7 @@ pub async fn evaluate(state: &AppState, q: &GateQuery) -> (GateDecision, Option<
                 q.deployer.as_deref(),
                 now,
             );
-            require_provenance(state, q, &mut d).await;
+            require_provenance(app, q, &mut d).await;
             (d, Some(c))
         }
         Err(e) => {
@@ -282,20 +282,20 @@ fn terminal(s: GateState) -> bool {
 /// Answers a gate call, waiting up to `wait` for a pending decision to settle. Wakes on change
 /// notifications and at the decision's own time boundaries (cooling-off end, expiry). Every
 /// answer is logged before it is returned; if it cannot be logged, the answer is `error`.
-pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecision {
+pub async fn gate(app: &App, q: GateQuery, wait: Duration) -> GateDecision {
     let started = Instant::now();
     // Checked: a wait too long to represent is no wait (the answer stays pending), never a
     // panic.
     let deadline = started.checked_add(wait).unwrap_or(started);
-    let mut rx = state.hub.subscribe();
+    let mut rx = app.notifier.subscribe();
     let (mut d, mut change_id) = {
-        let (d, c) = evaluate(state, &q).await;
+        let (d, c) = evaluate(app, &q).await;
         (d, c.map(|c| c.id))
     };
-    while !terminal(d.state) && Instant::now() < deadline && !state.shutdown.is_cancelled() {
+    while !terminal(d.state) && Instant::now() < deadline && !app.shutdown.is_cancelled() {
         let mut until = deadline;
         for t in [d.not_before, d.expires_at].into_iter().flatten() {
-            let now = state.clock.now();
+            let now = app.clock.now();
             if t > now {
                 let dt = t
                     .signed_duration_since(now)
@@ -309,7 +309,7 @@ pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecisio
         }
         let woke = tokio::select! {
             _ = tokio::time::sleep_until(until.into()) => true,
-            _ = state.shutdown.cancelled() => true,
+            _ = app.shutdown.cancelled() => true,
             r = rx.recv() => match r {
                 Ok(id) => id.is_nil() || change_id.is_none_or(|c| c == id),
                 Err(broadcast::error::RecvError::Lagged(_)) => true,
@@ -317,7 +317,7 @@ pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecisio
             },
         };
         if woke {
-            let (nd, c) = evaluate(state, &q).await;
+            let (nd, c) = evaluate(app, &q).await;
             d = nd;
             change_id = c.map(|c| c.id).or(change_id);
         }
@@ -335,14 +335,15 @@ pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecisio
         reasons: d.reasons.clone(),
         policy_hash: d.policy_hash.clone(),
         waited_ms: started.elapsed().as_millis() as i64,
-        at: state.clock.now(),
-        env_tier: crate::routes::resolve_environment(state, &q.tenant, &d.environment)
+        at: app.clock.now(),
+        env_tier: super::environments::resolve_environment(app, &q.tenant, &d.environment)
             .await
             .ok()
+            .and_then(Result::ok)
             .and_then(|e| e.tier),
     };
     metrics::counter!("shipgate_gate_decisions_total", "state" => d.state.as_str()).increment(1);
-    if let Err(e) = state.gate_log.log(call).await {
+    if let Err(e) = app.gate_log.log(call).await {
         tracing::error!(error = %e, "gate call could not be logged; answering error");
         return GateDecision::error(
             &q.change,
@@ -358,7 +359,7 @@ pub async fn gate(state: &AppState, q: GateQuery, wait: Duration) -> GateDecisio
 /// but one that goes to production (or names a change) without a valid approval is flagged.
 /// The provenance of a deployed digest (none without a digest).
 pub async fn check_provenance(
-    state: &AppState,
+    app: &App,
     tenant: &str,
     name: Option<&str>,
     version: &str,
@@ -367,7 +368,7 @@ pub async fn check_provenance(
     let Some(digest) = digest else {
         return Ok(None);
     };
-    let published = state.store.find_artifacts(tenant, name, digest).await?;
+    let published = app.store.find_artifacts(tenant, name, digest).await?;
     let p = shipgate_domain::provenance::check(name, version, digest, &published);
     if !p.ok() {
         metrics::counter!("shipgate_provenance_flagged_total", "status" => p.status.as_str())
@@ -378,17 +379,18 @@ pub async fn check_provenance(
 
 /// Where the tier requires provenance, an allowed gate answer becomes a denial unless the
 /// digest was published (and is the one published under its name and version).
-async fn require_provenance(state: &AppState, q: &GateQuery, d: &mut GateDecision) {
-    if d.state != GateState::Allowed || state.settings.provenance.required_tiers.is_empty() {
+async fn require_provenance(app: &App, q: &GateQuery, d: &mut GateDecision) {
+    if d.state != GateState::Allowed || app.settings.provenance.required_tiers.is_empty() {
         return;
     }
     let reason = |code: &str, message: String| shipgate_domain::approval::Reason {
         code: code.into(),
         message,
     };
-    let tier = match crate::routes::resolve_environment(state, &q.tenant, &q.environment).await {
-        Ok(e) => e.tier,
-        Err(m) => {
+    let tier = match super::environments::resolve_environment(app, &q.tenant, &q.environment).await
+    {
+        Ok(Ok(e)) => e.tier,
+        Ok(Err(m)) => {
             // Cannot tell whether provenance is required: fail closed.
             d.state = GateState::Error;
             d.reasons.push(reason(
@@ -397,8 +399,17 @@ async fn require_provenance(state: &AppState, q: &GateQuery, d: &mut GateDecisio
             ));
             return;
         }
+        Err(e) => {
+            tracing::error!(error = %e.summary(), "environments could not be read");
+            d.state = GateState::Error;
+            d.reasons.push(reason(
+                "unavailable",
+                "the store cannot be reached".to_owned(),
+            ));
+            return;
+        }
     };
-    if !tier.is_some_and(|t| state.settings.provenance.required_tiers.contains(&t)) {
+    if !tier.is_some_and(|t| app.settings.provenance.required_tiers.contains(&t)) {
         return;
     }
     let Some(digest) = q.digest.as_deref() else {
@@ -409,7 +420,7 @@ async fn require_provenance(state: &AppState, q: &GateQuery, d: &mut GateDecisio
         ));
         return;
     };
-    match state.store.find_artifacts(&q.tenant, None, digest).await {
+    match app.store.find_artifacts(&q.tenant, None, digest).await {
         Ok(published) => {
             let p = shipgate_domain::provenance::check(None, "", digest, &published);
             if !p.ok() {
@@ -432,7 +443,7 @@ async fn require_provenance(state: &AppState, q: &GateQuery, d: &mut GateDecisio
 }
 
 pub async fn check_deployment(
-    state: &AppState,
+    app: &App,
     d: &shipgate_domain::NewDeployment,
 ) -> Option<shipgate_domain::ApprovalCheck> {
     use shipgate_domain::{ApprovalCheck, EnvTier};
@@ -455,7 +466,7 @@ pub async fn check_deployment(
                 // Who recorded it (authenticated), never the free `deployer` field.
                 deployer: Some(d.recorded_by.clone()),
             };
-            let (dec, _) = evaluate(state, &q).await;
+            let (dec, _) = evaluate(app, &q).await;
             Some(ApprovalCheck {
                 change: Some(cr.clone()),
                 state: dec.state.as_str().to_owned(),
@@ -524,38 +535,38 @@ fn refusal_code(code: &str) -> shipgate_domain::ErrorCode {
 
 /// Applies a write to a change and wakes the gates waiting on it.
 pub async fn update_change(
-    state: &AppState,
+    app: &App,
     tenant: &str,
     key: &str,
     actor: &str,
     f: impl FnOnce(&ChangeRequest) -> StoreResult<ChangeMutation> + Send + 'static,
 ) -> ApiResult<ChangeRequest> {
-    let now = state.clock.now();
-    let r = state
+    let now = app.clock.now();
+    let r = app
         .store
         .update_change(tenant, key, actor, Box::new(f), now)
         .await;
     if let Ok(c) = &r {
-        state.hub.notify(c.id);
+        app.notifier.notify(c.id);
     }
     Ok(r?)
 }
 
 /// After an emergency change opens: a team over its monthly threshold gets a root-cause review.
-pub async fn check_emergency_threshold(state: &AppState, c: &ChangeRequest) -> ApiResult<()> {
+pub async fn check_emergency_threshold(app: &App, c: &ChangeRequest) -> ApiResult<()> {
     if c.spec.change_type != ChangeType::Emergency {
         return Ok(());
     }
-    let Some(pv) = policy(state, &c.tenant).await? else {
+    let Some(pv) = policy(app, &c.tenant).await? else {
         return Ok(());
     };
     let Some(ep) = &pv.policy.emergency else {
         return Ok(());
     };
     let team = c.spec.team.clone().unwrap_or_else(|| "unassigned".into());
-    let now = state.clock.now();
+    let now = app.clock.now();
     let month_start = month_start(now);
-    let keys = state
+    let keys = app
         .store
         .emergency_changes(&c.tenant, &team, month_start)
         .await?;
@@ -567,11 +578,7 @@ pub async fn check_emergency_threshold(state: &AppState, c: &ChangeRequest) -> A
             changes: keys,
             opened_at: now,
         };
-        if state
-            .store
-            .open_root_cause_review(&c.tenant, &review)
-            .await?
-        {
+        if app.store.open_root_cause_review(&c.tenant, &review).await? {
             tracing::warn!(team = %review.team, month = %review.month, "emergency threshold exceeded: root-cause review opened");
             metrics::counter!("shipgate_root_cause_reviews_opened_total").increment(1);
         }
@@ -588,8 +595,8 @@ fn month_start(now: Timestamp) -> Timestamp {
 }
 
 /// Escalates stalled approvals past their SLA to the policy's resolution authority, once each.
-async fn escalate_stalled(state: &AppState, now: Timestamp) {
-    let pending = match state.store.pending_unescalated().await {
+async fn escalate_stalled(app: &App, now: Timestamp) {
+    let pending = match app.store.pending_unescalated().await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "escalation sweep failed");
@@ -597,19 +604,19 @@ async fn escalate_stalled(state: &AppState, now: Timestamp) {
         }
     };
     for (tenant, key) in pending {
-        let Ok(Some(pv)) = policy(state, &tenant).await else {
+        let Ok(Some(pv)) = policy(app, &tenant).await else {
             continue;
         };
         if !pv.policy.rules.iter().any(|r| r.escalate_to.is_some()) {
             continue;
         }
-        let Ok(Some(c)) = state.store.get_change(&tenant, &key).await else {
+        let Ok(Some(c)) = app.store.get_change(&tenant, &key).await else {
             continue;
         };
         if shipgate_domain::approval::escalation_due(&c, &pv, now).is_none() {
             continue;
         }
-        let r = update_change(state, &tenant, &key, "shipgate", move |c| {
+        let r = update_change(app, &tenant, &key, "shipgate", move |c| {
             let Some((to, sla)) = shipgate_domain::approval::escalation_due(c, &pv, now) else {
                 return Ok(ChangeMutation::default());
             };
@@ -637,16 +644,16 @@ async fn escalate_stalled(state: &AppState, now: Timestamp) {
 
 /// Escalates overdue post-deployment reviews, once each: an audit entry, a log line at error
 /// level and a metric that alerting watches. Also escalates stalled approvals.
-pub fn spawn_review_sweeper(state: AppState, every: Duration) -> JoinHandle<()> {
+pub fn spawn_review_sweeper(app: Arc<App>, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = state.shutdown.cancelled() => return,
+                _ = app.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let now = state.clock.now();
-            escalate_stalled(&state, now).await;
-            let due = match state.store.overdue_reviews(now).await {
+            let now = app.clock.now();
+            escalate_stalled(&app, now).await;
+            let due = match app.store.overdue_reviews(now).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = %e, "review sweep failed");
@@ -654,7 +661,7 @@ pub fn spawn_review_sweeper(state: AppState, every: Duration) -> JoinHandle<()> 
                 }
             };
             for (tenant, key) in due {
-                let r = update_change(&state, &tenant, &key, "shipgate", move |c| {
+                let r = update_change(&app, &tenant, &key, "shipgate", move |c| {
                     if c.reviewed_at.is_some() || c.review_escalated_at.is_some() {
                         return Ok(ChangeMutation::default());
                     }
