@@ -5,10 +5,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
 use rand::RngCore;
-use serde::Serialize;
 use shipgate_domain::audit::sha256_hex;
 use shipgate_domain::{ApiToken, Role};
-use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -33,43 +31,7 @@ pub fn hash_token(token: &str) -> String {
 /// within the TTL.
 pub type TokenCache = crate::cache::TtlMap<ApiToken>;
 
-/// The authenticated caller of a request, with the tenant every query is scoped to.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Caller {
-    pub tenant: String,
-    pub subject: String,
-    pub role: Role,
-    /// May act on any tenant (the bootstrap token).
-    pub root: bool,
-    /// Writes are limited to environments of this tier.
-    pub env_tier: Option<shipgate_domain::EnvTier>,
-}
-
-impl Caller {
-    /// A token scoped to an environment tier writes only there.
-    pub fn require_env_tier(
-        &self,
-        tier: Option<shipgate_domain::EnvTier>,
-        what: &str,
-    ) -> Result<(), ApiError> {
-        match self.env_tier {
-            Some(scope) if Some(scope) != tier => Err(ApiError::Forbidden(format!(
-                "this token is limited to {scope} environments; {what} is {}",
-                tier.map_or("of no known tier".to_owned(), |t| t.to_string())
-            ))),
-            _ => Ok(()),
-        }
-    }
-    pub fn require_root(&self) -> Result<(), ApiError> {
-        if self.root {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(
-                "only the root admin token may do this".into(),
-            ))
-        }
-    }
-}
+pub use crate::service::Caller;
 
 /// Left in a request's extensions once a credential is recognised (the token exists, or the
 /// SSO token verified), so that a later refusal is attributed to a known identity.

@@ -11,7 +11,6 @@ use serde::Serialize;
 use serde_json::Value;
 use shipgate_domain::audit::{canonical_json, sha256_hex};
 use shipgate_domain::import::{parse_csv, parse_jsonl};
-use shipgate_domain::input::{Context, parse_create, parse_status_change};
 use shipgate_domain::*;
 use shipgate_store::StoreError;
 use utoipa::{IntoParams, ToSchema};
@@ -20,11 +19,12 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{
-    Params, QueryPairs, body_bytes, declared_environments, idempotency, parse_json, parse_since,
-    read_tenant, resolve_environment,
+    IdempotencyHeader, Params, QueryPairs, body_bytes, parse_json, parse_since, read_tenant,
+    resolve_environment,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::service::deployments;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -144,51 +144,6 @@ async fn shipped(
     }))
 }
 
-/// Validates and records one deployment (the API, imports aside, and integrations).
-pub(crate) async fn record(
-    state: &AppState,
-    caller: &Caller,
-    value: &Value,
-    headers: &HeaderMap,
-) -> ApiResult<shipgate_store::Created> {
-    let mut cmd = validate(state, caller, value, false).await?;
-    cmd.idempotency = idempotency(headers, value, "deployment-id")?;
-    caller.require_env_tier(
-        cmd.deployment.environment.tier,
-        &cmd.deployment.environment.name,
-    )?;
-    cmd.deployment.approval = crate::service::gate::check_deployment(state, &cmd.deployment).await;
-    cmd.deployment.provenance = crate::service::gate::check_provenance(
-        state,
-        &caller.tenant,
-        cmd.deployment.artifact_name.as_deref(),
-        &cmd.deployment.version,
-        cmd.deployment.artifact_digest.as_deref(),
-    )
-    .await?;
-    state.ingest.submit(cmd).await
-}
-
-/// Validates a creation request into a command.
-async fn validate(
-    state: &AppState,
-    caller: &Caller,
-    value: &Value,
-    backfill: bool,
-) -> Result<CreateDeployment, ApiError> {
-    let declared = declared_environments(state, &caller.tenant).await?;
-    let ctx = Context {
-        tenant: &caller.tenant,
-        recorded_by: &caller.subject,
-        now: state.clock.now(),
-        taxonomy: &state.settings.environments,
-        requirements: &state.settings.requirements,
-        declared_environment: &|n| declared.get(n).cloned(),
-        backfill,
-    };
-    Ok(parse_create(value, &ctx)?)
-}
-
 #[utoipa::path(post, path = "/api/v1/deployments", tag = "deployments",
     request_body = CreateDeploymentRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the first result")),
@@ -201,12 +156,12 @@ async fn validate(
 async fn create_deployment(
     State(state): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
+    IdempotencyHeader(key): IdempotencyHeader,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
-    let created = record(&state, &caller, &value, &headers).await?;
+    let created = deployments::record(&state, &caller, &value, key.as_deref()).await?;
     let id = created.deployment.record.id;
     if created.created {
         metrics::counter!("shipgate_deployments_created_total").increment(1);
@@ -404,13 +359,13 @@ async fn append_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IdempotencyHeader(key): IdempotencyHeader,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let bytes = body_bytes(body, state.settings.max_body_bytes)?;
     let value = parse_json(&bytes)?;
-    let r = append(&state, &caller, id, &value, &headers).await?;
+    let r = deployments::append(&state, &caller, id, &value, key.as_deref()).await?;
     let status = if r.event.is_some() {
         StatusCode::CREATED
     } else {
@@ -424,39 +379,6 @@ async fn append_event(
         }),
     )
         .into_response())
-}
-
-/// Validates and appends one status event.
-pub(crate) async fn append(
-    state: &AppState,
-    caller: &Caller,
-    id: Uuid,
-    value: &Value,
-    headers: &HeaderMap,
-) -> ApiResult<shipgate_store::Appended> {
-    let change = parse_status_change(value, state.clock.now())?;
-    if caller.env_tier.is_some() {
-        // A tier-scoped token advances only deployments of its tier.
-        let d = state
-            .store
-            .get_deployment(&caller.tenant, id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        caller.require_env_tier(d.record.environment.tier, &d.record.environment.name)?;
-    }
-    let key = idempotency(headers, value, "event-id")?
-        .filter(|_| headers.contains_key("idempotency-key"));
-    Ok(state
-        .store
-        .append_event(
-            &caller.tenant,
-            id,
-            change,
-            &caller.subject,
-            state.clock.now(),
-            key,
-        )
-        .await?)
 }
 
 #[allow(dead_code)]
@@ -573,7 +495,7 @@ async fn import_deployments(
     let mut cmd_lines = Vec::new();
     for (line, parsed) in lines {
         let outcome = match parsed {
-            Ok(v) => match validate(&state, &caller, &v, true).await {
+            Ok(v) => match deployments::validate(&state, &caller, &v, true).await {
                 Ok(c)
                     if caller
                         .require_env_tier(

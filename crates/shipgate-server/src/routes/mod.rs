@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
-use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde_json::Value;
-use shipgate_domain::audit::{canonical_json, sha256_hex};
-use shipgate_domain::{FieldErrors, IdempotencyKey};
+
+use shipgate_domain::FieldErrors;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -612,14 +611,20 @@ pub fn parse_json(b: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))
 }
 
-/// The idempotency key of a write: the `Idempotency-Key` header, else the client-supplied id.
-pub fn idempotency(
-    headers: &HeaderMap,
-    body: &Value,
-    client_id_prefix: &str,
-) -> ApiResult<Option<IdempotencyKey>> {
-    let request_hash = sha256_hex(canonical_json(body).as_bytes());
-    if let Some(h) = headers.get("idempotency-key") {
+/// The `Idempotency-Key` header, checked once at the edge: 1-255 visible ASCII characters.
+/// Absent, it is `None`; the use case then falls back to the record's own id.
+pub struct IdempotencyHeader(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(h) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyHeader(None));
+        };
         let key = h
             .to_str()
             .ok()
@@ -632,18 +637,8 @@ pub fn idempotency(
                     "must be 1-255 visible ASCII characters",
                 )
             })?;
-        return Ok(Some(IdempotencyKey {
-            key: key.to_owned(),
-            request_hash,
-        }));
+        Ok(IdempotencyHeader(Some(key.to_owned())))
     }
-    Ok(body
-        .get("id")
-        .and_then(Value::as_str)
-        .map(|id| IdempotencyKey {
-            key: format!("{client_id_prefix}:{}", id.to_ascii_lowercase()),
-            request_hash,
-        }))
 }
 
 /// The query string as its pairs, in order (so that a repeated parameter can be refused); an

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -22,11 +22,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use uuid::Uuid;
-
-use super::{Params, QueryPairs, body_bytes, deployments, parse_json};
+use super::{Params, QueryPairs, body_bytes, parse_json};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::service::deliveries::{self, DeliveryAnswer, delivery, remember};
 use crate::state::AppState;
 
 /// One tenant's webhook secrets.
@@ -66,14 +65,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_deliveries))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct DeliveryAnswer {
-    /// `accepted`, `ignored`, or `duplicate` (a redelivery, answered from its first record).
-    result: String,
-    reason: Option<String>,
-    records: Vec<String>,
-}
-
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
@@ -99,174 +90,8 @@ fn hmac_matches(key: &[u8], body: &[u8], hex_sig: &str) -> bool {
     })
 }
 
-async fn remember(state: &AppState, d: Delivery) {
-    if let Err(e) = state.store.record_delivery(&d).await {
-        tracing::warn!(error = ?e, source = %d.source, delivery = %d.delivery_id, "could not record a webhook delivery");
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn delivery(
-    state: &AppState,
-    source: &str,
-    id: &str,
-    tenant: &str,
-    event: &str,
-    result: &str,
-    reason: Option<String>,
-    records: Vec<String>,
-) -> Delivery {
-    Delivery {
-        source: source.into(),
-        delivery_id: id.into(),
-        tenant: tenant.into(),
-        event: event.into(),
-        result: result.into(),
-        reason,
-        records,
-        received_at: state.clock.now(),
-    }
-}
-
-/// Records what the intents ask for, as `caller`.
-pub(crate) async fn apply(
-    state: &AppState,
-    caller: &Caller,
-    intents: Vec<Intent>,
-) -> ApiResult<Vec<String>> {
-    let tenant = caller.tenant.as_str();
-    let none = HeaderMap::new();
-    let mut records = Vec::new();
-    let known = |id: Uuid| async move { state.store.get_deployment(tenant, id).await };
-    // Ids derived from upstream records are scoped to the tenant: two tenants' Jenkins job
-    // `deploy` #12 are two deployments.
-    let scope = |v: &mut serde_json::Value| {
-        if let Some(id) = v["id"].as_str() {
-            v["id"] = serde_json::Value::String(
-                shipgate_domain::integrations::derived_id(&[tenant, id]).to_string(),
-            );
-        }
-    };
-    for intent in intents {
-        let intent = match intent {
-            Intent::Deployment { mut body } => {
-                scope(&mut body);
-                Intent::Deployment { body }
-            }
-            Intent::Status {
-                mut deployment,
-                mut status,
-                deployment_id,
-            } => {
-                scope(&mut deployment);
-                scope(&mut status);
-                Intent::Status {
-                    deployment_id: deployment["id"]
-                        .as_str()
-                        .and_then(|i| Uuid::parse_str(i).ok())
-                        .unwrap_or(deployment_id),
-                    deployment,
-                    status,
-                }
-            }
-            other => other,
-        };
-        match intent {
-            Intent::Deployment { body } => {
-                let id = body["id"].as_str().and_then(|i| Uuid::parse_str(i).ok());
-                if let Some(id) = id
-                    && known(id).await?.is_some()
-                {
-                    records.push(id.to_string());
-                    continue;
-                }
-                let c = deployments::record(state, caller, &body, &none).await?;
-                records.push(c.deployment.record.id.to_string());
-            }
-            Intent::Status {
-                deployment_id,
-                deployment,
-                status,
-            } => {
-                if known(deployment_id).await?.is_none() {
-                    deployments::record(state, caller, &deployment, &none).await?;
-                }
-                let mut h = HeaderMap::new();
-                if let Some(k) = status["id"]
-                    .as_str()
-                    .and_then(|k| HeaderValue::from_str(k).ok())
-                {
-                    h.insert("idempotency-key", k);
-                }
-                deployments::append(state, caller, deployment_id, &status, &h).await?;
-                records.push(deployment_id.to_string());
-            }
-            Intent::Commits(commits) => {
-                state.store.record_commits(tenant, &commits).await?;
-                records.extend(commits.into_iter().map(|c| c.sha));
-            }
-            Intent::PullRequest(pr) => {
-                state
-                    .store
-                    .record_pull_request(tenant, &pr, &caller.subject, state.clock.now())
-                    .await?;
-                records.push(format!("{}#{}", pr.repository, pr.number));
-            }
-            Intent::Tag(t) => {
-                state
-                    .store
-                    .record_tag(tenant, &t, &caller.subject, state.clock.now())
-                    .await?;
-                records.push(format!("{}@{}", t.repository, t.name));
-            }
-            Intent::TagDeleted { repository, name } => {
-                state
-                    .store
-                    .delete_tag(
-                        tenant,
-                        &repository,
-                        &name,
-                        &caller.subject,
-                        state.clock.now(),
-                    )
-                    .await?;
-                records.push(format!("{repository}@{name} (deleted)"));
-            }
-            Intent::Incident(i) => {
-                record_incident(state, tenant, &caller.subject, &i).await?;
-                records.push(format!("{}:{}", i.source, i.external_id));
-            }
-            Intent::Artifact {
-                name,
-                version,
-                digest,
-            } => {
-                if caller.env_tier.is_some() {
-                    return Err(ApiError::Forbidden(
-                        "publishing artifacts needs a token not limited to one tier".into(),
-                    ));
-                }
-                let a = shipgate_domain::provenance::PublishedArtifact {
-                    name,
-                    version,
-                    digest: digest.clone(),
-                    source: caller.subject.clone(),
-                    published_at: state.clock.now(),
-                };
-                state
-                    .store
-                    .publish_artifact(tenant, &a, &caller.subject)
-                    .await?;
-                records.push(digest);
-            }
-        }
-    }
-    Ok(records)
-}
-
-/// Acts on a mapped delivery and records the outcome. A store outage is not recorded, so that
-/// the sender's retry is acted on.
-pub(crate) async fn settle(
+/// Acts on a mapped delivery as its source and answers with the outcome.
+async fn settle(
     state: &AppState,
     source: &str,
     id: &str,
@@ -274,19 +99,13 @@ pub(crate) async fn settle(
     event: &str,
     mapped: Result<Result<Vec<Intent>, Ignored>, shipgate_domain::FieldErrors>,
 ) -> ApiResult<Response> {
-    // A webhook acts as its source: a deployer in the tenant.
-    let caller = Caller {
-        tenant: tenant.to_owned(),
-        subject: source.to_owned(),
-        role: Role::Deployer,
-        root: false,
-        env_tier: None,
-    };
-    settle_as(state, &caller, source, id, event, mapped).await
+    deliveries::settle(state, source, id, tenant, event, mapped)
+        .await
+        .map(|a| Json(a).into_response())
 }
 
-/// Acts on a mapped delivery as `caller` and records the outcome.
-pub(crate) async fn settle_as(
+/// Acts on a mapped delivery as `caller` and answers with the outcome.
+async fn settle_as(
     state: &AppState,
     caller: &Caller,
     source: &str,
@@ -294,53 +113,9 @@ pub(crate) async fn settle_as(
     event: &str,
     mapped: Result<Result<Vec<Intent>, Ignored>, shipgate_domain::FieldErrors>,
 ) -> ApiResult<Response> {
-    let tenant = caller.tenant.as_str();
-    let d = |result: &str, reason: Option<String>, records: Vec<String>| {
-        delivery(state, source, id, tenant, event, result, reason, records)
-    };
-    match mapped {
-        Err(errors) => {
-            let reason = errors
-                .0
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            remember(state, d("rejected", Some(reason), vec![])).await;
-            Err(ApiError::Validation(errors))
-        }
-        Ok(Err(Ignored(reason))) => {
-            remember(state, d("ignored", Some(reason.clone()), vec![])).await;
-            Ok(Json(DeliveryAnswer {
-                result: "ignored".into(),
-                reason: Some(reason),
-                records: vec![],
-            })
-            .into_response())
-        }
-        Ok(Ok(intents)) => match apply(state, caller, intents).await {
-            Ok(records) => {
-                remember(state, d("accepted", None, records.clone())).await;
-                metrics::counter!("shipgate_webhook_deliveries_total", "source" => source.to_owned(), "result" => "accepted").increment(1);
-                Ok((
-                    StatusCode::OK,
-                    Json(DeliveryAnswer {
-                        result: "accepted".into(),
-                        reason: None,
-                        records,
-                    }),
-                )
-                    .into_response())
-            }
-            Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::Overloaded)) => {
-                Err(e)
-            }
-            Err(e) => {
-                remember(state, d("rejected", Some(e.summary()), vec![])).await;
-                Err(e)
-            }
-        },
-    }
+    deliveries::settle_as(state, caller, source, id, event, mapped)
+        .await
+        .map(|a| Json(a).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/webhooks/{tenant}/github", tag = "integrations", security(()),
@@ -773,28 +548,6 @@ pub struct IncidentAnswer {
 
 /// Records one incident (its environment resolved for the event's tier); returns whether it
 /// changed, and the resolved environment.
-async fn record_incident(
-    state: &AppState,
-    tenant: &str,
-    actor: &str,
-    i: &shipgate_domain::incident::Incident,
-) -> ApiResult<(bool, Option<shipgate_domain::ResolvedEnvironment>)> {
-    let env = match &i.environment {
-        Some(e) => super::resolve_environment(state, tenant, e).await?.ok(),
-        None => None,
-    };
-    let changed = state
-        .store
-        .record_incident(
-            tenant,
-            i,
-            env.as_ref().and_then(|e| e.tier),
-            actor,
-            state.clock.now(),
-        )
-        .await?;
-    Ok((changed, env))
-}
 
 /// Records incidents and answers with the recent changes to what they affect.
 async fn take_incidents(
@@ -807,7 +560,7 @@ async fn take_incidents(
     let mut changed = false;
     let mut suggested: Vec<shipgate_store::FeedEntry> = Vec::new();
     for i in &incidents {
-        let (recorded, env) = record_incident(state, tenant, actor, i).await?;
+        let (recorded, env) = deliveries::record_incident(state, tenant, actor, i).await?;
         changed |= recorded;
         if i.service.is_none() && env.is_none() {
             continue;
