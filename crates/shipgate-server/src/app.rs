@@ -175,7 +175,7 @@ impl Application {
             ));
         }
         if let Some(d) = directory {
-            background.push(d.spawn(state.clone()));
+            background.push(d.spawn(app.clone()));
         }
         background.extend(crate::stream::spawn_all(&state));
         crate::routes::webhooks::resume_protection_requests(&state).await;

@@ -26,11 +26,7 @@ pub fn hash_token(token: &str) -> String {
     sha256_hex(token.as_bytes())
 }
 
-/// Recently seen tokens, so that authentication costs no store round trip on the hot path.
-/// Revocation and rotation forget a token at once in this instance; other instances forget it
-/// within the TTL.
-pub type TokenCache = crate::cache::TtlMap<ApiToken>;
-
+pub use crate::cache::{GrantCache, TokenCache};
 pub use crate::service::Caller;
 
 /// Left in a request's extensions once a credential is recognised (the token exists, or the
@@ -182,7 +178,7 @@ async fn sso_caller(
     id: crate::oidc::Identity,
     tenant: String,
 ) -> Result<Caller, ApiError> {
-    let grants = state.grants.get(state, &tenant).await?;
+    let grants = state.grants.get(state.store.as_ref(), &tenant).await?;
     let now = state.clock.now();
     let mut best: Option<(Role, Option<shipgate_domain::EnvTier>, Option<&ApiToken>)> =
         if tenant == id.tenant {
@@ -216,7 +212,7 @@ async fn sso_caller(
         )));
     };
     if let Some(g) = grant {
-        state.grants.touch(state, g, now);
+        state.grants.touch(&state.store, g, now);
     }
     Ok(Caller {
         tenant,
@@ -225,60 +221,6 @@ async fn sso_caller(
         root: false,
         env_tier,
     })
-}
-
-type Grants = std::sync::Arc<Vec<ApiToken>>;
-
-/// Each tenant's role grants, kept for a few seconds (granting or revoking here forgets them at
-/// once; other instances see it within the TTL).
-pub struct GrantCache {
-    entries: crate::cache::TtlMap<Grants>,
-    touched: crate::cache::TtlMap<()>,
-}
-
-impl GrantCache {
-    pub fn new(clock: std::sync::Arc<dyn shipgate_domain::time::Clock>, ttl_secs: u64) -> Self {
-        GrantCache {
-            entries: crate::cache::TtlMap::new(clock.clone(), ttl_secs),
-            // A grant's last use is recorded at most every five minutes.
-            touched: crate::cache::TtlMap::new(clock, 300),
-        }
-    }
-
-    pub fn forget(&self, tenant: &str) {
-        self.entries.forget(tenant);
-    }
-
-    async fn get(
-        &self,
-        state: &AppState,
-        tenant: &str,
-    ) -> Result<std::sync::Arc<Vec<ApiToken>>, ApiError> {
-        if let Some(g) = self.entries.get(tenant) {
-            return Ok(g);
-        }
-        // Fail closed: a store error is an error, never a pass.
-        let mut all = state.store.list_tokens(tenant).await?;
-        all.retain(ApiToken::is_role_grant);
-        let g = std::sync::Arc::new(all);
-        self.entries.put(tenant, g.clone());
-        Ok(g)
-    }
-
-    /// Records a grant's last use for access reviews, at most every five minutes.
-    fn touch(&self, state: &AppState, g: &ApiToken, now: shipgate_domain::time::Timestamp) {
-        let key = g.id.to_string();
-        if self.touched.get(&key).is_some() {
-            return;
-        }
-        self.touched.put(&key, ());
-        let (store, id) = (state.store.clone(), g.id);
-        tokio::spawn(async move {
-            if let Err(e) = store.touch_token(id, now).await {
-                tracing::warn!(error = %e, "could not record a role grant's last use");
-            }
-        });
-    }
 }
 
 pub fn valid_tenant(s: &str) -> bool {

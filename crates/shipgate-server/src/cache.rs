@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
+use shipgate_domain::ApiToken;
 use shipgate_domain::time::{Clock, Timestamp};
 
 /// How long each cache keeps what it read, in seconds. Writes through this instance forget
@@ -72,5 +73,69 @@ impl<V: Clone> TtlMap<V> {
         if let Ok(mut map) = self.entries.write() {
             map.remove(key);
         }
+    }
+}
+
+/// Recently seen tokens, so that authentication costs no store round trip on the hot path.
+/// Revocation and rotation forget a token at once in this instance; other instances forget it
+/// within the TTL.
+pub type TokenCache = crate::cache::TtlMap<ApiToken>;
+
+type Grants = std::sync::Arc<Vec<ApiToken>>;
+
+/// Each tenant's role grants, kept for a few seconds (granting or revoking here forgets them at
+/// once; other instances see it within the TTL).
+pub struct GrantCache {
+    entries: crate::cache::TtlMap<Grants>,
+    touched: crate::cache::TtlMap<()>,
+}
+
+impl GrantCache {
+    pub fn new(clock: std::sync::Arc<dyn shipgate_domain::time::Clock>, ttl_secs: u64) -> Self {
+        GrantCache {
+            entries: crate::cache::TtlMap::new(clock.clone(), ttl_secs),
+            // A grant's last use is recorded at most every five minutes.
+            touched: crate::cache::TtlMap::new(clock, 300),
+        }
+    }
+
+    pub fn forget(&self, tenant: &str) {
+        self.entries.forget(tenant);
+    }
+
+    pub async fn get(
+        &self,
+        store: &dyn shipgate_store::Store,
+        tenant: &str,
+    ) -> Result<Arc<Vec<ApiToken>>, crate::error::ApiError> {
+        if let Some(g) = self.entries.get(tenant) {
+            return Ok(g);
+        }
+        // Fail closed: a store error is an error, never a pass.
+        let mut all = store.list_tokens(tenant).await?;
+        all.retain(ApiToken::is_role_grant);
+        let g = std::sync::Arc::new(all);
+        self.entries.put(tenant, g.clone());
+        Ok(g)
+    }
+
+    /// Records a grant's last use for access reviews, at most every five minutes.
+    pub fn touch(
+        &self,
+        store: &Arc<dyn shipgate_store::Store>,
+        g: &ApiToken,
+        now: shipgate_domain::time::Timestamp,
+    ) {
+        let key = g.id.to_string();
+        if self.touched.get(&key).is_some() {
+            return;
+        }
+        self.touched.put(&key, ());
+        let (store, id) = (store.clone(), g.id);
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_token(id, now).await {
+                tracing::warn!(error = %e, "could not record a role grant's last use");
+            }
+        });
     }
 }

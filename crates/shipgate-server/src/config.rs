@@ -32,24 +32,24 @@ pub struct Settings {
     /// Longest a gate call may wait (`?wait=`), in seconds.
     pub max_gate_wait_secs: u64,
     /// Single sign-on through an OpenID Connect provider.
-    pub oidc: crate::oidc::OidcSettings,
+    pub oidc: crate::settings::OidcSettings,
     /// Group membership from an LDAP directory.
-    pub ldap: crate::ldap::LdapSettings,
+    pub ldap: crate::settings::LdapSettings,
     /// Event streaming to NATS JetStream.
-    pub nats: crate::stream::NatsSettings,
+    pub nats: crate::settings::NatsSettings,
     /// Event streaming to Kafka.
-    pub kafka: crate::stream::KafkaSettings,
+    pub kafka: crate::settings::KafkaSettings,
     /// The transactional outbox the event relays read.
-    pub outbox: crate::stream::OutboxSettings,
+    pub outbox: crate::settings::OutboxSettings,
     /// Webhook secrets per tenant: `[webhooks.<tenant>] github_secret = "..."`.
-    pub webhooks: std::collections::BTreeMap<String, crate::routes::webhooks::WebhookSecrets>,
+    pub webhooks: std::collections::BTreeMap<String, crate::settings::WebhookSecrets>,
     /// ServiceNow and Jira per tenant: `[itsm.<tenant>.servicenow]`, `[itsm.<tenant>.jira]`.
-    pub itsm: crate::writeback::ItsmSettings,
+    pub itsm: crate::settings::ItsmSettings,
     /// Artifact immutability: tiers whose gate requires a published digest.
     pub provenance: ProvenanceSettings,
     /// Refused requests: the failed-authentication budget per client address and how refusals
     /// of known identities are aggregated on the audit chain.
-    pub auth: crate::refusals::AuthSettings,
+    pub auth: crate::settings::AuthSettings,
     /// The audit chain's published head.
     pub audit: AuditSettings,
     /// How long read caches keep what they read.
@@ -113,8 +113,8 @@ impl Default for Settings {
             requirements: Requirements::default(),
             review_sweep_secs: 30,
             max_gate_wait_secs: 300,
-            oidc: crate::oidc::OidcSettings::default(),
-            ldap: crate::ldap::LdapSettings::default(),
+            oidc: crate::settings::OidcSettings::default(),
+            ldap: crate::settings::LdapSettings::default(),
             nats: Default::default(),
             kafka: Default::default(),
             outbox: Default::default(),

@@ -8,93 +8,18 @@
 //!
 //! When the directory cannot be read, the last synchronised membership stays in force (it is in
 //! the store) and the failure is logged and counted; nobody gains anything from an outage.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::ExposeSecret;
 use shipgate_domain::directory::{DirectoryGroup, DirectoryRead, DirectoryUser, plan_sync};
 use tokio::task::JoinHandle;
 
-use crate::state::AppState;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LdapSettings {
-    /// `ldap://host:389` or `ldaps://host:636`; unset turns directory sync off.
-    pub url: Option<String>,
-    /// Upgrade an `ldap://` connection with StartTLS.
-    pub starttls: bool,
-    /// The account shipgate binds as (read-only access is enough); unset binds anonymously.
-    pub bind_dn: Option<String>,
-    pub bind_password: Option<SecretString>,
-    /// Where people are: their entries give each member's subject, name and email.
-    pub user_base_dn: String,
-    pub user_filter: String,
-    /// The attribute that is the person's shipgate subject (the same value the OIDC
-    /// `subject_claim` or the API token carries).
-    pub user_id_attribute: String,
-    pub user_name_attribute: String,
-    pub user_email_attribute: String,
-    /// Where groups are.
-    pub group_base_dn: String,
-    pub group_filter: String,
-    pub group_name_attribute: String,
-    /// Attributes that list members: DNs (`member`, `uniqueMember`) or bare ids (`memberUid`).
-    pub member_attributes: Vec<String>,
-    /// Directory group name -> shipgate approver group whose members it defines.
-    pub group_map: BTreeMap<String, String>,
-    /// The tenant whose approver groups the directory defines.
-    pub tenant: String,
-    /// How often the directory is read, in seconds.
-    pub refresh_secs: u64,
-    /// Connect and operation timeout, in seconds.
-    pub timeout_secs: u64,
-}
-
-impl Default for LdapSettings {
-    fn default() -> Self {
-        LdapSettings {
-            url: None,
-            starttls: false,
-            bind_dn: None,
-            bind_password: None,
-            user_base_dn: String::new(),
-            user_filter: "(|(objectClass=inetOrgPerson)(objectClass=person))".into(),
-            user_id_attribute: "uid".into(),
-            user_name_attribute: "cn".into(),
-            user_email_attribute: "mail".into(),
-            group_base_dn: String::new(),
-            group_filter:
-                "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
-                    .into(),
-            group_name_attribute: "cn".into(),
-            member_attributes: vec!["member".into(), "uniqueMember".into(), "memberUid".into()],
-            group_map: BTreeMap::new(),
-            tenant: "default".into(),
-            refresh_secs: 300,
-            timeout_secs: 10,
-        }
-    }
-}
-
-impl LdapSettings {
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if self.url.is_none() {
-            return Ok(());
-        }
-        if self.user_base_dn.is_empty() || self.group_base_dn.is_empty() {
-            anyhow::bail!("ldap.url is set but ldap.user_base_dn or ldap.group_base_dn is not");
-        }
-        if self.bind_dn.is_some() != self.bind_password.is_some() {
-            anyhow::bail!("ldap.bind_dn and ldap.bind_password go together");
-        }
-        Ok(())
-    }
-}
+use crate::service::App;
+pub use crate::settings::LdapSettings;
 
 struct Snapshot {
     groups_of: HashMap<String, Vec<String>>,
@@ -227,7 +152,7 @@ impl Directory {
     }
 
     /// One synchronisation: read the directory, write what changed.
-    pub async fn sync(&self, state: &AppState) -> anyhow::Result<usize> {
+    pub async fn sync(&self, state: &App) -> anyhow::Result<usize> {
         let read = self.read().await?;
         // Roles follow the directory as soon as it is read, whatever happens to the store write.
         if let Ok(mut g) = self.snapshot.write() {
@@ -256,7 +181,7 @@ impl Directory {
         Ok(changed)
     }
 
-    pub fn spawn(self: Arc<Self>, state: AppState) -> JoinHandle<()> {
+    pub fn spawn(self: Arc<Self>, state: Arc<App>) -> JoinHandle<()> {
         let every = Duration::from_secs(self.settings.refresh_secs.max(1));
         tokio::spawn(async move {
             loop {

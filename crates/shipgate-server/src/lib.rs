@@ -17,6 +17,8 @@ pub mod oidc;
 pub mod refusals;
 pub mod routes;
 pub mod service;
+pub mod settings;
+pub mod sink;
 pub mod state;
 pub mod stream;
 pub mod telemetry;

@@ -5,57 +5,16 @@
 //! accepted before its `nbf` (not before); `exp` and `nbf` share one small leeway
 //! (`leeway_secs`, at most [`MAX_LEEWAY_SECS`]). `alg=none` and HMAC algorithms are refused.
 //! Group claims map to shipgate roles; the highest mapped role wins.
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
-use serde::Deserialize;
 use serde_json::Value;
 use shipgate_domain::Role;
 use tokio::sync::RwLock;
 
 use crate::error::ApiError;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct OidcSettings {
-    /// The provider's issuer URL; unset turns SSO off.
-    pub issuer: Option<String>,
-    /// The audience shipgate's tokens must carry.
-    pub audience: Option<String>,
-    /// Override the JWKS location (otherwise discovered from the issuer).
-    pub jwks_uri: Option<String>,
-    /// The claim that holds the caller's groups.
-    pub groups_claim: String,
-    /// The claim that names the caller.
-    pub subject_claim: String,
-    /// Group name -> shipgate role.
-    pub role_map: BTreeMap<String, Role>,
-    /// The tenant SSO callers act in.
-    pub tenant: String,
-    /// How long fetched keys are trusted before they are fetched again, in seconds.
-    pub jwks_refresh_secs: u64,
-    /// Allowed clock skew for `exp` and `nbf`, in seconds (at most [`MAX_LEEWAY_SECS`]; a
-    /// larger setting counts as that).
-    pub leeway_secs: u64,
-}
-
-impl Default for OidcSettings {
-    fn default() -> Self {
-        OidcSettings {
-            issuer: None,
-            audience: None,
-            jwks_uri: None,
-            groups_claim: "groups".into(),
-            subject_claim: "sub".into(),
-            role_map: BTreeMap::new(),
-            tenant: "default".into(),
-            jwks_refresh_secs: 300,
-            leeway_secs: 30,
-        }
-    }
-}
+pub use crate::settings::OidcSettings;
 
 /// Who an SSO token names.
 #[derive(Debug, Clone)]

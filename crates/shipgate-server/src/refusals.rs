@@ -11,37 +11,15 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use crate::settings::AuthSettings;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde::Deserialize;
 use shipgate_domain::audit::PendingEntry;
 use shipgate_domain::time::{Clock, Timestamp};
 use shipgate_store::Store;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// `[auth]`: how refusals are limited.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    /// Failed authentications one client address may make per minute (sustained).
-    pub failures_per_minute: u32,
-    /// Failed authentications one client address may make in a burst.
-    pub failure_burst: u32,
-    /// Refusals of one known identity within this many seconds share one audit entry.
-    pub refusal_window_secs: u64,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        AuthSettings {
-            failures_per_minute: 60,
-            failure_burst: 30,
-            refusal_window_secs: 1,
-        }
-    }
-}
 
 /// One refused request of a known identity.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::auth::TokenCache;
+use crate::cache::TokenCache;
 use crate::service::App;
 
 /// Everything a request handler may use. Cheap to clone.
@@ -18,7 +18,7 @@ pub struct Inner {
     /// The use cases' dependencies; `state.store`, `state.clock`... read through to it.
     pub app: Arc<App>,
     pub tokens: TokenCache,
-    pub grants: crate::auth::GrantCache,
+    pub grants: crate::cache::GrantCache,
     pub metrics: PrometheusHandle,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,

@@ -8,96 +8,13 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream::Config as StreamConfig};
-use serde::Deserialize;
 use shipgate_domain::events::OutboxRow;
 use tokio::task::JoinHandle;
 
+pub use crate::settings::{KafkaSettings, NatsSettings, OutboxSettings};
 use crate::state::AppState;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsSettings {
-    /// `nats://host:4222`; unset turns NATS publishing off.
-    pub url: Option<String>,
-    /// The JetStream stream shipgate creates (or updates) for its subjects.
-    pub stream: String,
-    /// Subjects are `<prefix>.<tenant>.<kind>.<env-tier>`.
-    pub subject_prefix: String,
-    /// How long JetStream remembers message ids for dedupe, in seconds.
-    pub duplicate_window_secs: u64,
-    /// How long the stream keeps messages, in days.
-    pub max_age_days: u64,
-}
-
-impl Default for NatsSettings {
-    fn default() -> Self {
-        NatsSettings {
-            url: None,
-            stream: "SHIPGATE".into(),
-            subject_prefix: "shipgate".into(),
-            duplicate_window_secs: 600,
-            max_age_days: 7,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaSettings {
-    /// Bootstrap brokers, `host:port`; empty turns Kafka publishing off.
-    pub brokers: Vec<String>,
-    /// One topic for every event; the record key is the record the event is about, and the
-    /// CloudEvents attributes travel as `ce_*` headers (binary mode).
-    pub topic: String,
-    /// Partitions of the topic when shipgate creates it. Events go to partition 0 so that one
-    /// topic keeps shipgate's commit order.
-    pub partitions: i32,
-    pub replication_factor: i16,
-}
-
-impl Default for KafkaSettings {
-    fn default() -> Self {
-        KafkaSettings {
-            brokers: Vec::new(),
-            topic: "shipgate.events".into(),
-            partitions: 1,
-            replication_factor: 1,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OutboxSettings {
-    /// Delivered events older than this are deleted from the outbox, in days.
-    pub retention_days: u64,
-    /// How often the relay looks for new events when idle, in milliseconds.
-    pub poll_ms: u64,
-    /// Events sent per round trip.
-    pub batch: u32,
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        OutboxSettings {
-            retention_days: 7,
-            poll_ms: 10,
-            batch: 256,
-        }
-    }
-}
-
-/// A broker the outbox is relayed to.
-#[async_trait::async_trait]
-pub trait Sink: Send + Sync {
-    fn name(&self) -> &'static str;
-    /// Connects (and prepares the stream or topic) if not connected.
-    async fn ready(&mut self) -> anyhow::Result<()>;
-    /// Publishes `rows` in order; returns how many leading rows the broker acknowledged.
-    async fn publish(&mut self, rows: &[OutboxRow]) -> (usize, Option<anyhow::Error>);
-    /// Forgets the connection after a failure.
-    fn reset(&mut self);
-}
+pub use crate::sink::Sink;
 
 pub struct NatsSink {
     settings: NatsSettings,

@@ -2,88 +2,15 @@
 //! outbox sink (like NATS and Kafka): a decision is written back at least once, in order, even
 //! across an outage of the ITSM tool; a record the tool refuses (4xx) is logged and skipped so
 //! that one bad ticket cannot stall the others.
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use shipgate_domain::events::OutboxRow;
-use shipgate_domain::integrations::itsm::{ItsmMapping, WriteBack, ticket_system, write_back};
+use shipgate_domain::integrations::itsm::{WriteBack, ticket_system, write_back};
 
-use crate::stream::Sink;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServiceNowSettings {
-    /// `https://acme.service-now.com`
-    pub instance_url: String,
-    pub username: Option<String>,
-    pub password: Option<SecretString>,
-    /// The token ServiceNow's outbound REST message sends in `X-Shipgate-Token`.
-    pub inbound_token: Option<SecretString>,
-    pub mapping: ItsmMapping,
-    /// The field written on decision, and its values.
-    pub approval_field: String,
-    pub approved_value: String,
-    pub rejected_value: String,
-    /// The journal field that gets the decision's comment.
-    pub comment_field: String,
-}
-
-impl Default for ServiceNowSettings {
-    fn default() -> Self {
-        ServiceNowSettings {
-            instance_url: String::new(),
-            username: None,
-            password: None,
-            inbound_token: None,
-            mapping: ItsmMapping::default(),
-            approval_field: "approval".into(),
-            approved_value: "approved".into(),
-            rejected_value: "rejected".into(),
-            comment_field: "work_notes".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JiraSettings {
-    /// `https://acme.atlassian.net`
-    pub base_url: String,
-    pub username: Option<String>,
-    pub api_token: Option<SecretString>,
-    /// The token Jira's webhook sends in `X-Shipgate-Token`.
-    pub inbound_token: Option<SecretString>,
-    pub mapping: ItsmMapping,
-    /// The transition taken on approval and on rejection, by its name or its target status.
-    pub approve_transition: String,
-    pub reject_transition: String,
-}
-
-impl Default for JiraSettings {
-    fn default() -> Self {
-        JiraSettings {
-            base_url: String::new(),
-            username: None,
-            api_token: None,
-            inbound_token: None,
-            mapping: ItsmMapping::default(),
-            approve_transition: "Approved".into(),
-            reject_transition: "Rejected".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ItsmTenant {
-    pub servicenow: Option<ServiceNowSettings>,
-    pub jira: Option<JiraSettings>,
-}
-
-pub type ItsmSettings = BTreeMap<String, ItsmTenant>;
+pub use crate::settings::{ItsmSettings, ItsmTenant, JiraSettings, ServiceNowSettings};
+use crate::sink::Sink;
 
 /// Writes decisions back to one system, for every tenant that configures it.
 pub struct WriteBackSink {

@@ -26,28 +26,8 @@ use super::{Params, QueryPairs, body_bytes, parse_json};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::service::deliveries::{self, DeliveryAnswer, delivery, remember};
+pub use crate::settings::WebhookSecrets;
 use crate::state::AppState;
-
-/// One tenant's webhook secrets.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebhookSecrets {
-    /// The secret set on the GitHub webhook (HMAC-SHA256 of each delivery).
-    pub github_secret: Option<SecretString>,
-    /// A GitHub token allowed to review deployment protection rules (a GitHub App installation
-    /// token); used to answer `deployment_callback_url`.
-    pub github_token: Option<SecretString>,
-    /// How long a protection rule waits on shipgate's gate before it is answered `rejected`.
-    pub github_protection_wait_secs: Option<u64>,
-    /// The GitHub API the token may be sent to (GitHub Enterprise Server:
-    /// `https://ghe.example.com/api/v3`); a callback URL elsewhere is refused. Default
-    /// `https://api.github.com`.
-    pub github_api_url: Option<String>,
-    /// The PagerDuty V3 webhook subscription's signing secret (`X-PagerDuty-Signature`).
-    pub pagerduty_secret: Option<SecretString>,
-    /// The secret token set on the GitLab webhook (sent verbatim in `X-Gitlab-Token`).
-    pub gitlab_token: Option<SecretString>,
-}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
