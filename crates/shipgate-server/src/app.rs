@@ -178,7 +178,7 @@ impl Application {
             background.push(d.spawn(app.clone()));
         }
         background.extend(crate::stream::spawn_all(&state));
-        crate::routes::webhooks::resume_protection_requests(&state).await;
+        crate::service::protection::resume(&app).await;
         let router = crate::routes::router(state.clone());
         Ok((
             Application {

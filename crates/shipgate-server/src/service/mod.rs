@@ -22,6 +22,7 @@ pub mod deployments;
 pub mod environments;
 pub mod gate;
 pub mod ingest;
+pub mod protection;
 
 /// The use cases' dependencies. Built once by `Application::build`.
 pub struct App {
