@@ -227,6 +227,27 @@ impl TestApp {
         r.body["token"].as_str().unwrap().to_owned()
     }
 
+    /// The value of one series on `/metrics` (`name{label="v"}`), 0 when absent. The recorder
+    /// is process-wide: compare with a value read earlier, never with an absolute number.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let r = self
+            .req(reqwest::Method::GET, "/metrics", None, None, &[])
+            .await;
+        assert_eq!(r.status, 200);
+        r.body
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
     pub async fn count(&self) -> usize {
         let r = self.get("/api/v1/deployments?limit=1000").await;
         r.body["items"].as_array().unwrap().len()
