@@ -125,6 +125,43 @@ fn change_body(env: &str) -> Value {
     })
 }
 
+/// A new token for `subject` and its id. Its first use is recorded (`last_used_at` in the
+/// access review), which tells a test that a process it started has reached the server.
+async fn fresh_token(app: &TestApp, subject: &str, role: &str) -> (String, String) {
+    let r = app
+        .post("/api/v1/tokens", json!({"subject": subject, "role": role}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    (
+        r.body["id"].as_str().unwrap().to_owned(),
+        r.body["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Waits until the token `id` has been used against the server.
+async fn until_used(app: &TestApp, id: &str) {
+    wait_until(
+        "the token's first use is on record",
+        Duration::from_secs(20),
+        async || {
+            let r = app.get("/api/v1/access-review").await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let used = r
+                .body
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["token_id"] == id && e["last_used_at"].is_string());
+            if used {
+                Ok(())
+            } else {
+                Err(r.body.to_string())
+            }
+        },
+    )
+    .await;
+}
+
 /// Asks the gate as `token`; names the change's first artifact digest unless `extra` names one
 /// (a digest-scoped change is never allowed for an unnamed artifact).
 async fn gate(app: &TestApp, token: &str, change: &str, env: &str, extra: &str) -> Value {
@@ -236,7 +273,10 @@ async fn normal_change_scenario(app: TestApp) {
     assert!(codes(&d).contains(&"missing_approvals".to_owned()));
     assert!(codes(&d).contains(&"missing_evidence".to_owned()));
 
-    // A pipeline waits on the gate through the CLI.
+    // A pipeline waits on the gate through the CLI, with a token of its own: once that token's
+    // first use is on record, the CLI's long-poll is in the server, and the approvals below are
+    // what release it.
+    let (cli_token_id, cli_token) = fresh_token(&app, "alice", "deployer").await;
     let wait = {
         let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipgate"));
         c.args([
@@ -252,10 +292,10 @@ async fn normal_change_scenario(app: TestApp) {
             "60s",
         ])
         .env("SHIPGATE_URL", &app.url)
-        .env("SHIPGATE_TOKEN", &p.alice);
+        .env("SHIPGATE_TOKEN", &cli_token);
         c.spawn().unwrap()
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_used(&app, &cli_token_id).await;
 
     assert_eq!(decide(&app, &p.carol, &cr, "approve").await.status, 200);
     assert_eq!(
@@ -652,24 +692,30 @@ async fn emergency_scenario(app: TestApp) {
     assert_eq!(rc[0]["team"], "payments");
     assert_eq!(rc[0]["changes"].as_array().unwrap().len(), 2);
 
-    // The post-deployment review is overdue after 2s and gets escalated by the sweeper.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rv = app.get("/api/v1/reviews").await;
-        let mine = rv.body["pending_reviews"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["change"] == cr.as_str())
-            .cloned()
-            .unwrap();
-        if mine["escalated"] == true {
-            assert_eq!(mine["overdue"], true);
-            break;
-        }
-        assert!(Instant::now() < deadline, "review never escalated: {mine}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The post-deployment review is overdue after 2s and gets escalated by the sweeper (which
+    // looks every second, at the server's time).
+    app.clock.advance(Duration::from_secs(3));
+    let mine = wait_until(
+        "the overdue review is escalated",
+        Duration::from_secs(10),
+        async || {
+            let rv = app.get("/api/v1/reviews").await;
+            let mine = rv.body["pending_reviews"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["change"] == cr.as_str())
+                .cloned()
+                .unwrap();
+            if mine["escalated"] == true {
+                Ok(mine)
+            } else {
+                Err(mine.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(mine["overdue"], true);
     // The requester cannot review their own emergency; someone else can.
     assert_eq!(
         decide(&app, &p.alice_approver, &cr, "review").await.body["code"],
@@ -933,6 +979,8 @@ async fn approval_on_one_instance_releases_a_gate_on_another() {
     assert_eq!(r.status, 201, "{}", r.body);
     let r = app_a.post_as("/api/v1/changes", body, &p.alice, &[]).await;
     let cr = r.body["key"].as_str().unwrap().to_owned();
+    // The CLI's own token: its first use on record means the long-poll is on instance A.
+    let (cli_token_id, cli_token) = fresh_token(&app_a, "alice", "deployer").await;
     let mut wait = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipgate"));
     wait.args([
         "gate",
@@ -947,9 +995,9 @@ async fn approval_on_one_instance_releases_a_gate_on_another() {
         "30s",
     ])
     .env("SHIPGATE_URL", &a.url)
-    .env("SHIPGATE_TOKEN", &p.alice);
+    .env("SHIPGATE_TOKEN", &cli_token);
     let child = wait.spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_used(&app_a, &cli_token_id).await;
     let app_b = b.client().await;
     let t = Instant::now();
     let r = decide(&app_b, &p.olga, &cr, "approve").await;
@@ -989,15 +1037,21 @@ async fn stalled_approvals_escalate_after_the_sla() {
         decide(&app, &p.carol, &cr, "approve").await.body["code"],
         "not_an_approver"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = app.get(&format!("/api/v1/changes/{cr}")).await;
-        if c.body["escalated_at"].is_string() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never escalated: {}", c.body);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The SLA (1s) passes at the server's time; the sweeper (every second) escalates.
+    app.clock.advance(Duration::from_secs(2));
+    wait_until(
+        "the stalled change is escalated",
+        Duration::from_secs(10),
+        async || {
+            let c = app.get(&format!("/api/v1/changes/{cr}")).await;
+            if c.body["escalated_at"].is_string() {
+                Ok(())
+            } else {
+                Err(c.body.to_string())
+            }
+        },
+    )
+    .await;
     let r = decide(&app, &p.carol, &cr, "approve").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["status"], "approved");

@@ -432,6 +432,42 @@ async fn token_lifecycle_and_scope() {
     app.stop().await;
 }
 
+/// A viewer's refused write, sent by `client`.
+async fn refuse(app: &TestApp, client: &reqwest::Client, token: &str) {
+    let r = client
+        .post(format!("{}/api/v1/deployments", app.url))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(json!({"service": "web", "environment": "dev", "version": "1"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+/// Waits until a refusal of `marker` is on the chain; returns every entry after `after`.
+async fn until_marker_on_chain(
+    app: &TestApp,
+    after: i64,
+) -> Vec<shipgate_domain::audit::AuditEntry> {
+    wait_until(
+        "the marker's refusal is on the chain",
+        std::time::Duration::from_secs(10),
+        async || {
+            let new = app.store.audit_entries(None, after, 100_000).await.unwrap();
+            if new
+                .iter()
+                .any(|e| e.action == "access.denied" && e.actor == "marker")
+            {
+                Ok(new)
+            } else {
+                Err(format!("{new:?}"))
+            }
+        },
+    )
+    .await
+}
+
 /// Refusals of known identities leave `access.denied` entries on the audit chain, aggregated
 /// per identity; unknown credentials are counted, never chained, and rate limited per address.
 #[tokio::test]
@@ -439,6 +475,11 @@ async fn refusals_are_audited() {
     // A slow refill: once over the burst, the address stays blocked for the rest of the test.
     let app = TestApp::spawn_with(|s| s.auth.failures_per_minute = 1).await;
     let viewer = app.token_for("vic", "viewer", None).await;
+    // Refusals reach the chain through a worker that aggregates them over a real-time window
+    // and writes them in the order they came. A refusal of `marker` is a checkpoint: once its
+    // entry is on the chain, so is every refusal queued before it.
+    let marker = app.token_for("marker", "viewer", None).await;
+    let start = app.store.audit_head().await.unwrap().seq;
     // A role that lacks the permission, a forged token, an injected tenant header.
     let r = app
         .post_as(
@@ -476,27 +517,12 @@ async fn refusals_are_audited() {
             .status,
         401
     );
-    let denied = |app: &TestApp| {
-        let store = app.store.clone();
-        async move {
-            store
-                .audit_entries(None, 0, 10_000)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|e| e.action == "access.denied")
-                .collect::<Vec<_>>()
-        }
-    };
-    for _ in 0..100 {
-        if !denied(&app).await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    // Let the aggregation window close, then read again.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let seen = denied(&app).await;
+    refuse(&app, &app.http, &marker).await;
+    let seen: Vec<_> = until_marker_on_chain(&app, start)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "access.denied" && e.actor != "marker")
+        .collect();
     let total: u64 = seen
         .iter()
         .map(|e| {
@@ -513,12 +539,7 @@ async fn refusals_are_audited() {
     assert!(seen.iter().any(|e| e.payload.contains("deployments")));
 
     // A flood of unknown credentials writes nothing to the chain and is throttled.
-    let before = app
-        .store
-        .audit_entries(None, 0, 100_000)
-        .await
-        .unwrap()
-        .len();
+    let before = app.store.audit_head().await.unwrap().seq;
     let mut throttled = 0;
     for i in 0..80 {
         let r = app
@@ -547,14 +568,18 @@ async fn refusals_are_audited() {
         )
         .await;
     assert_eq!(r.status, 429);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let after = app
-        .store
-        .audit_entries(None, 0, 100_000)
-        .await
-        .unwrap()
-        .len();
-    assert_eq!(before, after, "unknown credentials never reach the chain");
+    // 127.0.0.1 is blocked now, so the checkpoint comes from another loopback address (on
+    // Linux all of 127.0.0.0/8 is the loopback interface).
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    refuse(&app, &elsewhere, &marker).await;
+    let after = until_marker_on_chain(&app, before).await;
+    assert!(
+        after.len() == 1 && after[0].actor == "marker",
+        "unknown credentials never reach the chain: {after:?}"
+    );
     // This address is still blocked: verify through the store.
     let r = app.store.verify_audit().await.unwrap();
     assert!(r.ok, "{r:?}");
@@ -591,19 +616,24 @@ async fn access_review_attests_and_revokes() {
             .await
         }
     };
-    let mut list = serde_json::Value::Null;
-    for _ in 0..50 {
-        list = ent(ann.clone()).await.body;
-        if list
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["subject"] == "ci" && e["last_used_at"].is_string())
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let list = wait_until(
+        "ci's last use is on record",
+        std::time::Duration::from_secs(10),
+        async || {
+            let list = ent(ann.clone()).await.body;
+            if list
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["subject"] == "ci" && e["last_used_at"].is_string())
+            {
+                Ok(list)
+            } else {
+                Err(list.to_string())
+            }
+        },
+    )
+    .await;
     let items = list.as_array().unwrap().clone();
     let find = |s: &str| items.iter().find(|e| e["subject"] == s).unwrap().clone();
     assert!(find("ci")["last_used_at"].is_string(), "{list}");

@@ -1,5 +1,6 @@
 use std::process::Output;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -226,6 +227,27 @@ impl TestApp {
         r.body["token"].as_str().unwrap().to_owned()
     }
 
+    /// The value of one series on `/metrics` (`name{label="v"}`), 0 when absent. The recorder
+    /// is process-wide: compare with a value read earlier, never with an absolute number.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let r = self
+            .req(reqwest::Method::GET, "/metrics", None, None, &[])
+            .await;
+        assert_eq!(r.status, 200);
+        r.body
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
     pub async fn count(&self) -> usize {
         let r = self.get("/api/v1/deployments?limit=1000").await;
         r.body["items"].as_array().unwrap().len()
@@ -256,6 +278,51 @@ impl TestApp {
             c.env(k, v);
         }
         c.output().await.unwrap()
+    }
+}
+
+/// What a [`wait_until`] condition answers: `true` or `Ok(v)` once it holds (`v` is handed
+/// back); `false` or `Err(seen)` while it does not (`seen`, what was observed, goes into the
+/// failure message).
+pub trait Condition {
+    type Value;
+    fn holds(self) -> Result<Self::Value, String>;
+}
+
+impl Condition for bool {
+    type Value = ();
+    fn holds(self) -> Result<(), String> {
+        if self { Ok(()) } else { Err("not yet".into()) }
+    }
+}
+
+impl<T> Condition for Result<T, String> {
+    type Value = T;
+    fn holds(self) -> Result<T, String> {
+        self
+    }
+}
+
+/// How often [`wait_until`] asks again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// The one way tests wait: asks `check` every 25 ms until it holds and returns what it found,
+/// or panics naming `what` (and the last thing seen) once `timeout` has passed. Never a fixed
+/// sleep: a test waits for a signal, however slow or fast the machine.
+pub async fn wait_until<C: Condition>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> C,
+) -> C::Value {
+    let started = Instant::now();
+    loop {
+        match check().await.holds() {
+            Ok(v) => return v,
+            Err(seen) if started.elapsed() >= timeout => {
+                panic!("timed out after {timeout:?} waiting until {what}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
     }
 }
 
@@ -319,19 +386,22 @@ impl ServerProcess {
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = http.get(format!("{url}/readyz")).send().await
-                && r.status().is_success()
-            {
-                return ServerProcess {
-                    url,
-                    db_url: db_url.to_owned(),
-                    _child: child,
-                };
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        wait_until(
+            &format!("shipgate serve is ready on {url}"),
+            Duration::from_secs(10),
+            async || {
+                http.get(format!("{url}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            },
+        )
+        .await;
+        ServerProcess {
+            url,
+            db_url: db_url.to_owned(),
+            _child: child,
         }
-        panic!("shipgate serve did not become ready on {url}");
     }
 
     /// A client handle with the same helpers as an in-process `TestApp`.

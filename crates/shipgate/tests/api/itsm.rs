@@ -2,7 +2,7 @@
 //! shipgate's decision is written back. The tools are HTTP mocks (third-party SaaS) that answer
 //! with the corpus records and record what shipgate sends.
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -82,24 +82,38 @@ async fn mock(record: Value) -> (String, Calls) {
 }
 
 async fn wait_for(calls: &Calls, what: &str) -> (String, String, Value, bool) {
-    let t = Instant::now();
-    loop {
-        if let Some(c) = calls
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(m, p, _, _)| format!("{m} {p}").contains(what))
-            .cloned()
-        {
-            return c;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "no {what}: {:?}",
-            calls.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        &format!("the tool gets {what}"),
+        Duration::from_secs(30),
+        async || {
+            let calls = calls.lock().unwrap();
+            calls
+                .iter()
+                .find(|(m, p, _, _)| format!("{m} {p}").contains(what))
+                .cloned()
+                .ok_or_else(|| format!("{calls:?}"))
+        },
+    )
+    .await
+}
+
+/// Waits until the `sink` relay has gone past every outbox event written so far: whatever it
+/// was going to do with them, it has done.
+async fn until_relayed(app: &TestApp, sink: &str) {
+    let head = app.store.outbox_head().await.unwrap();
+    wait_until(
+        &format!("the {sink} relay reaches outbox event {head}"),
+        Duration::from_secs(10),
+        async || {
+            let (cursor, _) = app.store.outbox_pending(sink, 1).await.unwrap();
+            if cursor >= head {
+                Ok(())
+            } else {
+                Err(format!("at {cursor}"))
+            }
+        },
+    )
+    .await;
 }
 
 async fn inbound(app: &TestApp, system: &str, token: &str, body: Vec<u8>) -> Resp {
@@ -249,7 +263,7 @@ async fn itsm_change_records_open_change_requests_and_get_the_decision_back() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["status"], "approved");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_relayed(&app, "servicenow").await;
     assert!(
         !snow_calls
             .lock()

@@ -125,3 +125,31 @@ async fn problem_shape_is_stable() {
     assert_eq!(ek, ["code", "field", "message"]);
     app.stop().await;
 }
+
+/// The served OpenAPI document is pinned whole: any change to the API's contract (a path, a
+/// parameter, a schema, a description) shows up as a snapshot diff and fails until accepted.
+/// To accept a deliberate change: `cargo insta review` (or
+/// `INSTA_UPDATE=always cargo test -p shipgate --test api ops::openapi_document_is_pinned`),
+/// then commit the updated `snapshots/api__ops__openapi.snap`.
+#[tokio::test]
+async fn openapi_document_is_pinned() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/openapi.json",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // Parsed into a `Value` (sorted maps), and sorted again when written: key order never
+    // depends on how the server happened to serialise the document.
+    let doc: Value = r.body;
+    assert!(doc.is_object(), "{doc}");
+    insta::with_settings!({ sort_maps => true }, {
+        insta::assert_json_snapshot!("openapi", doc);
+    });
+    app.stop().await;
+}

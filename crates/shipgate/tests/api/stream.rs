@@ -69,13 +69,12 @@ impl Nats {
             .spawn()
             .expect("nats-server starts");
         self.child = Some(child);
-        for _ in 0..100 {
-            if async_nats::connect(&self.url).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("nats-server did not start");
+        wait_until(
+            "nats-server accepts clients",
+            Duration::from_secs(5),
+            async || async_nats::connect(&self.url).await.is_ok(),
+        )
+        .await;
     }
 
     pub async fn stop(&mut self) {
@@ -104,6 +103,27 @@ async fn succeed(app: &TestApp, id: &str) {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
+}
+
+const RELAY_ERRORS_NATS: &str = "shipgate_outbox_errors_total{sink=\"nats\"}";
+const RELAY_ERRORS_KAFKA: &str = "shipgate_outbox_errors_total{sink=\"kafka\"}";
+
+/// Waits until the relay has met the outage: its failure count (`series`) has gone past
+/// `before`. What it could not deliver stays in the outbox for when the broker is back.
+async fn until_relay_fails(app: &TestApp, series: &str, before: f64) {
+    wait_until(
+        "the relay finds the broker unavailable",
+        Duration::from_secs(30),
+        async || {
+            let now = app.metric(series).await;
+            if now > before {
+                Ok(())
+            } else {
+                Err(format!("{series} is {now}"))
+            }
+        },
+    )
+    .await;
 }
 
 /// Reads everything in the stream (a durable pull consumer, acking each message).
@@ -177,6 +197,7 @@ async fn no_event_lost_while_the_broker_is_down() {
         first[0].0
     );
 
+    let failures = app.metric(RELAY_ERRORS_NATS).await;
     nats.stop().await;
     for i in 10..40 {
         ids.push(deploy(&app, i).await);
@@ -186,7 +207,7 @@ async fn no_event_lost_while_the_broker_is_down() {
         succeed(&app, id).await;
         expected += 1;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_relay_fails(&app, RELAY_ERRORS_NATS, failures).await;
     nats.resume().await;
 
     let rest = consume(&nats.url, "SHIPGATE_TEST", expected - first.len()).await;
@@ -298,13 +319,12 @@ impl Tansu {
             .spawn()
             .expect("tansu starts");
         self.child = Some(child);
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(&self.broker).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("tansu did not start");
+        wait_until(
+            "tansu accepts connections",
+            Duration::from_secs(5),
+            async || tokio::net::TcpStream::connect(&self.broker).await.is_ok(),
+        )
+        .await;
     }
 
     async fn stop(&mut self) {
@@ -324,24 +344,29 @@ impl Tansu {
             .partition_client(topic.to_owned(), 0, UnknownTopicHandling::Retry)
             .await
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let start = p.get_offset(OffsetAt::Earliest).await.unwrap();
-            let (records, _) = p.fetch_records(start, 1..10_000_000, 500).await.unwrap();
-            let out: Vec<(String, Value)> = records
-                .iter()
-                .map(|r| {
-                    (
-                        String::from_utf8(r.record.headers["ce_id"].clone()).unwrap(),
-                        serde_json::from_slice(r.record.value.as_deref().unwrap()).unwrap(),
-                    )
-                })
-                .collect();
-            if out.len() >= want || Instant::now() > deadline {
-                return out;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_until(
+            &format!("{topic} holds {want} records"),
+            Duration::from_secs(20),
+            async || {
+                let start = p.get_offset(OffsetAt::Earliest).await.unwrap();
+                let (records, _) = p.fetch_records(start, 1..10_000_000, 500).await.unwrap();
+                let out: Vec<(String, Value)> = records
+                    .iter()
+                    .map(|r| {
+                        (
+                            String::from_utf8(r.record.headers["ce_id"].clone()).unwrap(),
+                            serde_json::from_slice(r.record.value.as_deref().unwrap()).unwrap(),
+                        )
+                    })
+                    .collect();
+                if out.len() >= want {
+                    Ok(out)
+                } else {
+                    Err(format!("{} records", out.len()))
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -368,11 +393,12 @@ async fn kafka_receives_every_event_across_an_outage() {
 
     // The broker goes away; tansu keeps its data in memory, so the restarted broker is empty and
     // holds exactly what the relay delivers after the outage.
+    let failures = app.metric(RELAY_ERRORS_KAFKA).await;
     kafka.stop().await;
     for i in 5..20 {
         ids.push(deploy(&app, i).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_relay_fails(&app, RELAY_ERRORS_KAFKA, failures).await;
     kafka.resume().await;
     let after = kafka.read("shipgate.events", 15).await;
     let all: Vec<&(String, Value)> = before.iter().chain(after.iter()).collect();

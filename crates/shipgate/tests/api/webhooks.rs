@@ -861,15 +861,19 @@ async fn deployment_protection_rules_are_answered_by_the_gate() {
     let wait_answers = |n: usize| {
         let answers = answers.clone();
         async move {
-            let t = std::time::Instant::now();
-            loop {
-                let a = answers.lock().unwrap().clone();
-                if a.len() >= n {
-                    return a;
-                }
-                assert!(t.elapsed() < std::time::Duration::from_secs(10), "{a:?}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            wait_until(
+                &format!("{n} protection rules are answered"),
+                std::time::Duration::from_secs(10),
+                async || {
+                    let a = answers.lock().unwrap().clone();
+                    if a.len() >= n {
+                        Ok(a)
+                    } else {
+                        Err(format!("{a:?}"))
+                    }
+                },
+            )
+            .await
         }
     };
     let r = send(1, Some(&std_cr)).await;
@@ -901,13 +905,13 @@ async fn deployment_protection_rules_are_answered_by_the_gate() {
     assert_eq!(a[2].1["state"], "rejected");
     assert!(a[2].1["comment"].as_str().unwrap().contains("change_ref"));
     // A callback outside the configured GitHub API never gets the token (same mock, other
-    // host name).
+    // host name): refused when it arrives, so nothing is kept to be answered later.
     let mut elsewhere = request(5, Some(&std_cr));
     elsewhere["deployment_callback_url"] = json!(format!(
         "{}/repos/acme/checkout/actions/runs/5/deployment_protection_rule",
         gh.replace("127.0.0.1", "localhost")
     ));
-    deliver(
+    let r = deliver(
         &app,
         "deployment_protection_rule",
         "dpr-5",
@@ -915,26 +919,33 @@ async fn deployment_protection_rules_are_answered_by_the_gate() {
         None,
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "deployment_callback_url");
+    let kept = app.store.pending_protection_requests().await.unwrap();
+    assert!(!kept.iter().any(|(_, id, _, _)| id == "dpr-5"), "{kept:?}");
     assert_eq!(
         answers.lock().unwrap().len(),
         3,
         "not sent outside the GitHub API"
     );
-    // Pending: answered once carol approves.
+    // Pending: not answered while pending, answered once carol approves. A request on the
+    // standard change sent after it is answered at once: by the time that answer arrives, the
+    // pending request has had its chance to be answered.
     send(4, Some(&normal_cr)).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    send(6, Some(&std_cr)).await;
+    let a = wait_answers(4).await;
+    assert_eq!(a.len(), 4, "not answered while pending: {a:?}");
     assert_eq!(
-        answers.lock().unwrap().len(),
-        3,
-        "not answered while pending"
+        a[3].1["comment"],
+        format!("shipgate: {std_cr} allows staging"),
+        "not answered while pending: {a:?}"
     );
     // Not forgotten across a restart: answered by the restarted server.
     let db = app.db_url.clone();
     let dir = app.stop().await;
     assert_eq!(
         answers.lock().unwrap().len(),
-        3,
+        4,
         "a shutdown is not a rejection"
     );
     let app = TestApp::spawn_on(db, dir, |s| {
@@ -954,8 +965,12 @@ async fn deployment_protection_rules_are_answered_by_the_gate() {
         .decide_as(&normal_cr, json!({"decision": "approve"}), &carol)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let a = wait_answers(4).await;
-    assert_eq!(a[3].1["state"], "approved", "{:?}", a[3]);
+    let a = wait_answers(5).await;
+    assert_eq!(a[4].1["state"], "approved", "{:?}", a[4]);
+    assert_eq!(
+        a[4].1["comment"],
+        format!("shipgate: {normal_cr} allows staging")
+    );
     app.stop().await;
 }
 
@@ -1069,12 +1084,22 @@ async fn protection_rule_callbacks_off_githubs_path_never_get_the_token() {
         let r = send(tenant, format!("good-{i}"), callback.clone()).await;
         assert_eq!(r.status, 200, "{callback}: {}", r.body);
     }
-    let t = std::time::Instant::now();
-    while hits.lock().unwrap().len() < 2 {
-        assert!(t.elapsed() < std::time::Duration::from_secs(10));
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Each kept request is marked answered once GitHub took its answer: with none left, no
+    // further call can come.
+    wait_until(
+        "both callbacks are answered and none is left to answer",
+        std::time::Duration::from_secs(10),
+        async || {
+            let kept = app.store.pending_protection_requests().await.unwrap();
+            let n = hits.lock().unwrap().len();
+            if n >= 2 && kept.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{n} calls; still to answer: {kept:?}"))
+            }
+        },
+    )
+    .await;
     let mut got = hits.lock().unwrap().clone();
     got.sort();
     assert_eq!(
