@@ -360,9 +360,6 @@ pub struct IncidentAnswer {
     suggested_changes: Vec<shipgate_store::FeedEntry>,
 }
 
-/// Records one incident (its environment resolved for the event's tier); returns whether it
-/// changed, and the resolved environment.
-
 /// Records incidents and answers with the recent changes to what they affect.
 async fn take_incidents(
     state: &AppState,

@@ -237,6 +237,8 @@ pub async fn settle_as(
     }
 }
 
+/// Records one incident (its environment resolved for the event's tier); returns whether it
+/// changed, and the resolved environment.
 pub async fn record_incident(
     app: &App,
     tenant: &str,
