@@ -249,6 +249,7 @@ async fn ingest(backend: &str, a: &Args) {
                 ..d.clone()
             },
             idempotency: None,
+            delivery: None,
         })
         .collect();
     let t = Instant::now();

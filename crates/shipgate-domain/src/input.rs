@@ -599,6 +599,7 @@ pub fn parse_create(value: &Value, ctx: &Context<'_>) -> Result<CreateDeployment
     errors.into_result(CreateDeployment {
         deployment,
         idempotency: None,
+        delivery: None,
     })
 }
 

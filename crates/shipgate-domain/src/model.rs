@@ -205,6 +205,8 @@ pub struct CreateDeployment {
     pub deployment: NewDeployment,
     /// Idempotency key scoped to the tenant, with a hash of the request it guards.
     pub idempotency: Option<IdempotencyKey>,
+    /// The webhook delivery this record came from: recorded in the same transaction.
+    pub delivery: Option<Delivery>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,4 +393,23 @@ impl Cursor {
             id: Uuid::parse_str(id).ok()?,
         })
     }
+}
+
+/// One delivery as recorded: what came, and what shipgate made of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// `github`, `gitlab`, `cdevents`...
+    pub source: String,
+    /// The sender's delivery id (`X-GitHub-Delivery`, the CloudEvent id...).
+    pub delivery_id: String,
+    pub tenant: String,
+    /// The event type as the sender names it.
+    pub event: String,
+    /// `accepted`, `ignored` or `rejected`.
+    pub result: String,
+    pub reason: Option<String>,
+    /// The shipgate records it created or advanced.
+    pub records: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: crate::time::Timestamp,
 }

@@ -19,24 +19,7 @@ pub fn derived_id(parts: &[&str]) -> Uuid {
     Uuid::new_v5(&NAMESPACE, parts.join("\u{1f}").as_bytes())
 }
 
-/// One delivery as recorded: what came, and what shipgate made of it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Delivery {
-    /// `github`, `gitlab`, `cdevents`...
-    pub source: String,
-    /// The sender's delivery id (`X-GitHub-Delivery`, the CloudEvent id...).
-    pub delivery_id: String,
-    pub tenant: String,
-    /// The event type as the sender names it.
-    pub event: String,
-    /// `accepted`, `ignored` or `rejected`.
-    pub result: String,
-    pub reason: Option<String>,
-    /// The shipgate records it created or advanced.
-    pub records: Vec<String>,
-    #[schema(value_type = String, format = DateTime)]
-    pub received_at: crate::time::Timestamp,
-}
+pub use crate::model::Delivery;
 
 /// What one delivery asks shipgate to do.
 #[derive(Debug, Clone, PartialEq)]

@@ -47,9 +47,17 @@ pub fn delivery(
     }
 }
 
-/// Records what the intents ask for, as `caller`.
-pub async fn apply(app: &App, caller: &Caller, intents: Vec<Intent>) -> ApiResult<Vec<String>> {
+/// Records what the intents ask for, as `caller`. `accepted` is the delivery's record: when
+/// the delivery's whole effect is one new deployment, it is written in that deployment's
+/// transaction (through the group-commit writer), and taken.
+pub async fn apply(
+    app: &App,
+    caller: &Caller,
+    intents: Vec<Intent>,
+    accepted: &mut Option<Delivery>,
+) -> ApiResult<Vec<String>> {
     let tenant = caller.tenant.as_str();
+    let single = intents.len() == 1;
     let mut records = Vec::new();
     let known = |id: Uuid| async move { app.store.get_deployment(tenant, id).await };
     // Ids derived from upstream records are scoped to the tenant: two tenants' Jenkins job
@@ -102,13 +110,21 @@ pub async fn apply(app: &App, caller: &Caller, intents: Vec<Intent>) -> ApiResul
                 deployment,
                 status,
             } => {
+                records.push(deployment_id.to_string());
                 if known(deployment_id).await?.is_none() {
-                    deployments::record(app, caller, &deployment, None).await?;
+                    // A deployment first heard of with its status is recorded with it: one
+                    // write, with the delivery when that is all the delivery did.
+                    let body = with_status(deployment, &status);
+                    let delivery = single.then(|| accepted.take()).flatten().map(|d| Delivery {
+                        records: records.clone(),
+                        ..d
+                    });
+                    deployments::record_from(app, caller, &body, None, delivery).await?;
+                    continue;
                 }
                 // The upstream status id makes a redelivered status idempotent.
                 deployments::append(app, caller, deployment_id, &status, status["id"].as_str())
                     .await?;
-                records.push(deployment_id.to_string());
             }
             Intent::Commits(commits) => {
                 app.store.record_commits(tenant, &commits).await?;
@@ -216,24 +232,29 @@ pub async fn settle_as(
                 records: vec![],
             })
         }
-        Ok(Ok(intents)) => match apply(app, caller, intents).await {
-            Ok(records) => {
-                remember(app, d("accepted", None, records.clone())).await;
-                metrics::counter!("shipgate_webhook_deliveries_total", "source" => source.to_owned(), "result" => "accepted").increment(1);
-                Ok(DeliveryAnswer {
-                    result: "accepted".into(),
-                    reason: None,
-                    records,
-                })
+        Ok(Ok(intents)) => {
+            let mut accepted = Some(d("accepted", None, vec![]));
+            match apply(app, caller, intents, &mut accepted).await {
+                Ok(records) => {
+                    if accepted.is_some() {
+                        remember(app, d("accepted", None, records.clone())).await;
+                    }
+                    metrics::counter!("shipgate_webhook_deliveries_total", "source" => source.to_owned(), "result" => "accepted").increment(1);
+                    Ok(DeliveryAnswer {
+                        result: "accepted".into(),
+                        reason: None,
+                        records,
+                    })
+                }
+                Err(
+                    e @ (ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::Overloaded),
+                ) => Err(e),
+                Err(e) => {
+                    remember(app, d("rejected", Some(e.summary()), vec![])).await;
+                    Err(e)
+                }
             }
-            Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::Overloaded)) => {
-                Err(e)
-            }
-            Err(e) => {
-                remember(app, d("rejected", Some(e.summary()), vec![])).await;
-                Err(e)
-            }
-        },
+        }
     }
 }
 
@@ -262,4 +283,22 @@ pub async fn record_incident(
         )
         .await?;
     Ok((changed, env))
+}
+
+/// A deployment body that also carries its first known status (and, when that status is
+/// final, when it finished).
+fn with_status(mut deployment: serde_json::Value, status: &serde_json::Value) -> serde_json::Value {
+    let final_status = status["status"]
+        .as_str()
+        .and_then(shipgate_domain::DeploymentStatus::parse)
+        .is_some_and(|s| s.is_terminal());
+    if let Some(obj) = deployment.as_object_mut() {
+        if let Some(st) = status.get("status") {
+            obj.insert("status".into(), st.clone());
+        }
+        if final_status && let Some(at) = status.get("occurred_at") {
+            obj.insert("finished_at".into(), at.clone());
+        }
+    }
+    deployment
 }

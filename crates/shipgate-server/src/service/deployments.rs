@@ -40,8 +40,20 @@ pub async fn record(
     value: &Value,
     idempotency_key: Option<&str>,
 ) -> ApiResult<shipgate_store::Created> {
+    record_from(app, caller, value, idempotency_key, None).await
+}
+
+/// [`record`], for a webhook delivery whose record commits with the deployment.
+pub async fn record_from(
+    app: &App,
+    caller: &Caller,
+    value: &Value,
+    idempotency_key: Option<&str>,
+    delivery: Option<shipgate_domain::integrations::Delivery>,
+) -> ApiResult<shipgate_store::Created> {
     let mut cmd = validate(app, caller, value, false).await?;
     cmd.idempotency = idempotency(idempotency_key, value, "deployment-id");
+    cmd.delivery = delivery;
     caller.require_env_tier(
         cmd.deployment.environment.tier,
         &cmd.deployment.environment.name,

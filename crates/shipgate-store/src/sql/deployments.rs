@@ -333,6 +333,13 @@ impl crate::DeploymentStore for SqlStore {
             }
             tx.audit(now, pending);
         }
+        // A webhook delivery commits with what it recorded (a replay records it too).
+        for (plan, c) in plans.iter().zip(&batch) {
+            if let (false, Some(d)) = (matches!(plan, Plan::Fail(_)), &c.delivery) {
+                tx.operational(Operational::DeliveryLog);
+                super::sources::insert_delivery(&mut tx, d).await?;
+            }
+        }
         tx.commit().await?;
 
         let mut out = Vec::with_capacity(plans.len());

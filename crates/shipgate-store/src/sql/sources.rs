@@ -427,24 +427,8 @@ impl crate::SourceStore for SqlStore {
         d: &shipgate_domain::integrations::Delivery,
     ) -> StoreResult<bool> {
         let (_writer, db) = self.operational(Operational::DeliveryLog).await;
-        let r = sqlx::query(
-            "INSERT INTO webhook_deliveries (source, delivery_id, tenant, event, result, reason, records, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, delivery_id) DO UPDATE SET \
-             event = excluded.event, result = excluded.result, reason = excluded.reason, \
-             records = excluded.records, received_at = excluded.received_at \
-             WHERE webhook_deliveries.result = 'rejected'",
-        )
-        .bind(&d.source)
-        .bind(&d.delivery_id)
-        .bind(&d.tenant)
-        .bind(&d.event)
-        .bind(&d.result)
-        .bind(&d.reason)
-        .bind(json_text(&d.records))
-        .bind(to_micros(d.received_at))
-        .execute(db)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let mut conn = db.acquire().await?;
+        insert_delivery(&mut conn, d).await
     }
 
     async fn delivery_created(
@@ -502,4 +486,30 @@ impl crate::SourceStore for SqlStore {
         .await?;
         rows.iter().map(delivery_from_row).collect()
     }
+}
+
+/// Records a delivery on the caller's connection (a rejected one may be redelivered, and its
+/// record is replaced); `false` when it was already recorded.
+pub(super) async fn insert_delivery(
+    conn: &mut Conn,
+    d: &shipgate_domain::integrations::Delivery,
+) -> StoreResult<bool> {
+    let r = sqlx::query(
+            "INSERT INTO webhook_deliveries (source, delivery_id, tenant, event, result, reason, records, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, delivery_id) DO UPDATE SET \
+             event = excluded.event, result = excluded.result, reason = excluded.reason, \
+             records = excluded.records, received_at = excluded.received_at \
+             WHERE webhook_deliveries.result = 'rejected'",
+        )
+        .bind(&d.source)
+        .bind(&d.delivery_id)
+        .bind(&d.tenant)
+        .bind(&d.event)
+        .bind(&d.result)
+        .bind(&d.reason)
+        .bind(json_text(&d.records))
+        .bind(to_micros(d.received_at))
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
 }
