@@ -2244,6 +2244,50 @@ macro_rules! conformance {
     };
 }
 
+/// A webhook delivery whose effect is a new deployment commits with it, in the same
+/// transaction (group commit included); a refused item's delivery is not recorded.
+async fn deliveries_commit_with_their_deployment(db: &TestDb) {
+    use shipgate_domain::integrations::Delivery;
+    let s = db.store.as_ref();
+    let delivery = |id: &str| Delivery {
+        source: "github".into(),
+        delivery_id: id.into(),
+        tenant: "acme".into(),
+        event: "deployment_status".into(),
+        result: "accepted".into(),
+        reason: None,
+        records: vec!["r".into()],
+        received_at: now(),
+    };
+    let mut good = cmd(
+        "acme",
+        json!({"service":"a","environment":"dev","version":"1","status":"succeeded","finished_at": shipgate_domain::time::format(now())}),
+    );
+    good.delivery = Some(delivery("d-good"));
+    let mut bad = cmd(
+        "acme",
+        json!({"service":"b","environment":"dev","version":"1","corrects": Uuid::now_v7().to_string()}),
+    );
+    bad.delivery = Some(delivery("d-bad"));
+    let id = good.deployment.id;
+    let r = s
+        .create_deployments(vec![good.clone(), bad], now(), false)
+        .await
+        .unwrap();
+    assert!(r[0].is_ok() && r[1].is_err());
+    let got = s.get_deployment("acme", id).await.unwrap().unwrap();
+    assert_eq!(got.status, DeploymentStatus::Succeeded);
+    assert!(s.find_delivery("github", "d-good").await.unwrap().is_some());
+    assert!(s.find_delivery("github", "d-bad").await.unwrap().is_none());
+    // The same id again under another delivery conflicts, and that delivery is not recorded.
+    let mut again = good;
+    again.delivery = Some(delivery("d-again"));
+    let r = s.create_deployments(vec![again], now(), false).await.unwrap();
+    assert!(r[0].is_err());
+    assert!(s.find_delivery("github", "d-again").await.unwrap().is_none());
+    assert!(s.verify_audit().await.unwrap().ok);
+}
+
 conformance!(
     create_and_read_back,
     lifecycle_and_running,
@@ -2267,4 +2311,5 @@ conformance!(
     source_history,
     incidents,
     webhook_deliveries,
+    deliveries_commit_with_their_deployment,
 );

@@ -443,9 +443,9 @@ pub(super) enum Operational {
     /// `commits`: a cache of the repository's history, immutable by SHA and reproducible from
     /// the repository.
     CommitHistory,
-    /// `webhook_deliveries` of deliveries that changed nothing (ignored, refused, duplicate):
-    /// a log of what arrived. A delivery that changed something is recorded in the
-    /// transaction of its change, with its audit entry.
+    /// `webhook_deliveries`: the record of what arrived. A delivery whose whole effect is a
+    /// new deployment commits in that deployment's transaction; the others are recorded after
+    /// their audited effect, or as ignored or refused.
     DeliveryLog,
     /// `protection_requests`: pending questions from GitHub, kept until answered; the
     /// answer is a gate call, whose final answer is audited.
