@@ -2282,9 +2282,17 @@ async fn deliveries_commit_with_their_deployment(db: &TestDb) {
     // The same id again under another delivery conflicts, and that delivery is not recorded.
     let mut again = good;
     again.delivery = Some(delivery("d-again"));
-    let r = s.create_deployments(vec![again], now(), false).await.unwrap();
+    let r = s
+        .create_deployments(vec![again], now(), false)
+        .await
+        .unwrap();
     assert!(r[0].is_err());
-    assert!(s.find_delivery("github", "d-again").await.unwrap().is_none());
+    assert!(
+        s.find_delivery("github", "d-again")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(s.verify_audit().await.unwrap().ok);
 }
 
