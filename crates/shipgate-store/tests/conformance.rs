@@ -2261,7 +2261,9 @@ async fn deliveries_commit_with_their_deployment(db: &TestDb) {
     };
     let mut good = cmd(
         "acme",
-        json!({"service":"a","environment":"dev","version":"1","status":"succeeded","finished_at": shipgate_domain::time::format(now())}),
+        json!({"service":"a","environment":"dev","version":"1","status":"succeeded",
+               "started_at": shipgate_domain::time::format(now() - chrono::TimeDelta::minutes(5)),
+               "finished_at": shipgate_domain::time::format(now() - chrono::TimeDelta::minutes(1))}),
     );
     good.delivery = Some(delivery("d-good"));
     let mut bad = cmd(

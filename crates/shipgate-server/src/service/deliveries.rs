@@ -111,16 +111,19 @@ pub async fn apply(
                 status,
             } => {
                 records.push(deployment_id.to_string());
-                if known(deployment_id).await?.is_none() {
+                let unknown = known(deployment_id).await?.is_none();
+                if unknown && let Some(body) = with_status(&deployment, &status) {
                     // A deployment first heard of with its status is recorded with it: one
                     // write, with the delivery when that is all the delivery did.
-                    let body = with_status(deployment, &status);
                     let delivery = single.then(|| accepted.take()).flatten().map(|d| Delivery {
                         records: records.clone(),
                         ..d
                     });
                     deployments::record_from(app, caller, &body, None, delivery).await?;
                     continue;
+                }
+                if unknown {
+                    deployments::record(app, caller, &deployment, None).await?;
                 }
                 // The upstream status id makes a redelivered status idempotent.
                 deployments::append(app, caller, deployment_id, &status, status["id"].as_str())
@@ -286,19 +289,26 @@ pub async fn record_incident(
 }
 
 /// A deployment body that also carries its first known status (and, when that status is
-/// final, when it finished).
-fn with_status(mut deployment: serde_json::Value, status: &serde_json::Value) -> serde_json::Value {
-    let final_status = status["status"]
+/// final, when it finished), or `None` when the two cannot be one record: the deployment
+/// names no start, or the status is timed before it. Those take the two-step path.
+fn with_status(
+    deployment: &serde_json::Value,
+    status: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    use shipgate_domain::time::parse_rfc3339;
+    let st = status["status"]
         .as_str()
-        .and_then(shipgate_domain::DeploymentStatus::parse)
-        .is_some_and(|s| s.is_terminal());
-    if let Some(obj) = deployment.as_object_mut() {
-        if let Some(st) = status.get("status") {
-            obj.insert("status".into(), st.clone());
+        .and_then(shipgate_domain::DeploymentStatus::parse)?;
+    let started = parse_rfc3339(deployment["started_at"].as_str()?).ok()?;
+    let mut body = deployment.clone();
+    let obj = body.as_object_mut()?;
+    obj.insert("status".into(), status["status"].clone());
+    if st.is_terminal() {
+        let at = status["occurred_at"].as_str()?;
+        if parse_rfc3339(at).ok()? < started {
+            return None;
         }
-        if final_status && let Some(at) = status.get("occurred_at") {
-            obj.insert("finished_at".into(), at.clone());
-        }
+        obj.insert("finished_at".into(), at.into());
     }
-    deployment
+    Some(body)
 }
