@@ -118,6 +118,19 @@ pub trait ChangeStore: Send + Sync {
         actor: &str,
         build: ChangeBuild,
         now: Timestamp,
+    ) -> StoreResult<ChangeRequest> {
+        self.create_change_from(tenant, actor, build, now, None)
+            .await
+    }
+    /// The same, for a webhook delivery (an ITSM record): the delivery's record, naming the
+    /// change, commits in the change's transaction.
+    async fn create_change_from(
+        &self,
+        tenant: &str,
+        actor: &str,
+        build: ChangeBuild,
+        now: Timestamp,
+        delivery: Option<shipgate_domain::integrations::Delivery>,
     ) -> StoreResult<ChangeRequest>;
     /// A change by key (`CR-12`) or id.
     async fn get_change(&self, tenant: &str, key: &str) -> StoreResult<Option<ChangeRequest>>;

@@ -709,9 +709,10 @@ async fn itsm_change(
         root: false,
         env_tier: None,
     };
-    match super::approvals::open(state, &caller, &body, authors).await {
+    let accepted = d("accepted", None, vec![]);
+    match crate::service::changes::open(state, &caller, &body, authors, Some(accepted)).await {
         Ok(c) => {
-            remember(state, d("accepted", None, vec![c.key.clone()])).await;
+            // The delivery's record committed with the change.
             Ok(answer("accepted", None, vec![c.key]))
         }
         Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::Overloaded)) => {

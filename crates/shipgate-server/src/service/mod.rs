@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use crate::config::Settings;
 use crate::error::ApiError;
 
+pub mod changes;
 pub mod deliveries;
 pub mod deployments;
 pub mod environments;

@@ -456,12 +456,13 @@ impl ChangeStore for SqlStore {
         rows.iter().map(policy_from_row).collect()
     }
 
-    async fn create_change(
+    async fn create_change_from(
         &self,
         tenant: &str,
         actor: &str,
         build: ChangeBuild,
         now: Timestamp,
+        delivery: Option<shipgate_domain::integrations::Delivery>,
     ) -> StoreResult<ChangeRequest> {
         let mut tx = self.begin_audited().await?;
         let n: Option<i64> = sqlx::query("SELECT MAX(number) AS n FROM changes WHERE tenant = $1")
@@ -496,6 +497,13 @@ impl ChangeStore for SqlStore {
             );
         }
         tx.audit(now, entries);
+        if let Some(mut d) = delivery {
+            // Whoever reads the change's events (the ITSM write-back) finds the delivery that
+            // opened it: they commit together.
+            d.records = vec![c.key.clone()];
+            tx.operational(Operational::DeliveryLog);
+            super::sources::insert_delivery(&mut tx, &d).await?;
+        }
         notify(&mut tx, c.id).await?;
         tx.commit().await?;
         Ok(c)

@@ -1,5 +1,6 @@
 //! Change requests.
 use super::*;
+use crate::service::changes as service_changes;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -41,44 +42,6 @@ pub struct ChangeSubmission {
     exploit_ref: Option<String>,
 }
 
-pub(super) async fn parse_spec(
-    state: &AppState,
-    tenant: &str,
-    v: &Value,
-) -> ApiResult<shipgate_domain::change::ChangeSpec> {
-    // Resolve every label first (async), then validate synchronously.
-    let mut resolved = BTreeMap::new();
-    if let Some(Value::Array(items)) = v.get("environments") {
-        for it in items {
-            if let Some(s) = it.as_str() {
-                let s = s.trim().to_owned();
-                let r = resolve_environment(state, tenant, &s).await?;
-                resolved.insert(s, r);
-            }
-        }
-    }
-    Ok(parse_change_spec(v, &|label| {
-        resolved
-            .get(label)
-            .cloned()
-            .unwrap_or_else(|| Err(format!("'{label}' is not a known environment")))
-    })?)
-}
-
-pub(super) async fn require_policy(
-    state: &AppState,
-    tenant: &str,
-) -> ApiResult<std::sync::Arc<approval::PolicyVersion>> {
-    governance::policy(state, tenant)
-        .await?
-        .ok_or_else(|| ApiError::Conflict {
-            code: shipgate_domain::ErrorCode::NoPolicy,
-            message:
-                "no approval policy has been pushed for this tenant (`shipgate policy push FILE`)"
-                    .into(),
-        })
-}
-
 #[utoipa::path(post, path = "/api/v1/changes", tag = "approvals", request_body = ChangeSubmission,
     description = "Opens a change request. The policy decides which fields are mandatory; every missing one is listed in one problem. Standard changes the policy pre-approves start approved.",
     responses((status = 201, body = ChangeRequest), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
@@ -90,50 +53,8 @@ pub(super) async fn create_change(
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
     Ok((
         StatusCode::CREATED,
-        Json(open(&state, &caller, &v, Vec::new()).await?),
+        Json(service_changes::open(&state, &caller, &v, Vec::new(), None).await?),
     ))
-}
-
-/// Opens a change request from a request body, as `caller` (the requester).
-pub(crate) async fn open(
-    state: &AppState,
-    caller: &Caller,
-    v: &serde_json::Value,
-    record_authors: Vec<String>,
-) -> ApiResult<ChangeRequest> {
-    let state = state.clone();
-    let mut spec = parse_spec(&state, &caller.tenant, v).await?;
-    spec.record_authors = record_authors;
-    let pv = require_policy(&state, &caller.tenant).await?;
-    let groups = governance::groups(&state, &caller.tenant).await?;
-    let now = state.clock.now();
-    let (tenant, requester) = (caller.tenant.clone(), caller.subject.clone());
-    let c = state
-        .store
-        .create_change(
-            &caller.tenant,
-            &caller.subject,
-            Box::new(move |n| {
-                approval::open_change(
-                    Uuid::now_v7(),
-                    format!("CR-{n}"),
-                    &tenant,
-                    &requester,
-                    spec,
-                    &pv,
-                    &groups,
-                    now,
-                )
-                .map_err(StoreError::Invalid)
-            }),
-            now,
-        )
-        .await?;
-    state.notifier.notify(c.id);
-    governance::check_emergency_threshold(&state, &c).await?;
-    metrics::counter!("shipgate_changes_opened_total", "type" => c.spec.change_type.as_str())
-        .increment(1);
-    Ok(c)
 }
 
 #[utoipa::path(get, path = "/api/v1/changes", tag = "approvals",
@@ -193,8 +114,8 @@ pub(super) async fn resubmit_change(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<ChangeRequest>> {
     let v = parse_json(&body_bytes(body, state.settings.max_body_bytes)?)?;
-    let spec = parse_spec(&state, &caller.tenant, &v).await?;
-    let pv = require_policy(&state, &caller.tenant).await?;
+    let spec = service_changes::parse_spec(&state, &caller.tenant, &v).await?;
+    let pv = service_changes::require_policy(&state, &caller.tenant).await?;
     let groups = governance::groups(&state, &caller.tenant).await?;
     let now = state.clock.now();
     let actor = caller.subject.clone();
@@ -364,7 +285,7 @@ pub(super) async fn decide_change(
     if !errors.is_empty() {
         return Err(errors.into());
     }
-    let pv = require_policy(&state, &caller.tenant).await?;
+    let pv = service_changes::require_policy(&state, &caller.tenant).await?;
     let groups = governance::groups(&state, &caller.tenant).await?;
     let ids = governance::identities(&state, &caller.tenant).await?;
     let now = state.clock.now();

@@ -16,9 +16,7 @@ use shipgate_domain::approval::{
     RootCauseReview,
 };
 use shipgate_domain::audit::{AuditEntry, sha256_hex};
-use shipgate_domain::change::{
-    ChangeRequest, ChangeStatus, DecisionKind, Evidence, parse_change_spec,
-};
+use shipgate_domain::change::{ChangeRequest, ChangeStatus, DecisionKind, Evidence};
 use shipgate_domain::input::{Fields, parse_digest};
 use shipgate_domain::policy::{Policy, Requirements};
 use shipgate_domain::{DeploymentFilter, FieldErrors, Role};
@@ -34,7 +32,6 @@ mod gate;
 mod people;
 mod policy;
 mod queue;
-pub(crate) use changes::open;
 
 use crate::auth::{Caller, generate_token, hash_token};
 use crate::error::{ApiError, ApiResult, Problem};
