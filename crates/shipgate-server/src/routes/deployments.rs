@@ -284,12 +284,7 @@ async fn list_deployments(
     let cursor = p.parse("cursor", |s| {
         Cursor::decode(s).ok_or_else(|| "not a cursor from an earlier page".to_owned())
     });
-    let limit = p.parse("limit", |s| {
-        s.parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or("an integer from 1 to 1000".to_owned())
-    });
+    let limit = p.limit();
     p.finish()?;
     let page = state
         .store

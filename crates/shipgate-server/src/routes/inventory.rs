@@ -127,12 +127,7 @@ async fn feed_of(
             .filter(|h| (1..=24 * 366).contains(h))
             .ok_or("an integer number of hours, 1 to 8784".to_owned())
     });
-    let limit = p.parse("limit", |s| {
-        s.parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or("an integer from 1 to 1000".to_owned())
-    });
+    let limit = p.limit();
     p.finish()?;
     let since = match filter.since {
         Some(s) => s,
@@ -323,12 +318,7 @@ async fn releases(
 ) -> ApiResult<Json<Vec<Release>>> {
     let mut p = Params::new(q, &["service", "limit"]);
     let service = p.get("service");
-    let limit = p.parse("limit", |s| {
-        s.parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or("an integer from 1 to 1000".to_owned())
-    });
+    let limit = p.limit();
     p.finish()?;
     Ok(Json(
         state

@@ -698,6 +698,16 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
+    /// `limit`: an integer from 1 to 1000.
+    pub fn limit(&mut self) -> Option<u32> {
+        self.parse("limit", |s| {
+            s.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or("an integer from 1 to 1000".to_owned())
+        })
+    }
+
     pub fn parse<T>(&mut self, k: &str, f: impl Fn(&str) -> Result<T, String>) -> Option<T> {
         let v = self.get(k)?;
         match f(&v) {

@@ -911,12 +911,7 @@ async fn list_deliveries(
     QueryPairs(q): QueryPairs,
 ) -> ApiResult<Json<Vec<Delivery>>> {
     let mut p = Params::new(q, &["limit"]);
-    let limit = p.parse("limit", |s| {
-        s.parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or("an integer from 1 to 1000".to_owned())
-    });
+    let limit = p.limit();
     p.finish()?;
     Ok(Json(
         state

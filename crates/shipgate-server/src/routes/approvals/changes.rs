@@ -71,12 +71,7 @@ pub(super) async fn list_changes(
         ChangeStatus::parse(s)
             .ok_or_else(|| format!("'{s}' is not one of: {}", ChangeStatus::expected()))
     });
-    let limit = p.parse("limit", |s| {
-        s.parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or("an integer from 1 to 1000".to_owned())
-    });
+    let limit = p.limit();
     p.finish()?;
     Ok(Json(
         state
