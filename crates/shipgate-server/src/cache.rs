@@ -7,8 +7,9 @@ use serde::Deserialize;
 use shipgate_domain::ApiToken;
 use shipgate_domain::time::{Clock, Timestamp};
 
-/// How long each cache keeps what it read, in seconds. Writes through this instance forget
-/// their entries at once; other instances see a write within the TTL.
+/// How long each cache keeps what it read, in seconds (at most an hour: a revoked token must
+/// not live on in another instance's cache). Writes through this instance forget their entries
+/// at once; other instances see a write within the TTL.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
@@ -42,12 +43,14 @@ pub struct TtlMap<V> {
 }
 
 const MAX_ENTRIES: usize = 10_000;
+/// The longest any cache keeps an entry, whatever the settings say.
+pub const MAX_TTL_SECS: u64 = 3600;
 
 impl<V: Clone> TtlMap<V> {
     pub fn new(clock: Arc<dyn Clock>, ttl_secs: u64) -> Self {
         TtlMap {
-            ttl: chrono::TimeDelta::try_seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX))
-                .unwrap_or(chrono::TimeDelta::MAX),
+            // Bounded by MAX_TTL_SECS, so the conversion cannot fail.
+            ttl: chrono::TimeDelta::seconds(ttl_secs.min(MAX_TTL_SECS) as i64),
             clock,
             entries: RwLock::new(HashMap::new()),
         }
@@ -137,5 +140,29 @@ impl GrantCache {
                 tracing::warn!(error = %e, "could not record a role grant's last use");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shipgate_domain::time::ShiftedClock;
+
+    #[test]
+    fn entries_expire_on_the_clock_and_no_setting_keeps_them_longer_than_an_hour() {
+        let clock = Arc::new(ShiftedClock::default());
+        let short: TtlMap<u8> = TtlMap::new(clock.clone(), 5);
+        let huge: TtlMap<u8> = TtlMap::new(clock.clone(), u64::MAX);
+        short.put("t", 1);
+        huge.put("t", 1);
+        assert_eq!((short.get("t"), huge.get("t")), (Some(1), Some(1)));
+        clock.advance(std::time::Duration::from_secs(6));
+        assert_eq!(short.get("t"), None);
+        assert_eq!(huge.get("t"), Some(1));
+        clock.advance(std::time::Duration::from_secs(MAX_TTL_SECS));
+        assert_eq!(huge.get("t"), None, "a huge TTL is bounded");
+        let off: TtlMap<u8> = TtlMap::new(clock, 0);
+        off.put("t", 1);
+        assert_eq!(off.get("t"), None, "0 turns the cache off");
     }
 }
