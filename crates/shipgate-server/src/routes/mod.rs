@@ -628,8 +628,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdempotencyHeader {
         let key = h
             .to_str()
             .ok()
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .and_then(crate::service::deployments::valid_key)
             .ok_or_else(|| {
                 ApiError::field(
                     "Idempotency-Key",

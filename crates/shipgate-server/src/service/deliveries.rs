@@ -125,9 +125,10 @@ pub async fn apply(
                 if unknown {
                     deployments::record(app, caller, &deployment, None).await?;
                 }
-                // The upstream status id makes a redelivered status idempotent.
-                deployments::append(app, caller, deployment_id, &status, status["id"].as_str())
-                    .await?;
+                // The upstream status id makes a redelivered status idempotent (held to the
+                // same bounds as an Idempotency-Key header).
+                let key = status["id"].as_str().and_then(deployments::valid_key);
+                deployments::append(app, caller, deployment_id, &status, key).await?;
             }
             Intent::Commits(commits) => {
                 app.store.record_commits(tenant, &commits).await?;

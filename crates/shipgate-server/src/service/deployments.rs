@@ -10,6 +10,11 @@ use uuid::Uuid;
 use super::{App, Caller};
 use crate::error::{ApiError, ApiResult};
 
+/// A client's idempotency key as accepted: trimmed, 1-255 characters.
+pub fn valid_key(raw: &str) -> Option<&str> {
+    Some(raw.trim()).filter(|k| !k.is_empty() && k.len() <= 255)
+}
+
 /// What makes a retried request return the first result: the client's idempotency key, or
 /// else the record's own id (`client_id_prefix:id`), with the hash of the request.
 pub fn idempotency(
